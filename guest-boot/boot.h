@@ -1,0 +1,79 @@
+/*
+ * Direct kernel boot: load an ELF (with or without a PVH note) or a bzImage into guest RAM,
+ * build the boot tables (zero page + e820 or PVH start_info, cmdline, initrd, page tables,
+ * GDT, ACPI) and describe the vCPU state the kernel must start in.
+ *
+ * guest-boot/ knows nothing of the VM object: it writes into a plain guest_mem, so its pieces
+ * can be unit-tested on a malloc'ed buffer.
+ */
+#ifndef TERN_BOOT_H
+#define TERN_BOOT_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct guest_mem {
+	uint8_t *base;		/* guest physical 0 */
+	uint64_t size;
+};
+
+/* A virtio-mmio device, announced on the cmdline (OSv) and in the DSDT (Linux). */
+struct boot_dev {
+	uint64_t base, size;
+	uint32_t irq;
+};
+
+#define BOOT_MAX_DEVS 16
+#define BOOT_CMDLINE_MAX 2048	/* including the terminating NUL */
+
+struct boot_cfg {
+	const char *kernel;	/* path */
+	const char *initrd;	/* path or NULL */
+	const char *cmdline;	/* user's -append, may be NULL */
+	bool force_pvh;		/* enter through the PVH note even if a 64-bit entry exists */
+	unsigned ncpus;
+	struct boot_dev devs[BOOT_MAX_DEVS];
+	int ndevs;
+};
+
+enum boot_mode {
+	BOOT_LINUX64,		/* long mode, paging on, RSI = zero page */
+	BOOT_PVH32,		/* 32-bit protected mode, paging off, EBX = hvm_start_info */
+};
+
+struct boot_entry {
+	enum boot_mode mode;
+	uint64_t rip;
+	uint64_t rsi, rbx, rsp;
+	uint64_t cr3;		/* BOOT_LINUX64 only */
+	uint64_t gdt_base;
+	uint16_t gdt_limit;
+};
+
+/*
+ * Loads cfg->kernel into mem and builds everything the kernel reads at boot.
+ * On error prints one line naming the problem ("kernel: FILE: ...") and returns -1.
+ */
+int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_entry *out);
+
+/* Puts a vCPU into the state described by e (sregs, regs, FPU). -1 with a printed error. */
+int boot_setup_vcpu(int vcpu_fd, const struct boot_entry *e);
+
+/* KVM_GET_SUPPORTED_CPUID, trimmed to one CPU, with KVM's paravirt leaves (kvmclock). */
+int boot_setup_cpuid(int kvm_fd, int vcpu_fd);
+
+/* Fixed layout of low memory (GUEST-ABI.md: never use 0x1000-0x2fff). */
+#define BOOT_GDT_ADDR		0x500ULL
+#define BOOT_PVH_INFO_ADDR	0x6000ULL	/* hvm_start_info + memmap */
+#define BOOT_ZERO_PAGE_ADDR	0x7000ULL
+#define BOOT_STACK_TOP		0x8ff0ULL
+#define BOOT_PML4_ADDR		0x9000ULL
+#define BOOT_PDPT_ADDR		0xa000ULL
+#define BOOT_PD_ADDR		0xb000ULL
+#define BOOT_ACPI_ADDR		0xe0000ULL	/* RSDP where the BIOS area search finds it */
+#define BOOT_CMDLINE_ADDR	0x20000ULL
+#define BOOT_KERNEL_ADDR	0x100000ULL	/* bzImage protected-mode code */
+#define BOOT_HIMEM_START	0x100000ULL
+
+#endif

@@ -1,0 +1,48 @@
+/* The command line, parsed (QEMU's spelling; see config.c). */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+#define CONFIG_MAX_NICS 4
+
+enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
+enum netdev_type { NETDEV_TAP, NETDEV_BRIDGE };
+
+struct netdev_cfg {
+	char id[32];
+	enum netdev_type type;
+	char ifname[16];	/* tap name; empty = let the kernel pick */
+	char br[16];		/* bridge to attach to; empty = none */
+};
+
+struct nic_cfg {
+	char netdev[32];
+	uint8_t mac[6];
+};
+
+struct tern_config {
+	const char *kernel, *initrd, *append;
+	uint64_t mem_size;
+	unsigned smp;
+	enum serial_mode serial;
+	const char *serial_path;
+	const char *monitor;	/* "unix:PATH,server,nowait" or NULL */
+	const char *qmp;
+	const char *incoming;
+	const char *name, *pidfile;
+	bool nographic, daemonize, pvh;
+	struct netdev_cfg netdev[CONFIG_MAX_NICS];
+	int n_netdev;
+	struct nic_cfg nic[CONFIG_MAX_NICS];
+	int n_nic;
+};
+
+/* 0 on success; -1 after printing one line that names the bad option. */
+int config_parse(struct tern_config *c, int argc, char **argv);
+void config_usage(void);
+/* "unix:PATH[,server][,nowait]" -> PATH in buf; -1 if not that form. */
+int config_unix_path(const char *spec, char *buf, unsigned len);
+
+#endif

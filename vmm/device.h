@@ -1,0 +1,35 @@
+/*
+ * What a device tells the core about itself, in one place: its name, and its hooks for
+ * migration and teardown. The core and the migration code only ever call these hooks.
+ *
+ * State travels as a flattened device tree (libfdt): the core opens a node named after the
+ * device and the device's save hook adds one property per field with libfdt's sequential-write
+ * calls; load gets the same node back and must bounds-check what it reads.
+ */
+#ifndef TERN_DEVICE_H
+#define TERN_DEVICE_H
+
+struct device_ops {
+	const char *name;
+	/* Properties that must be equal on both sides of a migration, as strings ("mac"). */
+	int (*describe)(void *opaque, void *fdt);
+	int (*save)(void *opaque, void *fdt);
+	int (*load)(void *opaque, const void *fdt, int node);
+	/* Stop and restart processing (host I/O, timers) around a migration's stop-and-copy. */
+	void (*pause)(void *opaque);
+	void (*resume)(void *opaque);
+	/* After the guest has resumed on a migration's destination (e.g. announce the NIC). */
+	void (*post_migrate)(void *opaque);
+	/* Human-readable lines for `info` commands; buf gets at most len bytes. */
+	void (*info)(void *opaque, const char *what, char *buf, unsigned len);
+	void (*destroy)(void *opaque);
+};
+
+struct device {
+	const struct device_ops *ops;
+	void *opaque;
+};
+
+#define VM_MAX_DEVICES 16
+
+#endif

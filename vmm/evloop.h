@@ -1,0 +1,39 @@
+/* The I/O thread's epoll loop: fds, timers and signals, each with a callback. */
+#ifndef TERN_EVLOOP_H
+#define TERN_EVLOOP_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+typedef void (*ev_fn)(void *opaque, uint32_t events);
+
+struct ev_handler {
+	int fd;
+	ev_fn fn;
+	void *opaque;
+	bool used;
+};
+
+#define EVLOOP_MAX 64
+
+struct evloop {
+	int epfd;
+	int wakefd;		/* eventfd: evloop_stop() from any thread */
+	bool stop;
+	struct ev_handler h[EVLOOP_MAX];
+};
+
+int evloop_init(struct evloop *l);
+void evloop_destroy(struct evloop *l);
+int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque);
+void evloop_del(struct evloop *l, int fd);
+/* Runs until evloop_stop(). */
+void evloop_run(struct evloop *l);
+void evloop_stop(struct evloop *l);
+/* A timerfd that fires after first_ms then every period_ms (0 = once). Returns the fd. */
+int evloop_add_timer(struct evloop *l, unsigned first_ms, unsigned period_ms, ev_fn fn,
+		     void *opaque);
+/* Re-arm (or disarm with first_ms = 0) a timer made by evloop_add_timer. */
+int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms);
+
+#endif

@@ -1,0 +1,121 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/util.h"
+
+static void vlinef(const char *fmt, va_list ap, int err)
+{
+	char buf[512];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+
+	if (n < 0)
+		return;
+	if (err)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ": %s", strerror(err));
+	/* One write, so lines from different threads never interleave. */
+	dprintf(STDERR_FILENO, "tern: %s\n", buf);
+}
+
+void errorf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlinef(fmt, ap, 0);
+	va_end(ap);
+}
+
+void perrorf(const char *fmt, ...)
+{
+	int err = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlinef(fmt, ap, err);
+	va_end(ap);
+	errno = err;
+}
+
+int parse_size(const char *s, uint64_t def_unit, uint64_t *out)
+{
+	char *end;
+	uint64_t unit = def_unit;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'b': case 'B': unit = 1; end++; break;
+	case 'k': case 'K': unit = 1ULL << 10; end++; break;
+	case 'm': case 'M': unit = 1ULL << 20; end++; break;
+	case 'g': case 'G': unit = 1ULL << 30; end++; break;
+	case 't': case 'T': unit = 1ULL << 40; end++; break;
+	default:
+		return -1;
+	}
+	if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
+		end += 2;
+	else if ((*end == 'B' || *end == 'b') && unit != 1)
+		end++;
+	if (*end || (v && unit > UINT64_MAX / v))
+		return -1;
+	*out = v * unit;
+	return 0;
+}
+
+int read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EPIPE;
+			return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}

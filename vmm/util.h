@@ -1,0 +1,30 @@
+/* Small helpers shared by every part of tern: error lines and checked I/O. */
+#ifndef TERN_UTIL_H
+#define TERN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+/* One line on stderr, prefixed "tern: ". */
+void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, with ": strerror(errno)" appended. */
+void perrorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a size with QEMU's suffixes (K, M, G, T; no suffix = def_unit). -1 on error. */
+int parse_size(const char *s, uint64_t def_unit, uint64_t *out);
+
+/* Read or write all of buf, retrying on EINTR and short transfers. 0 or -1 (errno). */
+int read_full(int fd, void *buf, size_t len);
+int write_full(int fd, const void *buf, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+#endif

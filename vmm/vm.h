@@ -1,0 +1,110 @@
+/*
+ * The VM object: everything a running guest owns. There is no other mutable global state in
+ * tern; threads reach what they need through this object.
+ */
+#ifndef TERN_VM_H
+#define TERN_VM_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <linux/kvm.h>
+
+#include "vmm/config.h"
+#include "vmm/device.h"
+#include "vmm/evloop.h"
+#include "vmm/iobus.h"
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+	/* Pause protocol: see vcpu_pause(). Guarded by vm->lock. */
+	bool want_pause, paused;
+	pthread_cond_t cond;
+};
+
+/* Run states, named as QEMU's query-status names them. */
+enum vm_runstate {
+	RUN_STATE_RUNNING,
+	RUN_STATE_PAUSED,
+	RUN_STATE_INMIGRATE,
+	RUN_STATE_POSTMIGRATE,
+	RUN_STATE_SHUTDOWN,
+};
+
+/* Guest-visible addresses of the board. */
+#define VM_IOAPIC_BASE 0xfec00000ULL
+#define VM_MMIO_BASE 0xd0000000ULL	/* virtio-mmio devices, 4 KiB each */
+#define VM_MMIO_SIZE 0x1000ULL
+#define VM_MMIO_IRQ_BASE 5
+
+struct boot_mmio_dev {
+	uint64_t base, size;
+	uint32_t irq;
+};
+
+struct vm {
+	int kvm_fd, fd;
+	uint8_t *ram;
+	uint64_t ram_size;
+	struct tern_config *cfg;
+
+	struct vcpu vcpu;
+	struct iobus pio, mmio;
+	struct evloop loop;
+
+	struct device dev[VM_MAX_DEVICES];
+	int ndev;
+	struct boot_mmio_dev mmio_dev[VM_MAX_DEVICES];
+	int nmmio_dev;
+
+	pthread_mutex_t lock;
+	enum vm_runstate state;
+	bool exiting;
+	int exit_code;
+
+	/* Set by devices that need them; the core only passes them around. */
+	struct console *console;
+	struct monitor *monitor;
+	struct migration *migration;
+	void *ram_dirty;	/* pages the VMM wrote itself; see memory.h */
+};
+
+int vm_create(struct vm *vm, struct tern_config *cfg);
+void vm_destroy(struct vm *vm);
+int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque);
+/* Reserve the next virtio-mmio slot: its base and IRQ, announced to the guest at boot. */
+int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq);
+
+/* Guest physical -> host pointer, NULL unless [gpa, gpa+len) lies inside RAM. */
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* Raise an edge-triggered interrupt line on the in-kernel irqchip. */
+void vm_irq_pulse(struct vm *vm, uint32_t irq);
+void vm_irq_line(struct vm *vm, uint32_t irq, int level);
+
+/* Ends the I/O loop; main then tears everything down and exits with code. Any thread. */
+void vm_request_exit(struct vm *vm, int code, const char *why);
+
+/* stop/cont as the monitor means them. */
+void vm_stop(struct vm *vm);
+void vm_cont(struct vm *vm);
+const char *vm_state_name(enum vm_runstate s);
+enum vm_runstate vm_state(struct vm *vm);
+void vm_set_state(struct vm *vm, enum vm_runstate s);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, struct vcpu *v);
+int vcpu_start(struct vcpu *v);
+/* Pause: returns once the vCPU thread sits outside KVM_RUN. Resume lets it go again. */
+void vcpu_pause(struct vcpu *v);
+void vcpu_resume(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+
+#endif
