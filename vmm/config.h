@@ -39,9 +39,11 @@ struct tern_config {
 	int n_nic;
 };
 
-/* 0 on success; -1 after printing one line that names the bad option. */
+/* 0 to run, 1 after printing help/version, -1 after one line that names the bad option. */
 int config_parse(struct tern_config *c, int argc, char **argv);
 void config_usage(void);
+/* "52:54:00:12:34:56" -> mac; -1 if malformed or multicast. */
+int config_parse_mac(const char *s, uint8_t mac[6]);
 /* "unix:PATH[,server][,nowait]" -> PATH in buf; -1 if not that form. */
 int config_unix_path(const char *spec, char *buf, unsigned len);
 

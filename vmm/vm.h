@@ -78,6 +78,8 @@ struct vm {
 
 int vm_create(struct vm *vm, struct tern_config *cfg);
 void vm_destroy(struct vm *vm);
+/* (Re)register guest RAM as KVM slot 0 with flags (KVM_MEM_LOG_DIRTY_PAGES). */
+int vm_set_ram_slot(struct vm *vm, uint32_t flags);
 int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque);
 /* Reserve the next virtio-mmio slot: its base and IRQ, announced to the guest at boot. */
 int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq);

@@ -1,0 +1,40 @@
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "vmm/chardev.h"
+#include "vmm/util.h"
+
+static void chardev_file_write(struct chardev *c, const uint8_t *buf, size_t len)
+{
+	if (c->fd >= 0 && write_full(c->fd, buf, len) < 0)
+		perrorf("serial: write");
+}
+
+struct chardev *chardev_file_open(const char *path)
+{
+	struct chardev *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		perrorf("chardev: calloc");
+		return NULL;
+	}
+	c->write = chardev_file_write;
+	c->fd = -1;
+	if (path) {
+		c->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (c->fd < 0) {
+			perrorf("-serial file:%s", path);
+			free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+void chardev_close(struct chardev *c)
+{
+	if (c && c->fd >= 0)
+		close(c->fd);
+	free(c);
+}

@@ -1,0 +1,407 @@
+/*
+ * The command line in QEMU's spelling, so that launchers and habits carry over. Every bad or
+ * unknown option fails at once with one line naming it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/config.h"
+#include "vmm/util.h"
+
+#define DEFAULT_MEM (128ULL << 20)
+/* QEMU's default MAC, and OSv's run.py default: never a random one. */
+static const uint8_t default_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+
+void config_usage(void)
+{
+	printf("usage: tern -kernel FILE [options]\n"
+	       "  -kernel FILE          ELF (OSv loader.elf, vmlinux, PVH) or bzImage kernel\n"
+	       "  -initrd FILE          initial ramdisk\n"
+	       "  -append CMDLINE       kernel command line\n"
+	       "  -m SIZE               guest memory (default 128M; K/M/G suffixes, plain = MiB)\n"
+	       "  -smp 1                vCPUs (only 1 for now)\n"
+	       "  -pvh                  enter through the ELF's PVH note\n"
+	       "  -serial stdio|none|file:PATH   where the serial console goes (default stdio)\n"
+	       "  -monitor unix:PATH,server,nowait   the monitor on a socket too\n"
+	       "  -qmp unix:PATH,server,nowait       QMP (JSON) monitor on a socket\n"
+	       "  -netdev tap,id=ID[,ifname=TAP][,br=BRIDGE][,script=no,downscript=no]\n"
+	       "  -netdev bridge,id=ID,br=BRIDGE\n"
+	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
+	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
+	       "  -nographic -name NAME -pidfile FILE\n"
+	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
+}
+
+/* "key=value" lists as QEMU's -netdev and -device take them. */
+static const char *opt_get(const char *list, const char *key, char *buf, size_t len)
+{
+	size_t klen = strlen(key);
+	const char *p = list;
+
+	while (p && *p) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (n > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+			if (n - klen - 1 >= len)
+				return NULL;
+			memcpy(buf, p + klen + 1, n - klen - 1);
+			buf[n - klen - 1] = '\0';
+			return buf;
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* Every key in list must be one of keys (NULL-terminated); the first word is the type. */
+static int opt_check_keys(const char *opt, const char *list, const char *const *keys)
+{
+	const char *p = strchr(list, ',');
+
+	while (p && *++p) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', n);
+		size_t klen = eq ? (size_t)(eq - p) : n;
+		bool ok = false;
+
+		for (int i = 0; keys[i] && !ok; i++)
+			ok = strlen(keys[i]) == klen && !strncmp(keys[i], p, klen);
+		if (!ok) {
+			errorf("%s: unknown parameter '%.*s'", opt, (int)klen, p);
+			return -1;
+		}
+		p = end;
+	}
+	return 0;
+}
+
+int config_parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &end) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = v[i];
+	/* A multicast MAC can't be a NIC's address. */
+	return (mac[0] & 1) ? -1 : 0;
+}
+
+static int config_netdev(struct tern_config *c, const char *arg)
+{
+	static const char *const tap_keys[] = { "id", "ifname", "br", "script", "downscript",
+						"vhost", NULL };
+	static const char *const br_keys[] = { "id", "br", "helper", NULL };
+	struct netdev_cfg *n = &c->netdev[c->n_netdev];
+	char buf[64];
+
+	if (c->n_netdev == CONFIG_MAX_NICS) {
+		errorf("-netdev: at most %d network backends", CONFIG_MAX_NICS);
+		return -1;
+	}
+	memset(n, 0, sizeof(*n));
+	if (!strncmp(arg, "tap,", 4) || !strcmp(arg, "tap")) {
+		n->type = NETDEV_TAP;
+		if (opt_check_keys("-netdev", arg, tap_keys) < 0)
+			return -1;
+		if (opt_get(arg, "script", buf, sizeof(buf)) && strcmp(buf, "no")) {
+			errorf("-netdev: script=%s: tern runs no scripts (use script=no, or br=)", buf);
+			return -1;
+		}
+	} else if (!strncmp(arg, "bridge,", 7)) {
+		n->type = NETDEV_BRIDGE;
+		if (opt_check_keys("-netdev", arg, br_keys) < 0)
+			return -1;
+	} else {
+		errorf("-netdev: '%s': only tap and bridge backends are supported", arg);
+		return -1;
+	}
+	if (!opt_get(arg, "id", n->id, sizeof(n->id))) {
+		errorf("-netdev: '%s': missing id=", arg);
+		return -1;
+	}
+	if (opt_get(arg, "ifname", buf, sizeof(buf)) && strlen(buf) >= sizeof(n->ifname)) {
+		errorf("-netdev: ifname=%s: longer than 15 characters", buf);
+		return -1;
+	}
+	opt_get(arg, "ifname", n->ifname, sizeof(n->ifname));
+	if (opt_get(arg, "br", buf, sizeof(buf)) && strlen(buf) >= sizeof(n->br)) {
+		errorf("-netdev: br=%s: longer than 15 characters", buf);
+		return -1;
+	}
+	opt_get(arg, "br", n->br, sizeof(n->br));
+	if (n->type == NETDEV_BRIDGE && !n->br[0]) {
+		errorf("-netdev bridge: missing br=");
+		return -1;
+	}
+	c->n_netdev++;
+	return 0;
+}
+
+static int config_device(struct tern_config *c, const char *arg)
+{
+	static const char *const keys[] = { "netdev", "mac", "id", NULL };
+	struct nic_cfg *nic = &c->nic[c->n_nic];
+	char buf[64];
+	size_t tlen = strcspn(arg, ",");
+
+	if (!(tlen == 10 && !strncmp(arg, "virtio-net", 10)) &&
+	    !(tlen == 17 && !strncmp(arg, "virtio-net-device", 17)) &&
+	    !(tlen == 14 && !strncmp(arg, "virtio-net-pci", 14))) {
+		errorf("-device: '%.*s': only virtio-net is supported", (int)tlen, arg);
+		return -1;
+	}
+	if (c->n_nic == CONFIG_MAX_NICS) {
+		errorf("-device: at most %d NICs", CONFIG_MAX_NICS);
+		return -1;
+	}
+	if (opt_check_keys("-device", arg, keys) < 0)
+		return -1;
+	if (!opt_get(arg, "netdev", nic->netdev, sizeof(nic->netdev))) {
+		errorf("-device %.*s: missing netdev=", (int)tlen, arg);
+		return -1;
+	}
+	memcpy(nic->mac, default_mac, 6);
+	nic->mac[5] += c->n_nic;
+	if (opt_get(arg, "mac", buf, sizeof(buf)) && config_parse_mac(buf, nic->mac) < 0) {
+		errorf("-device: mac=%s: not a unicast MAC address like 52:54:00:12:34:56", buf);
+		return -1;
+	}
+	c->n_nic++;
+	return 0;
+}
+
+static int config_serial(struct tern_config *c, const char *arg)
+{
+	if (!strcmp(arg, "stdio") || !strcmp(arg, "mon:stdio"))
+		c->serial = SERIAL_STDIO;
+	else if (!strcmp(arg, "none") || !strcmp(arg, "null"))
+		c->serial = SERIAL_NONE;
+	else if (!strncmp(arg, "file:", 5) && arg[5]) {
+		c->serial = SERIAL_FILE;
+		c->serial_path = arg + 5;
+	} else {
+		errorf("-serial: '%s': expected stdio, none or file:PATH", arg);
+		return -1;
+	}
+	return 0;
+}
+
+int config_unix_path(const char *spec, char *buf, unsigned len)
+{
+	size_t n;
+
+	if (strncmp(spec, "unix:", 5))
+		return -1;
+	spec += 5;
+	n = strcspn(spec, ",");
+	if (!n || n >= len)
+		return -1;
+	memcpy(buf, spec, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static int config_mem(struct tern_config *c, const char *arg)
+{
+	/* QEMU also takes "-m size=128M". */
+	if (!strncmp(arg, "size=", 5))
+		arg += 5;
+	if (parse_size(arg, 1ULL << 20, &c->mem_size) < 0) {
+		errorf("-m: '%s': not a size (e.g. 128M, 1G)", arg);
+		return -1;
+	}
+	return 0;
+}
+
+static int config_smp(struct tern_config *c, const char *arg)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (!strncmp(end, ",", 1) || !*end) {
+		if (n == 1) {
+			c->smp = 1;
+			return 0;
+		}
+		if (n > 1) {
+			errorf("-smp %lu: tern runs one vCPU for now", n);
+			return -1;
+		}
+	}
+	errorf("-smp: '%s': expected a number of vCPUs", arg);
+	return -1;
+}
+
+/* Options that take no value and change nothing, each with the reason. */
+static const struct {
+	const char *name, *why;
+	bool has_arg;
+} ignored[] = {
+	{ "-enable-kvm", "tern always uses KVM", false },
+	{ "-no-reboot", "tern always exits when the guest resets", false },
+	{ "-nodefaults", "tern has no default devices to drop", false },
+	{ "-cpu", "the guest sees the host CPU as KVM offers it", true },
+	{ "-M", "tern has one machine type", true },
+	{ "-machine", "tern has one machine type", true },
+	{ "-display", "tern has no display", true },
+	{ "-vga", "tern has no display", true },
+	{ "-accel", "tern always uses KVM", true },
+};
+
+static int config_ignored(const char *opt, int *i, int argc)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(ignored); k++) {
+		if (strcmp(opt, ignored[k].name))
+			continue;
+		if (ignored[k].has_arg && ++*i >= argc) {
+			errorf("%s: missing argument", opt);
+			return -1;
+		}
+		errorf("%s: ignored, %s", opt, ignored[k].why);
+		return 1;
+	}
+	return 0;
+}
+
+static int config_option(struct tern_config *c, const char *opt, const char *arg)
+{
+	if (!strcmp(opt, "-kernel"))
+		c->kernel = arg;
+	else if (!strcmp(opt, "-initrd"))
+		c->initrd = arg;
+	else if (!strcmp(opt, "-append"))
+		c->append = arg;
+	else if (!strcmp(opt, "-m"))
+		return config_mem(c, arg);
+	else if (!strcmp(opt, "-smp"))
+		return config_smp(c, arg);
+	else if (!strcmp(opt, "-serial"))
+		return config_serial(c, arg);
+	else if (!strcmp(opt, "-monitor")) {
+		char path[108];
+
+		if (strcmp(arg, "none") && strcmp(arg, "stdio") &&
+		    config_unix_path(arg, path, sizeof(path)) < 0) {
+			errorf("-monitor: '%s': expected unix:PATH,server,nowait", arg);
+			return -1;
+		}
+		c->monitor = strncmp(arg, "unix:", 5) ? NULL : arg;
+	} else if (!strcmp(opt, "-qmp")) {
+		char path[108];
+
+		if (config_unix_path(arg, path, sizeof(path)) < 0) {
+			errorf("-qmp: '%s': expected unix:PATH,server,nowait", arg);
+			return -1;
+		}
+		c->qmp = arg;
+	} else if (!strcmp(opt, "-incoming"))
+		c->incoming = arg;
+	else if (!strcmp(opt, "-name"))
+		c->name = arg;
+	else if (!strcmp(opt, "-pidfile"))
+		c->pidfile = arg;
+	else if (!strcmp(opt, "-netdev"))
+		return config_netdev(c, arg);
+	else if (!strcmp(opt, "-device"))
+		return config_device(c, arg);
+	else {
+		errorf("unknown option '%s' (try -help)", opt);
+		return -1;
+	}
+	return 0;
+}
+
+static int config_check(struct tern_config *c)
+{
+	if (!c->kernel && !c->incoming) {
+		errorf("no kernel: use -kernel FILE (try -help)");
+		return -1;
+	}
+	for (int i = 0; i < c->n_nic; i++) {
+		bool found = false;
+
+		for (int j = 0; j < c->n_netdev; j++)
+			found |= !strcmp(c->nic[i].netdev, c->netdev[j].id);
+		if (!found) {
+			errorf("-device virtio-net: netdev '%s' not found", c->nic[i].netdev);
+			return -1;
+		}
+	}
+	/* A -netdev with no -device still gets a NIC, as QEMU's -nic would. */
+	for (int j = 0; j < c->n_netdev; j++) {
+		bool used = false;
+
+		for (int i = 0; i < c->n_nic; i++)
+			used |= !strcmp(c->nic[i].netdev, c->netdev[j].id);
+		if (!used && c->n_nic < CONFIG_MAX_NICS) {
+			struct nic_cfg *nic = &c->nic[c->n_nic];
+
+			strcpy(nic->netdev, c->netdev[j].id);
+			memcpy(nic->mac, default_mac, 6);
+			nic->mac[5] += c->n_nic++;
+		}
+	}
+	return 0;
+}
+
+/* Returns 0 to run, 1 when it printed help or version, -1 on a bad command line. */
+int config_parse(struct tern_config *c, int argc, char **argv)
+{
+	memset(c, 0, sizeof(*c));
+	c->mem_size = DEFAULT_MEM;
+	c->smp = 1;
+	c->serial = SERIAL_STDIO;
+
+	for (int i = 1; i < argc; i++) {
+		const char *opt = argv[i];
+		int r;
+
+		/* QEMU takes --opt as -opt. */
+		if (opt[0] == '-' && opt[1] == '-')
+			opt++;
+		if (!strcmp(opt, "-help") || !strcmp(opt, "-h")) {
+			config_usage();
+			return 1;
+		}
+		if (!strcmp(opt, "-version")) {
+			printf("tern version 0.1\n");
+			return 1;
+		}
+		if (!strcmp(opt, "-nographic")) {
+			c->nographic = true;
+			continue;
+		}
+		if (!strcmp(opt, "-daemonize")) {
+			c->daemonize = true;
+			continue;
+		}
+		if (!strcmp(opt, "-pvh")) {
+			c->pvh = true;
+			continue;
+		}
+		r = config_ignored(opt, &i, argc);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			continue;
+		if (opt[0] != '-') {
+			errorf("unexpected argument '%s' (options start with -; try -help)", opt);
+			return -1;
+		}
+		if (i + 1 >= argc) {
+			if (config_option(c, opt, "") < 0)
+				return -1;
+			errorf("%s: missing argument", opt);
+			return -1;
+		}
+		if (config_option(c, opt, argv[++i]) < 0)
+			return -1;
+	}
+	return config_check(c);
+}

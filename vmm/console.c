@@ -1,0 +1,203 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+
+#include "vmm/chardev.h"
+#include "vmm/console.h"
+#include "vmm/monitor.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define CTRL_A 0x01
+
+struct console {
+	struct vm *vm;
+	struct chardev chr;	/* the serial port's backend: stdout, and stdin when focused */
+	struct mon_session *mon;
+	bool serial;		/* the serial console lives here */
+	bool focus_monitor;
+	bool escape;		/* Ctrl-A seen */
+	bool tty, stdin_open;
+	struct termios saved;
+};
+
+static void console_write(struct chardev *chr, const uint8_t *buf, size_t len)
+{
+	if (write_full(STDOUT_FILENO, buf, len) < 0 && errno != EPIPE)
+		perrorf("console: write");
+}
+
+static void console_mon_out(void *opaque, const char *buf, size_t len)
+{
+	console_write(NULL, (const uint8_t *)buf, len);
+}
+
+static void console_help(struct console *c)
+{
+	static const char help[] = "\n"
+		"C-a h    print this help\n"
+		"C-a x    exit tern\n"
+		"C-a c    switch between console and monitor\n"
+		"C-a C-a  sends C-a\n";
+
+	console_write(NULL, (const uint8_t *)help, sizeof(help) - 1);
+}
+
+static void console_deliver(struct console *c, const uint8_t *buf, size_t len)
+{
+	if (!len)
+		return;
+	if (c->focus_monitor)
+		monitor_session_input(c->mon, (const char *)buf, len);
+	else if (c->chr.input)
+		c->chr.input(c->chr.input_opaque, buf, len);
+}
+
+static void console_escape(struct console *c, uint8_t ch)
+{
+	static const uint8_t ctrl_a = CTRL_A;
+
+	switch (ch) {
+	case 'x':
+		errorf("terminated");
+		vm_request_exit(c->vm, 0, NULL);
+		break;
+	case 'h':
+	case '?':
+		console_help(c);
+		break;
+	case 'c':
+		if (!c->serial)
+			break;
+		c->focus_monitor = !c->focus_monitor;
+		if (c->focus_monitor) {
+			monitor_printf(c->mon, "\n");
+			monitor_prompt(c->mon);
+		}
+		break;
+	case CTRL_A:
+		console_deliver(c, &ctrl_a, 1);
+		break;
+	}
+}
+
+/* Splits input at Ctrl-A escapes; everything else goes to whichever side has focus. */
+static void console_input(struct console *c, const uint8_t *buf, size_t len)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (c->escape) {
+			c->escape = false;
+			console_escape(c, buf[i]);
+			start = i + 1;
+		} else if (buf[i] == CTRL_A) {
+			console_deliver(c, buf + start, i - start);
+			c->escape = true;
+			start = i + 1;
+		}
+	}
+	if (start < len)
+		console_deliver(c, buf + start, len - start);
+}
+
+static void console_readable(void *opaque, uint32_t events)
+{
+	struct console *c = opaque;
+	uint8_t buf[512];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* stdin closed (a pipe ended): the guest runs on, as QEMU's does. */
+		evloop_del(&c->vm->loop, STDIN_FILENO);
+		c->stdin_open = false;
+		return;
+	}
+	console_input(c, buf, n);
+}
+
+static int console_raw(struct console *c)
+{
+	struct termios t;
+
+	if (tcgetattr(STDIN_FILENO, &c->saved) < 0) {
+		perrorf("console: tcgetattr");
+		return -1;
+	}
+	t = c->saved;
+	cfmakeraw(&t);
+	/* Keep \n -> \r\n on output so tern's own messages stay readable. */
+	t.c_oflag |= OPOST | ONLCR;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0) {
+		perrorf("console: tcsetattr");
+		return -1;
+	}
+	c->tty = true;
+	return 0;
+}
+
+/* epoll refuses regular files and /dev/null: such a stdin simply has nothing to say. */
+static bool console_pollable(void)
+{
+	struct stat st;
+
+	if (fstat(STDIN_FILENO, &st) < 0)
+		return false;
+	return !S_ISREG(st.st_mode) && (!S_ISCHR(st.st_mode) || isatty(STDIN_FILENO));
+}
+
+struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
+{
+	struct console *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		perrorf("console: calloc");
+		return NULL;
+	}
+	c->vm = vm;
+	c->serial = serial;
+	c->focus_monitor = !serial;
+	c->chr.write = console_write;
+	c->chr.fd = -1;
+	if (isatty(STDIN_FILENO) && console_raw(c) < 0)
+		goto fail;
+	c->mon = monitor_session_new(mon, console_mon_out, c, c->tty);
+	if (!c->mon)
+		goto fail;
+	if (console_pollable() &&
+	    evloop_add(&vm->loop, STDIN_FILENO, EPOLLIN, console_readable, c) == 0)
+		c->stdin_open = true;
+	vm->console = c;
+	if (!serial) {
+		monitor_banner(c->mon);
+		monitor_prompt(c->mon);
+	}
+	return c;
+fail:
+	console_destroy(c);
+	return NULL;
+}
+
+struct chardev *console_chardev(struct console *c)
+{
+	return &c->chr;
+}
+
+void console_destroy(struct console *c)
+{
+	if (!c)
+		return;
+	if (c->stdin_open)
+		evloop_del(&c->vm->loop, STDIN_FILENO);
+	if (c->tty)
+		tcsetattr(STDIN_FILENO, TCSANOW, &c->saved);
+	if (c->mon)
+		monitor_session_close(c->mon);
+	free(c);
+}

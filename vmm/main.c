@@ -1,0 +1,221 @@
+/*
+ * tern: parse the command line, build the VM and its devices, load the kernel, run the vCPU
+ * thread, and serve I/O on this thread until the guest or the user ends it.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
+#include "guest-boot/boot.h"
+#include "vmm/board.h"
+#include "vmm/chardev.h"
+#include "vmm/config.h"
+#include "vmm/console.h"
+#include "vmm/monitor.h"
+#include "vmm/serial.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+#include "vmm/migration/migration.h"
+#include "net/net.h"
+
+struct tern {
+	struct tern_config cfg;
+	struct vm vm;
+	struct console *console;
+	struct chardev *serial_file;
+	int sigfd;
+};
+
+static void tern_signal(void *opaque, uint32_t events)
+{
+	struct tern *t = opaque;
+	struct signalfd_siginfo si;
+	char why[64];
+
+	if (read(t->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	snprintf(why, sizeof(why), "terminating on signal %u", si.ssi_signo);
+	vm_request_exit(&t->vm, 0, why);
+}
+
+/* SIGINT/SIGTERM/SIGHUP become events of the loop, so every exit takes the same clean path. */
+static int tern_signals(struct tern *t)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL)) {
+		errorf("signals: pthread_sigmask failed");
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	t->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (t->sigfd < 0) {
+		perrorf("signals: signalfd");
+		return -1;
+	}
+	return evloop_add(&t->vm.loop, t->sigfd, EPOLLIN, tern_signal, t);
+}
+
+static int tern_console(struct tern *t)
+{
+	struct tern_config *c = &t->cfg;
+	struct vm *vm = &t->vm;
+	struct chardev *chr;
+
+	if (!c->daemonize) {
+		t->console = console_create(vm, vm->monitor, c->serial == SERIAL_STDIO);
+		if (!t->console)
+			return -1;
+	}
+	if (c->serial == SERIAL_STDIO && t->console) {
+		chr = console_chardev(t->console);
+	} else {
+		t->serial_file = chardev_file_open(c->serial == SERIAL_FILE ? c->serial_path : NULL);
+		if (!t->serial_file)
+			return -1;
+		chr = t->serial_file;
+	}
+	return serial_create(vm, chr) ? 0 : -1;
+}
+
+static int tern_devices(struct tern *t)
+{
+	struct vm *vm = &t->vm;
+
+	if (!monitor_create(vm) || migration_init(vm) < 0 || tern_console(t) < 0 || i8042_create(vm) < 0 ||
+	    bootmarker_create(vm, getenv("TERN_BOOT_TRACE") != NULL) < 0)
+		return -1;
+	if (t->cfg.monitor && monitor_socket_create(vm, vm->monitor, t->cfg.monitor) < 0)
+		return -1;
+	return net_create(vm);
+}
+
+static int tern_boot(struct tern *t)
+{
+	struct vm *vm = &t->vm;
+	struct guest_mem mem = { vm->ram, vm->ram_size };
+	struct boot_cfg bc = {
+		.kernel = t->cfg.kernel,
+		.initrd = t->cfg.initrd,
+		.cmdline = t->cfg.append,
+		.force_pvh = t->cfg.pvh,
+		.ncpus = 1,
+	};
+	struct boot_entry e;
+
+	for (int i = 0; i < vm->nmmio_dev && i < BOOT_MAX_DEVS; i++)
+		bc.devs[bc.ndevs++] = (struct boot_dev){ vm->mmio_dev[i].base,
+							 vm->mmio_dev[i].size,
+							 vm->mmio_dev[i].irq };
+	if (boot_load(&mem, &bc, &e) < 0)
+		return -1;
+	return boot_setup_vcpu(vm->vcpu.fd, &e);
+}
+
+static int tern_pidfile(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || dprintf(fd, "%d\n", getpid()) < 0) {
+		perrorf("-pidfile: %s", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Detach after everything that can fail has been set up, as QEMU does. */
+static int tern_daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0) {
+		perrorf("-daemonize: fork");
+		return -1;
+	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
+}
+
+static int tern_setup(struct tern *t)
+{
+	struct vm *vm = &t->vm;
+	bool incoming = t->cfg.incoming != NULL;
+
+	if (t->cfg.daemonize && t->cfg.serial == SERIAL_STDIO) {
+		errorf("-daemonize: the serial console cannot be on stdio (use -serial file:PATH or none)");
+		return -1;
+	}
+	if (vm_create(vm, &t->cfg) < 0 || tern_signals(t) < 0 || tern_devices(t) < 0 ||
+	    vcpu_create(vm, &vm->vcpu) < 0 || boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0)
+		return -1;
+	if (!incoming && tern_boot(t) < 0)
+		return -1;
+	if (t->cfg.daemonize && tern_daemonize() < 0)
+		return -1;
+	if (t->cfg.pidfile && tern_pidfile(t->cfg.pidfile) < 0)
+		return -1;
+	vm->state = incoming ? RUN_STATE_INMIGRATE : RUN_STATE_RUNNING;
+	/* A waiting destination starts its vCPU thread parked; migration resumes it. */
+	vm->vcpu.want_pause = incoming;
+	if (vcpu_start(&vm->vcpu) < 0)
+		return -1;
+	return incoming ? migration_incoming(vm, t->cfg.incoming) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct tern *t = calloc(1, sizeof(*t));
+	int r, code;
+
+	if (!t) {
+		perrorf("calloc");
+		return 1;
+	}
+	r = config_parse(&t->cfg, argc, argv);
+	if (r) {
+		free(t);
+		return r > 0 ? 0 : 1;
+	}
+	t->sigfd = -1;
+	if (tern_setup(t) == 0)
+		evloop_run(&t->vm.loop);
+	else
+		t->vm.exit_code = 1;
+	code = t->vm.exit_code;
+	/* Stop the vCPU before the devices it calls into go away. */
+	if (t->vm.vcpu.started)
+		vcpu_destroy(&t->vm.vcpu);
+	console_destroy(t->console);
+	vm_destroy(&t->vm);
+	chardev_close(t->serial_file);
+	monitor_destroy(t->vm.monitor);
+	if (t->sigfd >= 0)
+		close(t->sigfd);
+	if (t->cfg.pidfile)
+		unlink(t->cfg.pidfile);
+	free(t);
+	return code;
+}

@@ -1,0 +1,308 @@
+/*
+ * Monitor commands and sessions. Lines are split into words; double quotes group words, so
+ * `migrate "tcp:host:4444"` and `migrate tcp:host:4444` mean the same.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/monitor.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define MON_MAX_CMDS 48
+#define MON_LINE_MAX 1024
+#define MON_MAX_ARGS 16
+
+struct mon_cmd {
+	char name[32];
+	const char *args, *help;
+	mon_cmd_fn fn;
+};
+
+struct monitor {
+	struct vm *vm;
+	struct mon_cmd cmd[MON_MAX_CMDS];
+	int ncmd;
+};
+
+struct mon_session {
+	struct monitor *mon;
+	mon_out_fn out;
+	void *opaque;
+	bool echo, held, closed;
+	char line[MON_LINE_MAX];
+	size_t len;
+};
+
+void monitor_printf(struct mon_session *s, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	if (s->closed)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		s->out(s->opaque, buf, MIN((size_t)n, sizeof(buf) - 1));
+}
+
+void monitor_banner(struct mon_session *s)
+{
+	monitor_printf(s, "tern monitor - type 'help' for more information\n");
+}
+
+void monitor_prompt(struct mon_session *s)
+{
+	if (!s->held)
+		monitor_printf(s, "(tern) ");
+}
+
+int monitor_add_command(struct monitor *m, const char *name, const char *args, const char *help,
+			mon_cmd_fn fn)
+{
+	if (m->ncmd == MON_MAX_CMDS || strlen(name) >= sizeof(m->cmd[0].name)) {
+		errorf("monitor: cannot add command '%s'", name);
+		return -1;
+	}
+	m->cmd[m->ncmd] = (struct mon_cmd){ .args = args, .help = help, .fn = fn };
+	strcpy(m->cmd[m->ncmd].name, name);
+	m->ncmd++;
+	return 0;
+}
+
+/* Splits line in place. Returns argc, or -1 for an unterminated quote. */
+static int monitor_split(char *line, char **argv)
+{
+	int argc = 0;
+	char *p = line;
+
+	while (*p && argc < MON_MAX_ARGS) {
+		char *w;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		if (*p == '"') {
+			w = ++p;
+			p = strchr(p, '"');
+			if (!p)
+				return -1;
+		} else {
+			w = p;
+			while (*p && *p != ' ' && *p != '\t')
+				p++;
+		}
+		argv[argc++] = w;
+		if (*p)
+			*p++ = '\0';
+	}
+	return argc;
+}
+
+static const struct mon_cmd *monitor_find(struct monitor *m, int argc, char **argv, int *used)
+{
+	char two[64];
+
+	if (argc >= 2) {
+		snprintf(two, sizeof(two), "%s %s", argv[0], argv[1]);
+		for (int i = 0; i < m->ncmd; i++) {
+			if (!strcmp(m->cmd[i].name, two)) {
+				*used = 2;
+				return &m->cmd[i];
+			}
+		}
+	}
+	for (int i = 0; i < m->ncmd; i++) {
+		if (!strcmp(m->cmd[i].name, argv[0]) ||
+		    (!strcmp(argv[0], "q") && !strcmp(m->cmd[i].name, "quit"))) {
+			*used = 1;
+			return &m->cmd[i];
+		}
+	}
+	return NULL;
+}
+
+static void monitor_execute(struct mon_session *s, char *line)
+{
+	char *argv[MON_MAX_ARGS];
+	int argc = monitor_split(line, argv), used;
+	const struct mon_cmd *c;
+
+	if (argc < 0) {
+		monitor_printf(s, "Error: unterminated quote\n");
+		return;
+	}
+	if (argc == 0)
+		return;
+	c = monitor_find(s->mon, argc, argv, &used);
+	if (!c) {
+		if (!strcmp(argv[0], "info") && argc > 1)
+			monitor_printf(s, "Error: unknown info item '%s' (try 'info')\n", argv[1]);
+		else
+			monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[0]);
+		return;
+	}
+	c->fn(s, argc - used + 1, argv + used - 1);
+}
+
+void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char ch = buf[i];
+
+		if (ch == '\r' || ch == '\n') {
+			if (s->echo)
+				monitor_printf(s, "\n");
+			/* "\r\n" from a terminal or telnet is one line end. */
+			if (ch == '\n' && i > 0 && buf[i - 1] == '\r')
+				continue;
+			s->line[s->len] = '\0';
+			s->len = 0;
+			if (s->held) {
+				monitor_printf(s, "Error: busy, a command is still running\n");
+				continue;
+			}
+			monitor_execute(s, s->line);
+			if (s->closed)
+				return;
+			monitor_prompt(s);
+		} else if (ch == 0x7f || ch == '\b') {
+			if (s->len) {
+				s->len--;
+				if (s->echo)
+					monitor_printf(s, "\b \b");
+			}
+		} else if ((unsigned char)ch >= 0x20 && s->len < MON_LINE_MAX - 1) {
+			s->line[s->len++] = ch;
+			if (s->echo)
+				s->out(s->opaque, &ch, 1);
+		}
+	}
+}
+
+struct mon_session *monitor_session_new(struct monitor *m, mon_out_fn out, void *opaque,
+					bool echo)
+{
+	struct mon_session *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		perrorf("monitor: calloc");
+		return NULL;
+	}
+	*s = (struct mon_session){ .mon = m, .out = out, .opaque = opaque, .echo = echo };
+	return s;
+}
+
+void monitor_session_close(struct mon_session *s)
+{
+	s->closed = true;
+	if (!s->held)
+		free(s);
+}
+
+void monitor_session_hold(struct mon_session *s)
+{
+	s->held = true;
+}
+
+void monitor_session_release(struct mon_session *s)
+{
+	s->held = false;
+	if (s->closed) {
+		free(s);
+		return;
+	}
+	monitor_prompt(s);
+}
+
+bool monitor_session_held(struct mon_session *s)
+{
+	return s->held;
+}
+
+struct vm *monitor_session_vm(struct mon_session *s)
+{
+	return s->mon->vm;
+}
+
+static void cmd_help(struct mon_session *s, int argc, char **argv)
+{
+	struct monitor *m = s->mon;
+
+	for (int i = 0; i < m->ncmd; i++)
+		monitor_printf(s, "%s%s%s -- %s\n", m->cmd[i].name, m->cmd[i].args ? " " : "",
+			       m->cmd[i].args ? m->cmd[i].args : "", m->cmd[i].help);
+}
+
+static void cmd_info(struct mon_session *s, int argc, char **argv)
+{
+	struct monitor *m = s->mon;
+
+	for (int i = 0; i < m->ncmd; i++)
+		if (!strncmp(m->cmd[i].name, "info ", 5))
+			monitor_printf(s, "%s -- %s\n", m->cmd[i].name, m->cmd[i].help);
+}
+
+static void cmd_info_status(struct mon_session *s, int argc, char **argv)
+{
+	enum vm_runstate st = vm_state(monitor_session_vm(s));
+
+	if (st == RUN_STATE_RUNNING || st == RUN_STATE_PAUSED)
+		monitor_printf(s, "VM status: %s\n", vm_state_name(st));
+	else
+		monitor_printf(s, "VM status: paused (%s)\n", vm_state_name(st));
+}
+
+static void cmd_stop(struct mon_session *s, int argc, char **argv)
+{
+	vm_stop(monitor_session_vm(s));
+}
+
+static void cmd_cont(struct mon_session *s, int argc, char **argv)
+{
+	struct vm *vm = monitor_session_vm(s);
+	enum vm_runstate st = vm_state(vm);
+
+	if (st == RUN_STATE_INMIGRATE || st == RUN_STATE_POSTMIGRATE) {
+		monitor_printf(s, "Error: the guest is %s: it runs on the other side\n",
+			       st == RUN_STATE_INMIGRATE ? "waiting for an incoming migration"
+							 : "migrated away");
+		return;
+	}
+	vm_cont(vm);
+}
+
+static void cmd_quit(struct mon_session *s, int argc, char **argv)
+{
+	vm_request_exit(monitor_session_vm(s), 0, NULL);
+}
+
+struct monitor *monitor_create(struct vm *vm)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		perrorf("monitor: calloc");
+		return NULL;
+	}
+	m->vm = vm;
+	vm->monitor = m;
+	monitor_add_command(m, "help", "[cmd]", "show the commands", cmd_help);
+	monitor_add_command(m, "info", "[subcommand]", "show information about the VM", cmd_info);
+	monitor_add_command(m, "info status", NULL, "show the VM's run state", cmd_info_status);
+	monitor_add_command(m, "stop", NULL, "pause the guest", cmd_stop);
+	monitor_add_command(m, "cont", NULL, "resume the guest", cmd_cont);
+	monitor_add_command(m, "quit", NULL, "quit tern (alias q)", cmd_quit);
+	return m;
+}
+
+void monitor_destroy(struct monitor *m)
+{
+	free(m);
+}

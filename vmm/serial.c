@@ -1,0 +1,238 @@
+/*
+ * COM1 as a 16550A: enough for OSv and Linux console drivers. Output busy-waits on LSR.THRE,
+ * which always reads set because bytes leave at once; input is a FIFO that raises IRQ 4.
+ * Register accesses come from the vCPU thread, input from the I/O thread: one lock.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/chardev.h"
+#include "vmm/serial.h"
+#include "vmm/state.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define SERIAL_BASE 0x3f8
+#define SERIAL_IRQ 4
+#define SERIAL_RX_SIZE 4096
+
+enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
+
+#define IER_RDI 0x01
+#define IER_THRI 0x02
+#define IIR_NONE 0x01
+#define IIR_THRI 0x02
+#define IIR_RDI 0x04
+#define IIR_FIFO 0xc0
+#define LCR_DLAB 0x80
+#define MCR_LOOP 0x10
+#define LSR_DR 0x01
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+#define MSR_DCD_DSR_CTS 0xb0
+
+/* Registers, in the order they travel in the migration stream. */
+struct serial_regs {
+	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, thri_pending;
+};
+
+struct serial {
+	struct vm *vm;
+	struct chardev *chr;
+	pthread_mutex_t lock;
+	struct serial_regs r;
+	int irq_level;
+	uint8_t rx[SERIAL_RX_SIZE];
+	unsigned rx_head, rx_len;
+};
+
+static uint8_t serial_iir(struct serial *s)
+{
+	if ((s->r.ier & IER_RDI) && s->rx_len)
+		return IIR_RDI | IIR_FIFO;
+	if ((s->r.ier & IER_THRI) && s->r.thri_pending)
+		return IIR_THRI | IIR_FIFO;
+	return IIR_NONE | IIR_FIFO;
+}
+
+/* Called with the lock held whenever something that feeds IIR changed. */
+static void serial_update_irq(struct serial *s)
+{
+	int level = !(serial_iir(s) & IIR_NONE);
+
+	if (level != s->irq_level) {
+		s->irq_level = level;
+		vm_irq_line(s->vm, SERIAL_IRQ, level);
+	}
+}
+
+static uint8_t serial_read(struct serial *s, unsigned reg)
+{
+	uint8_t v;
+
+	switch (reg) {
+	case UART_RBR_THR:
+		if (s->r.lcr & LCR_DLAB)
+			return s->r.dll;
+		if (!s->rx_len)
+			return 0;
+		v = s->rx[s->rx_head];
+		s->rx_head = (s->rx_head + 1) % SERIAL_RX_SIZE;
+		s->rx_len--;
+		return v;
+	case UART_IER:
+		return (s->r.lcr & LCR_DLAB) ? s->r.dlm : s->r.ier;
+	case UART_IIR_FCR:
+		v = serial_iir(s);
+		/* Reading IIR acknowledges a THR-empty interrupt. */
+		if ((v & 0x0f) == IIR_THRI)
+			s->r.thri_pending = 0;
+		return v;
+	case UART_LCR:
+		return s->r.lcr;
+	case UART_MCR:
+		return s->r.mcr;
+	case UART_LSR:
+		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0);
+	case UART_MSR:
+		return MSR_DCD_DSR_CTS;
+	default:
+		return s->r.scr;
+	}
+}
+
+static void serial_write(struct serial *s, unsigned reg, uint8_t v)
+{
+	switch (reg) {
+	case UART_RBR_THR:
+		if (s->r.lcr & LCR_DLAB) {
+			s->r.dll = v;
+			return;
+		}
+		if (!(s->r.mcr & MCR_LOOP))
+			s->chr->write(s->chr, &v, 1);
+		s->r.thri_pending = 1;
+		return;
+	case UART_IER:
+		if (s->r.lcr & LCR_DLAB) {
+			s->r.dlm = v;
+			return;
+		}
+		/* Enabling THRI while THR is empty raises it at once, as real UARTs do. */
+		if ((v & IER_THRI) && !(s->r.ier & IER_THRI))
+			s->r.thri_pending = 1;
+		s->r.ier = v & 0x0f;
+		return;
+	case UART_IIR_FCR:
+		s->r.fcr = v;
+		if (v & 0x02)
+			s->rx_len = 0;
+		return;
+	case UART_LCR:
+		s->r.lcr = v;
+		return;
+	case UART_MCR:
+		s->r.mcr = v;
+		return;
+	case UART_SCR:
+		s->r.scr = v;
+		return;
+	}
+}
+
+static void serial_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
+{
+	struct serial *s = opaque;
+	unsigned reg = addr - SERIAL_BASE;
+
+	pthread_mutex_lock(&s->lock);
+	if (is_write)
+		serial_write(s, reg, data[0]);
+	else
+		data[0] = serial_read(s, reg);
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < len && s->rx_len < SERIAL_RX_SIZE; i++) {
+		s->rx[(s->rx_head + s->rx_len) % SERIAL_RX_SIZE] = buf[i];
+		s->rx_len++;
+	}
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int serial_save(void *opaque, void *fdt)
+{
+	struct serial *s = opaque;
+	uint8_t rx[SERIAL_RX_SIZE];
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->rx_len; i++)
+		rx[i] = s->rx[(s->rx_head + i) % SERIAL_RX_SIZE];
+	err = state_put_blob(fdt, "regs", &s->r, sizeof(s->r)) ||
+	      state_put_blob(fdt, "rx", rx, s->rx_len);
+	pthread_mutex_unlock(&s->lock);
+	return err ? -1 : 0;
+}
+
+static int serial_load(void *opaque, const void *fdt, int node)
+{
+	struct serial *s = opaque;
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = state_get_blob(fdt, node, "regs", &s->r, sizeof(s->r));
+	if (n == 0)
+		n = state_get_var(fdt, node, "rx", s->rx, sizeof(s->rx));
+	s->rx_head = 0;
+	s->rx_len = n > 0 ? n : 0;
+	/* The irqchip's state travels on its own; just resync our view of the line. */
+	s->irq_level = -1;
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return n < 0 ? -1 : 0;
+}
+
+static void serial_destroy(void *opaque)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct device_ops serial_ops = {
+	.name = "serial@3f8",
+	.save = serial_save,
+	.load = serial_load,
+	.destroy = serial_destroy,
+};
+
+struct serial *serial_create(struct vm *vm, struct chardev *chr)
+{
+	struct serial *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		perrorf("serial: calloc");
+		return NULL;
+	}
+	s->vm = vm;
+	s->chr = chr;
+	pthread_mutex_init(&s->lock, NULL);
+	chr->input = serial_input;
+	chr->input_opaque = s;
+	if (iobus_register(&vm->pio, SERIAL_BASE, 8, serial_io, s) < 0 ||
+	    vm_register_device(vm, &serial_ops, s) < 0) {
+		serial_destroy(s);
+		return NULL;
+	}
+	return s;
+}

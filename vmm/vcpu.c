@@ -1,0 +1,237 @@
+/*
+ * The vCPU thread: KVM_RUN, dispatch exits to the I/O bus, and a pause protocol that the
+ * monitor (stop/cont) and migration (stop-and-copy) rely on: vcpu_pause() returns only once
+ * the thread is parked outside KVM_RUN, so its registers can be read or written safely.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "vmm/vm.h"
+#include "vmm/util.h"
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+	/* Only here to make KVM_RUN return with EINTR. */
+}
+
+int vcpu_create(struct vm *vm, struct vcpu *v)
+{
+	int size;
+
+	v->vm = vm;
+	pthread_cond_init(&v->cond, NULL);
+	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, 0);
+	if (v->fd < 0) {
+		perrorf("kvm: KVM_CREATE_VCPU");
+		return -1;
+	}
+	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (size < 0) {
+		perrorf("kvm: KVM_GET_VCPU_MMAP_SIZE");
+		return -1;
+	}
+	v->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		perrorf("kvm: mmap kvm_run");
+		return -1;
+	}
+	v->run_size = size;
+	return 0;
+}
+
+static void vcpu_exit_with_regs(struct vcpu *v, int code, const char *what)
+{
+	struct kvm_regs regs;
+	char why[256];
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		memset(&regs, 0, sizeof(regs));
+	snprintf(why, sizeof(why), "guest %s at RIP 0x%llx", what, (unsigned long long)regs.rip);
+	vm_request_exit(v->vm, code, why);
+}
+
+static void vcpu_handle_io(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	uint8_t *data = (uint8_t *)r + r->io.data_offset;
+
+	for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size)
+		iobus_dispatch(&v->vm->pio, r->io.port, data, r->io.size,
+			       r->io.direction == KVM_EXIT_IO_OUT);
+}
+
+/* false when the guest is gone and the thread must end. */
+static bool vcpu_handle_exit(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	char why[128];
+
+	switch (r->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_handle_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		iobus_dispatch(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len,
+			       r->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_exit_with_regs(v, 1, "crashed: triple fault (KVM_EXIT_SHUTDOWN)");
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(why, sizeof(why), "stopped: KVM internal error, suberror %u%s",
+			 r->internal.suberror,
+			 r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)" : "");
+		vcpu_exit_with_regs(v, 1, why);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "failed to enter: hardware reason 0x%llx",
+			 (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
+		vcpu_exit_with_regs(v, 1, why);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vm_request_exit(v->vm, 0, NULL);
+		return false;
+	case KVM_EXIT_HLT:
+		vcpu_exit_with_regs(v, 0, "halted with interrupts off");
+		return false;
+	default:
+		snprintf(why, sizeof(why), "stopped: unexpected KVM exit reason %u", r->exit_reason);
+		vcpu_exit_with_regs(v, 1, why);
+		return false;
+	}
+}
+
+/* Parks the thread while a pause is wanted. false once the VM is exiting. */
+static bool vcpu_wait_unpaused(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	bool go;
+
+	pthread_mutex_lock(&vm->lock);
+	while (v->want_pause && !vm->exiting) {
+		v->paused = true;
+		pthread_cond_broadcast(&v->cond);
+		pthread_cond_wait(&v->cond, &vm->lock);
+	}
+	v->paused = false;
+	go = !vm->exiting;
+	pthread_mutex_unlock(&vm->lock);
+	return go;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (vcpu_wait_unpaused(v)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				/* A kick: pause or exit wanted; it has done its job. */
+				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
+				continue;
+			}
+			perrorf("kvm: KVM_RUN");
+			vm_request_exit(v->vm, 1, NULL);
+			break;
+		}
+		if (!vcpu_handle_exit(v))
+			break;
+	}
+	/* Whoever waits in vcpu_pause() must not wait for a thread that has ended. */
+	pthread_mutex_lock(&v->vm->lock);
+	v->paused = true;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->vm->lock);
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+	sigset_t set;
+	int err;
+
+	/* No SA_RESTART: the kick must interrupt KVM_RUN. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0) {
+		perrorf("vcpu: sigaction");
+		return -1;
+	}
+	/* Every other thread keeps the kick signal blocked. */
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	err = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (err) {
+		errno = err;
+		perrorf("vcpu: pthread_create");
+		return -1;
+	}
+	v->started = true;
+	return 0;
+}
+
+static void vcpu_kick(struct vcpu *v)
+{
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_pause(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	if (!v->started)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	v->want_pause = true;
+	while (!v->paused) {
+		vcpu_kick(v);
+		pthread_mutex_unlock(&vm->lock);
+		/* The kick may race with the thread entering KVM_RUN; immediate_exit covers it. */
+		pthread_mutex_lock(&vm->lock);
+		if (!v->paused)
+			pthread_cond_wait(&v->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vcpu_resume(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->vm->lock);
+	v->want_pause = false;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->vm->lock);
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->started) {
+		pthread_mutex_lock(&v->vm->lock);
+		v->vm->exiting = true;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->vm->lock);
+		vcpu_kick(v);
+		pthread_join(v->thread, NULL);
+		v->started = false;
+	}
+	if (v->run)
+		munmap(v->run, v->run_size);
+	close(v->fd);
+	v->fd = -1;
+}

@@ -1,0 +1,252 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "vmm/vm.h"
+#include "vmm/util.h"
+
+/* Where KVM puts the TSS and identity map it needs on Intel; just below the BIOS area at 4G. */
+#define KVM_TSS_ADDR 0xfffbd000ULL
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+/* Guest RAM is one slot from 0 and must stay below the MMIO window at VM_MMIO_BASE. */
+#define VM_RAM_MAX (3ULL << 30)
+#define VM_RAM_MIN (2ULL << 20)
+
+static int vm_check_ram_size(uint64_t size)
+{
+	uint64_t host = (uint64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+
+	if (size < VM_RAM_MIN) {
+		errorf("-m: %llu bytes is too little memory (at least 2M)", (unsigned long long)size);
+		return -1;
+	}
+	if (size > VM_RAM_MAX) {
+		errorf("-m: %lluM is more than tern supports (3G: RAM must stay below the MMIO hole)",
+		       (unsigned long long)(size >> 20));
+		return -1;
+	}
+	if (size > host) {
+		errorf("-m: %lluM is more than this host's memory (%lluM)",
+		       (unsigned long long)(size >> 20), (unsigned long long)(host >> 20));
+		return -1;
+	}
+	return 0;
+}
+
+static int vm_open_kvm(struct vm *vm)
+{
+	int ver;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		perrorf("kvm: open /dev/kvm");
+		return -1;
+	}
+	ver = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		errorf("kvm: API version %d, expected %d", ver, KVM_API_VERSION);
+		return -1;
+	}
+	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0) {
+		perrorf("kvm: KVM_CREATE_VM");
+		return -1;
+	}
+	return 0;
+}
+
+static int vm_setup_chipset(struct vm *vm)
+{
+	uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
+	struct kvm_pit_config pit = { .flags = 0 };
+
+	if (ioctl(vm->fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0) {
+		perrorf("kvm: KVM_SET_TSS_ADDR");
+		return -1;
+	}
+	if (ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
+		perrorf("kvm: KVM_SET_IDENTITY_MAP_ADDR");
+		return -1;
+	}
+	if (ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		perrorf("kvm: KVM_CREATE_IRQCHIP");
+		return -1;
+	}
+	if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0) {
+		perrorf("kvm: KVM_CREATE_PIT2");
+		return -1;
+	}
+	return 0;
+}
+
+int vm_set_ram_slot(struct vm *vm, uint32_t flags)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = 0,
+		.memory_size = vm->ram_size,
+		.userspace_addr = (uintptr_t)vm->ram,
+	};
+
+	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+		perrorf("kvm: KVM_SET_USER_MEMORY_REGION");
+		return -1;
+	}
+	return 0;
+}
+
+static int vm_setup_ram(struct vm *vm, uint64_t size)
+{
+	/* NORESERVE: an idle guest only costs the pages it touches. */
+	vm->ram = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		perrorf("memory: mmap %lluM", (unsigned long long)(size >> 20));
+		return -1;
+	}
+	vm->ram_size = size;
+	madvise(vm->ram, size, MADV_MERGEABLE);
+	return vm_set_ram_slot(vm, 0);
+}
+
+int vm_create(struct vm *vm, struct tern_config *cfg)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->fd = -1;
+	vm->cfg = cfg;
+	pthread_mutex_init(&vm->lock, NULL);
+	if (vm_check_ram_size(cfg->mem_size) < 0 || vm_open_kvm(vm) < 0 ||
+	    vm_setup_chipset(vm) < 0 || vm_setup_ram(vm, cfg->mem_size) < 0 ||
+	    evloop_init(&vm->loop) < 0)
+		return -1;
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (int i = vm->ndev - 1; i >= 0; i--)
+		if (vm->dev[i].ops->destroy)
+			vm->dev[i].ops->destroy(vm->dev[i].opaque);
+	vm->ndev = 0;
+	if (vm->vcpu.fd > 0)
+		vcpu_destroy(&vm->vcpu);
+	if (vm->loop.epfd > 0)
+		evloop_destroy(&vm->loop);
+	if (vm->ram)
+		munmap(vm->ram, vm->ram_size);
+	if (vm->fd >= 0)
+		close(vm->fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}
+
+int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque)
+{
+	if (vm->ndev == VM_MAX_DEVICES) {
+		errorf("vm: more than %d devices", VM_MAX_DEVICES);
+		return -1;
+	}
+	vm->dev[vm->ndev++] = (struct device){ ops, opaque };
+	return 0;
+}
+
+int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq)
+{
+	int n = vm->nmmio_dev;
+
+	if (n == VM_MAX_DEVICES) {
+		errorf("vm: more than %d virtio-mmio devices", VM_MAX_DEVICES);
+		return -1;
+	}
+	*base = VM_MMIO_BASE + n * VM_MMIO_SIZE;
+	*irq = VM_MMIO_IRQ_BASE + n;
+	vm->mmio_dev[n] = (struct boot_mmio_dev){ *base, VM_MMIO_SIZE, *irq };
+	vm->nmmio_dev++;
+	return 0;
+}
+
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (gpa > vm->ram_size || len > vm->ram_size - gpa)
+		return NULL;
+	return vm->ram + gpa;
+}
+
+void vm_irq_line(struct vm *vm, uint32_t irq, int level)
+{
+	struct kvm_irq_level l = { .irq = irq, .level = level };
+
+	if (ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0)
+		perrorf("kvm: KVM_IRQ_LINE %u", irq);
+}
+
+void vm_irq_pulse(struct vm *vm, uint32_t irq)
+{
+	vm_irq_line(vm, irq, 1);
+	vm_irq_line(vm, irq, 0);
+}
+
+void vm_request_exit(struct vm *vm, int code, const char *why)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->exiting) {
+		vm->exiting = true;
+		vm->exit_code = code;
+		if (why)
+			errorf("%s", why);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	evloop_stop(&vm->loop);
+}
+
+static const char *const state_names[] = {
+	[RUN_STATE_RUNNING] = "running",
+	[RUN_STATE_PAUSED] = "paused",
+	[RUN_STATE_INMIGRATE] = "inmigrate",
+	[RUN_STATE_POSTMIGRATE] = "postmigrate",
+	[RUN_STATE_SHUTDOWN] = "shutdown",
+};
+
+const char *vm_state_name(enum vm_runstate s)
+{
+	return state_names[s];
+}
+
+enum vm_runstate vm_state(struct vm *vm)
+{
+	enum vm_runstate s;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+void vm_set_state(struct vm *vm, enum vm_runstate s)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->state = s;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_stop(struct vm *vm)
+{
+	if (vm_state(vm) != RUN_STATE_RUNNING)
+		return;
+	vcpu_pause(&vm->vcpu);
+	vm_set_state(vm, RUN_STATE_PAUSED);
+}
+
+void vm_cont(struct vm *vm)
+{
+	if (vm_state(vm) != RUN_STATE_PAUSED)
+		return;
+	vm_set_state(vm, RUN_STATE_RUNNING);
+	vcpu_resume(&vm->vcpu);
+}
