@@ -1,0 +1,126 @@
+"""Shared helpers for tern's tests: start tern on the test guest and talk to it."""
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TERN = os.path.join(ROOT, "build", "tern")
+GUEST = os.path.join(ROOT, "build", "guest", "guest.elf")
+UNIT_DIR = os.path.join(ROOT, "build", "unit")
+
+
+class Tern:
+    """A running tern whose console is a pipe (or a pty) we can read and type into."""
+
+    def __init__(self, args, use_pty=False, env=None, netns=None):
+        self.args = [TERN] + list(args)
+        cmd = self.args if not netns else ["ip", "netns", "exec", netns] + self.args
+        self.out = b""
+        self.master = None
+        e = dict(os.environ)
+        e.update(env or {})
+        if use_pty:
+            self.master, slave = pty.openpty()
+            self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
+                                         env=e, start_new_session=True)
+            os.close(slave)
+            self.rfd = self.master
+            self.wfd = self.master
+        else:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, env=e)
+            self.rfd = self.proc.stdout.fileno()
+            self.wfd = self.proc.stdin.fileno()
+        os.set_blocking(self.rfd, False)
+
+    def _pump(self, timeout):
+        r, _, _ = select.select([self.rfd], [], [], timeout)
+        if not r:
+            return False
+        try:
+            data = os.read(self.rfd, 65536)
+        except OSError:  # pty closed
+            data = b""
+        if not data:
+            time.sleep(min(timeout, 0.01))
+            return False
+        self.out += data
+        return True
+
+    def text(self):
+        return self.out.decode(errors="replace")
+
+    def expect(self, pattern, timeout=10, start=0):
+        """Waits until pattern (regex) appears in the output after byte offset start."""
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.out, start)
+            if m:
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc.poll() is not None and not self._pump(0.05)):
+                raise AssertionError("timed out waiting for %r; output so far:\n%s"
+                                     % (pattern, self.text()[-3000:]))
+            self._pump(min(left, 0.1))
+
+    def drain(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._pump(deadline - time.monotonic())
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        os.write(self.wfd, data)
+
+    def wait(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._pump(0.05)
+        try:
+            code = self.proc.wait(timeout=max(0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("tern did not exit; output:\n" + self.text()[-3000:])
+        while self._pump(0):
+            pass
+        return code
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        if self.master is not None:
+            try:
+                os.close(self.master)
+            except OSError:
+                pass
+            self.master = None
+
+
+@pytest.fixture
+def tern():
+    """Factory: tern(args...) starts one; all are killed after the test."""
+    started = []
+
+    def start(*args, **kw):
+        t = Tern(args, **kw)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.kill()
+
+
+def run_tern(args, timeout=10, **kw):
+    """Runs tern to completion with stdin closed; returns (exit code, combined output)."""
+    p = subprocess.run([TERN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout, **kw)
+    return p.returncode, p.stdout.decode(errors="replace")

@@ -1,0 +1,226 @@
+"""Issue 2: tern boots the test unikernel; console, monitor, exits and bad input."""
+import os
+import struct
+import termios
+import time
+
+from conftest import GUEST, run_tern
+
+BOOT = ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M"]
+
+
+def test_boot_prints_booted_and_cmdline(tern):
+    t = tern(*BOOT, "-append", "hello world")
+    t.expect(r"Booted up in [0-9.]+ ms")
+    t.expect(r"hello world")
+
+
+def test_pvh_entry_boots(tern):
+    t = tern(*BOOT, "-pvh", "-append", "pvh-check")
+    t.expect(r"Booted up in [0-9.]+ ms")
+    t.expect(r"pvh-check")
+
+
+def test_poweroff_exits_zero():
+    code, out = run_tern(BOOT + ["-append", "poweroff"])
+    assert code == 0, out
+    assert "Booted up" in out
+
+
+def test_crash_exits_nonzero_with_one_line():
+    code, out = run_tern(BOOT + ["-append", "crash"])
+    assert code != 0, out
+    lines = [l for l in out.splitlines() if l.startswith("tern:")]
+    assert len(lines) == 1 and "triple fault" in lines[0] and "RIP 0x" in lines[0], out
+
+
+def test_echo_reaches_guest(tern):
+    t = tern(*BOOT, "-append", "echo")
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    t.send("abc-xyz")
+    t.expect(r"abc-xyz", start=m.end())
+
+
+def test_monitor_info_status_and_quit(tern):
+    t = tern(*BOOT, "-append", "echo")
+    t.expect(r"Booted up")
+    t.send(b"\x01c")
+    t.send("info status\n")
+    t.expect(r"VM status: running")
+    t.send("bogus-command\n")
+    t.expect(r"unknown command 'bogus-command'")
+    t.send("quit\n")
+    assert t.wait() == 0
+
+
+def test_stop_and_cont_pause_ticks(tern):
+    t = tern(*BOOT, "-append", "ticks")
+    t.expect(r"tick 3 ")
+    t.send(b"\x01cstop\n")
+    t.drain(0.3)
+    before = t.text().count("tick ")
+    t.drain(0.6)
+    assert t.text().count("tick ") == before, "ticks went on while stopped"
+    t.send("info status\n")
+    t.expect(r"VM status: paused")
+    mark = len(t.out)
+    t.send("cont\n")
+    t.expect(r"tick \d+ ", start=mark)
+    t.send("quit\n")
+    assert t.wait() == 0
+
+
+def test_ctrl_a_x_exits_and_restores_terminal(tern):
+    t = tern(*BOOT, "-append", "echo", use_pty=True)
+    t.expect(r"Booted up")
+    t.send(b"\x01x")
+    assert t.wait() == 0
+    # The pty still holds the mode tern left behind: it must be cooked again.
+    attrs = termios.tcgetattr(t.master)
+    assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
+
+
+def test_quit_on_pty_restores_terminal(tern):
+    t = tern(*BOOT, "-append", "ticks", use_pty=True)
+    t.expect(r"Booted up")
+    attrs = termios.tcgetattr(t.master)
+    assert not attrs[3] & termios.ICANON, "console should be raw while running"
+    t.send(b"\x01cquit\r")
+    assert t.wait() == 0
+    attrs = termios.tcgetattr(t.master)
+    assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
+
+
+def test_crash_on_pty_restores_terminal(tern):
+    t = tern(*BOOT, "-append", "crash", use_pty=True)
+    assert t.wait() != 0
+    attrs = termios.tcgetattr(t.master)
+    assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
+
+
+def test_sigterm_exits_cleanly(tern):
+    t = tern(*BOOT, "-append", "ticks", use_pty=True)
+    t.expect(r"Booted up")
+    t.proc.terminate()
+    assert t.wait() == 0
+    t.expect(r"terminating on signal 15")
+    attrs = termios.tcgetattr(t.master)
+    assert attrs[3] & termios.ICANON
+
+
+def test_monitor_socket(tern, tmp_path):
+    import socket
+    path = str(tmp_path / "mon.sock")
+    t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % path)
+    t.expect(r"Booted up")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.settimeout(5)
+    buf = b""
+    while b"(tern)" not in buf:
+        buf += s.recv(4096)
+    s.sendall(b"info status\n")
+    while b"VM status: running" not in buf:
+        buf += s.recv(4096)
+    s.sendall(b"quit\n")
+    assert t.wait() == 0
+    assert not os.path.exists(path), "monitor socket left behind"
+
+
+def test_serial_file(tmp_path):
+    log = tmp_path / "serial.log"
+    code, out = run_tern(["-kernel", GUEST, "-nographic", "-serial", "file:%s" % log,
+                          "-append", "poweroff"])
+    assert code == 0, out
+    assert "Booted up" in log.read_text()
+
+
+# --- bad input: one clear line, non-zero exit, never a hang ------------------------------
+
+def bad(args, *needles):
+    code, out = run_tern(args)
+    assert code != 0, out
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tern: "), out
+    for n in needles:
+        assert n in lines[0], out
+    return lines[0]
+
+
+def test_missing_kernel(tmp_path):
+    bad(["-kernel", str(tmp_path / "nope.elf")], "nope.elf", "No such file")
+
+
+def test_empty_kernel(tmp_path):
+    f = tmp_path / "empty.elf"
+    f.write_bytes(b"")
+    bad(["-kernel", str(f)], "empty.elf")
+
+
+def test_truncated_elf(tmp_path):
+    data = open(GUEST, "rb").read()
+    f = tmp_path / "trunc.elf"
+    f.write_bytes(data[:200])
+    bad(["-kernel", str(f)], "trunc.elf")
+
+
+def test_truncated_elf_segment(tmp_path):
+    data = open(GUEST, "rb").read()
+    f = tmp_path / "trunc2.elf"
+    f.write_bytes(data[:len(data) // 2])
+    bad(["-kernel", str(f)], "trunc2.elf")
+
+
+def test_not_a_kernel(tmp_path):
+    f = tmp_path / "junk.bin"
+    f.write_bytes(b"this is not a kernel\n" * 100)
+    bad(["-kernel", str(f)], "junk.bin", "not an ELF or bzImage")
+
+
+def test_elf_outside_ram(tmp_path):
+    data = bytearray(open(GUEST, "rb").read())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if struct.unpack_from("<I", data, off)[0] == 1:  # PT_LOAD: move p_paddr to 1 GiB
+            struct.pack_into("<Q", data, off + 0x18, 1 << 30)
+    f = tmp_path / "far.elf"
+    f.write_bytes(bytes(data))
+    bad(["-kernel", str(f), "-m", "64M"], "far.elf")
+
+
+def test_mem_zero():
+    bad(["-kernel", GUEST, "-m", "0"], "-m")
+
+
+def test_mem_too_large():
+    bad(["-kernel", GUEST, "-m", "2T"], "-m")
+
+
+def test_mem_not_a_size():
+    bad(["-kernel", GUEST, "-m", "lots"], "-m", "lots")
+
+
+def test_unknown_option():
+    bad(["-kernel", GUEST, "-frobnicate"], "unknown option '-frobnicate'")
+
+
+def test_smp_above_one():
+    bad(["-kernel", GUEST, "-smp", "2"], "-smp")
+
+
+def test_overlong_cmdline():
+    bad(["-kernel", GUEST, "-append", "x" * 5000], "cmdline")
+
+
+def test_no_kernel():
+    bad([], "kernel")
+
+
+def test_ignored_options_are_named():
+    code, out = run_tern(["-enable-kvm", "-cpu", "host", "-kernel", GUEST, "-nographic",
+                          "-append", "poweroff"])
+    assert code == 0, out
+    assert "-enable-kvm: ignored" in out and "-cpu: ignored" in out

@@ -1,0 +1,21 @@
+"""Runs each C unit-test binary that `make unit` built (tests/unit/test_*.c)."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+from conftest import UNIT_DIR
+
+BINS = sorted(glob.glob(os.path.join(UNIT_DIR, "test_*")))
+
+
+@pytest.mark.parametrize("binary", BINS, ids=[os.path.basename(b) for b in BINS])
+def test_unit(binary):
+    p = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, out
+
+
+def test_unit_binaries_exist():
+    assert BINS, "make unit built no unit tests into " + UNIT_DIR
