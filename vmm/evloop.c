@@ -15,11 +15,62 @@ static void evloop_wake(void *opaque, uint32_t events)
 
 	if (read(l->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		perrorf("evloop: read wake eventfd");
+	pthread_mutex_lock(&l->call_lock);
+	if (l->call_pending) {
+		/* Unlocked while it runs: fn may itself use evloop_call(). */
+		pthread_mutex_unlock(&l->call_lock);
+		l->call_fn(l->call_arg);
+		pthread_mutex_lock(&l->call_lock);
+		l->call_pending = false;
+		pthread_cond_broadcast(&l->call_done);
+	}
+	pthread_mutex_unlock(&l->call_lock);
+}
+
+static void evloop_kick(struct evloop *l)
+{
+	uint64_t one = 1;
+
+	if (write(l->wakefd, &one, sizeof(one)) < 0)
+		perrorf("evloop: write wake eventfd");
+}
+
+void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
+{
+	if (pthread_equal(pthread_self(), l->thread)) {
+		fn(arg);
+		return;
+	}
+	pthread_mutex_lock(&l->call_lock);
+	if (!l->running) {
+		pthread_mutex_unlock(&l->call_lock);
+		fn(arg);
+		return;
+	}
+	/* Another caller's request goes first. */
+	while (l->call_pending)
+		pthread_cond_wait(&l->call_done, &l->call_lock);
+	l->call_fn = fn;
+	l->call_arg = arg;
+	l->call_pending = true;
+	evloop_kick(l);
+	while (l->call_pending && l->running)
+		pthread_cond_wait(&l->call_done, &l->call_lock);
+	if (l->call_pending) {
+		/* The loop ended before it got to us: run it here, nobody else will. */
+		l->call_pending = false;
+		pthread_mutex_unlock(&l->call_lock);
+		fn(arg);
+		return;
+	}
+	pthread_mutex_unlock(&l->call_lock);
 }
 
 int evloop_init(struct evloop *l)
 {
 	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->call_lock, NULL);
+	pthread_cond_init(&l->call_done, NULL);
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0) {
 		perrorf("evloop: epoll_create1");
@@ -77,6 +128,10 @@ void evloop_run(struct evloop *l)
 {
 	struct epoll_event evs[16];
 
+	pthread_mutex_lock(&l->call_lock);
+	l->thread = pthread_self();
+	l->running = true;
+	pthread_mutex_unlock(&l->call_lock);
 	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
 		int n = epoll_wait(l->epfd, evs, 16, -1);
 
@@ -94,15 +149,16 @@ void evloop_run(struct evloop *l)
 				h->fn(h->opaque, evs[i].events);
 		}
 	}
+	pthread_mutex_lock(&l->call_lock);
+	l->running = false;
+	pthread_cond_broadcast(&l->call_done);
+	pthread_mutex_unlock(&l->call_lock);
 }
 
 void evloop_stop(struct evloop *l)
 {
-	uint64_t one = 1;
-
 	__atomic_store_n(&l->stop, true, __ATOMIC_RELEASE);
-	if (write(l->wakefd, &one, sizeof(one)) < 0)
-		perrorf("evloop: write wake eventfd");
+	evloop_kick(l);
 }
 
 int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms)

@@ -16,11 +16,21 @@ struct ev_handler {
 
 #define EVLOOP_MAX 64
 
+#include <pthread.h>
+
 struct evloop {
 	int epfd;
-	int wakefd;		/* eventfd: evloop_stop() from any thread */
+	int wakefd;		/* eventfd: evloop_stop() and evloop_call() from any thread */
 	bool stop;
 	struct ev_handler h[EVLOOP_MAX];
+	/* evloop_call(): one request at a time, run on the loop's thread. */
+	pthread_mutex_t call_lock;
+	pthread_cond_t call_done;
+	void (*call_fn)(void *);
+	void *call_arg;
+	bool call_pending;
+	pthread_t thread;
+	bool running;
 };
 
 int evloop_init(struct evloop *l);
@@ -30,6 +40,12 @@ void evloop_del(struct evloop *l, int fd);
 /* Runs until evloop_stop(). */
 void evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);
+/*
+ * Runs fn(arg) on the loop's thread and waits for it: device hooks touch state that only the
+ * I/O thread otherwise touches, so other threads (migration) reach them through this.
+ * Called on the loop's own thread (or before the loop runs), it just calls fn.
+ */
+void evloop_call(struct evloop *l, void (*fn)(void *), void *arg);
 /* A timerfd that fires after first_ms then every period_ms (0 = once). Returns the fd. */
 int evloop_add_timer(struct evloop *l, unsigned first_ms, unsigned period_ms, ev_fn fn,
 		     void *opaque);

@@ -123,7 +123,7 @@ int vm_create(struct vm *vm, struct tern_config *cfg)
 	pthread_mutex_init(&vm->lock, NULL);
 	if (vm_check_ram_size(cfg->mem_size) < 0 || vm_open_kvm(vm) < 0 ||
 	    vm_setup_chipset(vm) < 0 || vm_setup_ram(vm, cfg->mem_size) < 0 ||
-	    evloop_init(&vm->loop) < 0)
+	    dirty_init(&vm->dirty, cfg->mem_size) < 0 || evloop_init(&vm->loop) < 0)
 		return -1;
 	return 0;
 }
@@ -140,6 +140,7 @@ void vm_destroy(struct vm *vm)
 		evloop_destroy(&vm->loop);
 	if (vm->ram)
 		munmap(vm->ram, vm->ram_size);
+	dirty_free(&vm->dirty);
 	if (vm->fd >= 0)
 		close(vm->fd);
 	if (vm->kvm_fd >= 0)

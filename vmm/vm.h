@@ -12,6 +12,7 @@
 
 #include "vmm/config.h"
 #include "vmm/device.h"
+#include "vmm/dirty.h"
 #include "vmm/evloop.h"
 #include "vmm/iobus.h"
 
@@ -73,7 +74,7 @@ struct vm {
 	struct console *console;
 	struct monitor *monitor;
 	struct migration *migration;
-	void *ram_dirty;	/* pages the VMM wrote itself; see memory.h */
+	struct dirty_log dirty;	/* pages the VMM wrote itself; see dirty.h */
 };
 
 int vm_create(struct vm *vm, struct tern_config *cfg);
