@@ -16,6 +16,7 @@
 #include "vmm/chardev.h"
 #include "vmm/config.h"
 #include "vmm/console.h"
+#include "vmm/cpu_state.h"
 #include "vmm/monitor.h"
 #include "vmm/serial.h"
 #include "vmm/util.h"
@@ -169,7 +170,9 @@ static int tern_setup(struct tern *t)
 		return -1;
 	}
 	if (vm_create(vm, &t->cfg) < 0 || tern_signals(t) < 0 || tern_devices(t) < 0 ||
-	    vcpu_create(vm, &vm->vcpu) < 0 || boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0)
+	    vcpu_create(vm, &vm->vcpu) < 0 || boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0 ||
+	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0 ||
+	    kvmclock_register(vm) < 0)
 		return -1;
 	if (!incoming && tern_boot(t) < 0)
 		return -1;

@@ -111,7 +111,6 @@ static int vm_setup_ram(struct vm *vm, uint64_t size)
 		return -1;
 	}
 	vm->ram_size = size;
-	madvise(vm->ram, size, MADV_MERGEABLE);
 	return vm_set_ram_slot(vm, 0);
 }
 

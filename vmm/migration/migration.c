@@ -1,14 +1,377 @@
+/*
+ * Migration's face: the monitor commands (migrate, migrate_cancel, info migrate,
+ * migrate_set_parameter, migrate_incoming), the status QEMU's tools expect, and the threads
+ * that do the work (source.c, dest.c).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "vmm/migration/internal.h"
 #include "vmm/migration/migration.h"
+#include "vmm/monitor.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
+#define DEFAULT_DOWNTIME_MS 300	/* QEMU's default downtime-limit */
+#define DEFAULT_MAX_ROUNDS 30
+#define PROGRESS_MS 500
+
+static const char *const status_names[] = {
+	[MIG_NONE] = "none",		[MIG_SETUP] = "setup",	 [MIG_ACTIVE] = "active",
+	[MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed", [MIG_CANCELLED] = "cancelled",
+};
+
+const char *mig_status_name(enum mig_status s)
+{
+	return status_names[s];
+}
+
+void mig_set_status(struct migration *m, enum mig_status s)
+{
+	pthread_mutex_lock(&m->lock);
+	m->status = s;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void mig_fail(struct migration *m, const char *fmt, ...)
+{
+	va_list ap;
+	bool cancelled = __atomic_load_n(&m->cancel, __ATOMIC_ACQUIRE);
+
+	pthread_mutex_lock(&m->lock);
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	va_end(ap);
+	m->status = cancelled ? MIG_CANCELLED : MIG_FAILED;
+	if (cancelled)
+		snprintf(m->error, sizeof(m->error), "cancelled by the user");
+	pthread_mutex_unlock(&m->lock);
+}
+
+static bool mig_busy(struct migration *m)
+{
+	enum mig_status s;
+
+	pthread_mutex_lock(&m->lock);
+	s = m->status;
+	pthread_mutex_unlock(&m->lock);
+	return s == MIG_SETUP || s == MIG_ACTIVE;
+}
+
+static void mig_summary(struct migration *m, struct mon_session *s)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->status == MIG_COMPLETED)
+		monitor_printf(s, "migrate: completed in %.3f ms (downtime %.3f ms, %llu KiB sent, %llu rounds)\n",
+			       m->st.total_ns / 1e6, m->st.downtime_ns / 1e6,
+			       (unsigned long long)(m->st.transferred >> 10),
+			       (unsigned long long)m->st.rounds);
+	else
+		monitor_printf(s, "migrate: %s: %s\n", mig_status_name(m->status), m->error);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void mig_finish_on_io_thread(void *arg)
+{
+	struct migration *m = arg;
+
+	if (m->progress_timer >= 0) {
+		evloop_del(&m->vm->loop, m->progress_timer);
+		close(m->progress_timer);
+		m->progress_timer = -1;
+	}
+	if (m->waiter) {
+		mig_summary(m, m->waiter);
+		monitor_session_release(m->waiter);
+		m->waiter = NULL;
+	}
+}
+
+void mig_finish(struct migration *m)
+{
+	evloop_call(&m->vm->loop, mig_finish_on_io_thread, m);
+}
+
+static void mig_progress(void *opaque, uint32_t events)
+{
+	struct migration *m = opaque;
+	uint64_t v;
+
+	if (read(m->progress_timer, &v, sizeof(v)) < 0 || !m->waiter)
+		return;
+	pthread_mutex_lock(&m->lock);
+	monitor_printf(m->waiter, "migrate: %s, round %llu, %llu KiB sent, %llu KiB remaining\n",
+		       mig_status_name(m->status), (unsigned long long)m->st.rounds,
+		       (unsigned long long)(m->st.transferred >> 10),
+		       (unsigned long long)(m->st.remaining >> 10));
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Joins the thread of an earlier, finished migration. */
+static void mig_reap(struct migration *m)
+{
+	if (m->thread_started) {
+		pthread_join(m->thread, NULL);
+		m->thread_started = false;
+	}
+}
+
+static int mig_start_thread(struct migration *m, void *(*fn)(void *))
+{
+	int err;
+
+	mig_reap(m);
+	__atomic_store_n(&m->cancel, false, __ATOMIC_RELEASE);
+	memset(&m->st, 0, sizeof(m->st));
+	m->st.start_ns = now_ns();
+	m->st.total_ram = m->vm->ram_size;
+	m->error[0] = '\0';
+	m->status = MIG_SETUP;
+	err = pthread_create(&m->thread, NULL, fn, m);
+	if (err) {
+		mig_fail(m, "pthread_create: %s", strerror(err));
+		return -1;
+	}
+	m->thread_started = true;
+	return 0;
+}
+
+static void cmd_migrate(struct mon_session *s, int argc, char **argv)
+{
+	struct migration *m = monitor_session_vm(s)->migration;
+	bool detach = argc > 1 && !strcmp(argv[1], "-d");
+	const char *uri = argv[detach ? 2 : 1];
+	char err[200];
+
+	if (argc != (detach ? 3 : 2)) {
+		monitor_printf(s, "Error: usage: migrate [-d] \"tcp:HOST:PORT\"\n");
+		return;
+	}
+	if (m->incoming || vm_state(m->vm) == RUN_STATE_POSTMIGRATE) {
+		monitor_printf(s, "Error: the guest does not run here\n");
+		return;
+	}
+	if (mig_busy(m)) {
+		monitor_printf(s, "Error: a migration is already in progress\n");
+		return;
+	}
+	if (mig_uri_parse(uri, &m->uri, err, sizeof(err)) < 0) {
+		monitor_printf(s, "Error: %s\n", err);
+		return;
+	}
+	if (mig_start_thread(m, mig_source_thread) < 0) {
+		monitor_printf(s, "Error: %s\n", m->error);
+		return;
+	}
+	if (detach)
+		return;
+	m->waiter = s;
+	monitor_session_hold(s);
+	m->progress_timer = evloop_add_timer(&m->vm->loop, PROGRESS_MS, PROGRESS_MS, mig_progress, m);
+}
+
+static void mig_cancel(struct migration *m)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&m->cancel, true, __ATOMIC_RELEASE);
+	if (write(m->cancel_fd, &one, sizeof(one)) < 0)
+		perrorf("migration: cancel");
+	/* A thread blocked in send or recv wakes up with an error. */
+	pthread_mutex_lock(&m->lock);
+	if (m->conn_fd >= 0 && !m->incoming)
+		shutdown(m->conn_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
+{
+	struct migration *m = monitor_session_vm(s)->migration;
+
+	if (m->incoming) {
+		monitor_printf(s, "Error: this side waits for an incoming migration; quit to give up\n");
+		return;
+	}
+	if (mig_busy(m))
+		mig_cancel(m);
+}
+
+static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
+{
+	struct migration *m = monitor_session_vm(s)->migration;
+	struct mig_stats *st = &m->st;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&m->lock);
+	monitor_printf(s, "Migration status: %s\n", mig_status_name(m->status));
+	if (m->status == MIG_FAILED || m->status == MIG_CANCELLED)
+		monitor_printf(s, "error: %s\n", m->error);
+	if (m->status != MIG_NONE) {
+		uint64_t total = st->total_ns ? st->total_ns : now - st->start_ns;
+
+		monitor_printf(s, "total time: %.3f ms\n", total / 1e6);
+		if (m->status == MIG_COMPLETED && !m->incoming)
+			monitor_printf(s, "downtime: %.3f ms\n", st->downtime_ns / 1e6);
+		else if (!m->incoming)
+			monitor_printf(s, "expected downtime: %.3f ms\n", st->expected_downtime_ns / 1e6);
+		monitor_printf(s, "setup: %.3f ms\n", st->setup_ns / 1e6);
+		monitor_printf(s, "transferred ram: %llu kbytes\n",
+			       (unsigned long long)(st->transferred >> 10));
+		if (total)
+			monitor_printf(s, "throughput: %.2f mbps\n",
+				       st->transferred * 8.0 / (total / 1e9) / 1e6);
+		monitor_printf(s, "remaining ram: %llu kbytes\n",
+			       (unsigned long long)(st->remaining >> 10));
+		monitor_printf(s, "total ram: %llu kbytes\n", (unsigned long long)(m->vm->ram_size >> 10));
+		monitor_printf(s, "duplicate: %llu pages\n", (unsigned long long)st->zero_pages);
+		monitor_printf(s, "normal: %llu pages\n", (unsigned long long)st->normal_pages);
+		monitor_printf(s, "normal bytes: %llu kbytes\n",
+			       (unsigned long long)(st->normal_pages * 4));
+		monitor_printf(s, "dirty sync count: %llu\n", (unsigned long long)st->rounds);
+		monitor_printf(s, "rounds: %llu\n", (unsigned long long)st->rounds);
+	}
+	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)m->downtime_limit_ms);
+	monitor_printf(s, "max-bandwidth: %llu bytes/second\n", (unsigned long long)m->max_bandwidth);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void cmd_migrate_set_parameter(struct mon_session *s, int argc, char **argv)
+{
+	struct migration *m = monitor_session_vm(s)->migration;
+	uint64_t v;
+
+	if (argc != 3) {
+		monitor_printf(s, "Error: usage: migrate_set_parameter downtime-limit MS | max-bandwidth BYTES_PER_S\n");
+		return;
+	}
+	if (!strcmp(argv[1], "downtime-limit") || !strcmp(argv[1], "downtime_limit")) {
+		if (parse_size(argv[2], 1, &v) < 0 || v > 2000000) {
+			monitor_printf(s, "Error: downtime-limit: '%s' is not a number of ms (0-2000000)\n",
+				       argv[2]);
+			return;
+		}
+		m->downtime_limit_ms = v;
+	} else if (!strcmp(argv[1], "max-bandwidth") || !strcmp(argv[1], "max_bandwidth")) {
+		if (parse_size(argv[2], 1, &v) < 0) {
+			monitor_printf(s, "Error: max-bandwidth: '%s' is not a size in bytes/s\n", argv[2]);
+			return;
+		}
+		m->max_bandwidth = v;
+	} else {
+		monitor_printf(s, "Error: unknown parameter '%s' (downtime-limit, max-bandwidth)\n",
+			       argv[1]);
+	}
+}
+
+static int mig_listen(struct migration *m, const char *uri)
+{
+	char err[200];
+
+	if (mig_uri_parse(uri, &m->uri, err, sizeof(err)) < 0) {
+		errorf("-incoming: %s", err);
+		return -1;
+	}
+	m->listen_fd = mig_uri_listen(&m->uri, err, sizeof(err));
+	if (m->listen_fd < 0) {
+		errorf("-incoming: %s", err);
+		return -1;
+	}
+	m->incoming = true;
+	return mig_start_thread(m, mig_dest_thread);
+}
+
+static void cmd_migrate_incoming(struct mon_session *s, int argc, char **argv)
+{
+	struct migration *m = monitor_session_vm(s)->migration;
+
+	if (argc != 2) {
+		monitor_printf(s, "Error: usage: migrate_incoming \"tcp:0:4444\"\n");
+		return;
+	}
+	if (vm_state(m->vm) != RUN_STATE_INMIGRATE || m->incoming) {
+		monitor_printf(s, "Error: migrate_incoming needs tern started with -incoming defer\n");
+		return;
+	}
+	if (mig_listen(m, argv[1]) < 0)
+		monitor_printf(s, "Error: cannot listen on %s\n", argv[1]);
+}
+
+static void mig_destroy(void *opaque)
+{
+	struct migration *m = opaque;
+
+	if (m->thread_started) {
+		mig_cancel(m);
+		mig_reap(m);
+	}
+	if (m->listen_fd >= 0)
+		close(m->listen_fd);
+	if (m->progress_timer >= 0) {
+		evloop_del(&m->vm->loop, m->progress_timer);
+		close(m->progress_timer);
+	}
+	close(m->cancel_fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static const struct device_ops mig_ops = {
+	.name = "migration",
+	.destroy = mig_destroy,
+};
+
+bool migration_snapshot_taken(struct vm *vm)
+{
+	return vm->migration && vm->migration->snapshot_done;
+}
+
 int migration_init(struct vm *vm)
 {
+	struct migration *m = calloc(1, sizeof(*m));
+	struct monitor *mon = vm->monitor;
+
+	if (!m) {
+		perrorf("migration: calloc");
+		return -1;
+	}
+	*m = (struct migration){
+		.vm = vm,
+		.downtime_limit_ms = DEFAULT_DOWNTIME_MS,
+		.max_rounds = DEFAULT_MAX_ROUNDS,
+		.progress_timer = -1,
+		.listen_fd = -1,
+		.conn_fd = -1,
+	};
+	pthread_mutex_init(&m->lock, NULL);
+	m->cancel_fd = eventfd(0, EFD_CLOEXEC);
+	if (m->cancel_fd < 0) {
+		perrorf("migration: eventfd");
+		free(m);
+		return -1;
+	}
+	vm->migration = m;
+	if (vm_register_device(vm, &mig_ops, m) < 0)
+		return -1;
+	monitor_add_command(mon, "migrate", "[-d] \"URI\"",
+			    "migrate the guest to URI (tcp:HOST:PORT, unix:PATH, file:PATH)", cmd_migrate);
+	monitor_add_command(mon, "migrate_cancel", NULL, "cancel the current migration",
+			    cmd_migrate_cancel);
+	monitor_add_command(mon, "migrate_set_parameter", "downtime-limit MS | max-bandwidth B/s",
+			    "set a migration parameter", cmd_migrate_set_parameter);
+	monitor_add_command(mon, "migrate_incoming", "\"URI\"",
+			    "wait for a migration on URI (with -incoming defer)", cmd_migrate_incoming);
+	monitor_add_command(mon, "info migrate", NULL, "show migration status", cmd_info_migrate);
 	return 0;
 }
 
 int migration_incoming(struct vm *vm, const char *uri)
 {
-	errorf("-incoming: migration is not supported yet");
-	return -1;
+	if (!strcmp(uri, "defer"))
+		return 0;
+	return mig_listen(vm->migration, uri);
 }

@@ -1,0 +1,208 @@
+/*
+ * vCPU state for migration and snapshots. Only called while the vCPU thread is parked.
+ * Restore order follows what KVM needs: sregs (APIC base) before the LAPIC, MSRs before
+ * events and MP state.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+#include "vmm/cpu_state.h"
+#include "vmm/state.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define MAX_MSRS 512
+
+struct msr_list {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[MAX_MSRS];
+};
+
+struct cpu_state {
+	struct vm *vm;
+	uint32_t msr_index[MAX_MSRS];	/* the MSRs this vCPU can read, found once */
+	int nmsr;
+};
+
+/* KVM lists MSRs the host knows; a vCPU may still refuse some. Keep the readable ones. */
+static int cpu_find_msrs(struct cpu_state *cs)
+{
+	struct { struct kvm_msr_list l; uint32_t idx[MAX_MSRS]; } list = { .l.nmsrs = MAX_MSRS };
+	struct msr_list m;
+	int fd = cs->vm->vcpu.fd;
+
+	if (ioctl(cs->vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
+		perrorf("cpu: KVM_GET_MSR_INDEX_LIST");
+		return -1;
+	}
+	cs->nmsr = 0;
+	for (uint32_t i = 0; i < list.l.nmsrs; i++) {
+		m.hdr.nmsrs = 1;
+		m.e[0] = (struct kvm_msr_entry){ .index = list.l.indices[i] };
+		if (ioctl(fd, KVM_GET_MSRS, &m) == 1)
+			cs->msr_index[cs->nmsr++] = list.l.indices[i];
+	}
+	return 0;
+}
+
+static int cpu_save_msrs(struct cpu_state *cs, void *fdt)
+{
+	struct msr_list m = { .hdr.nmsrs = cs->nmsr };
+	int n;
+
+	for (int i = 0; i < cs->nmsr; i++)
+		m.e[i] = (struct kvm_msr_entry){ .index = cs->msr_index[i] };
+	n = ioctl(cs->vm->vcpu.fd, KVM_GET_MSRS, &m);
+	if (n != cs->nmsr) {
+		errorf("cpu: KVM_GET_MSRS read %d of %d MSRs", n, cs->nmsr);
+		return -1;
+	}
+	return state_put_blob(fdt, "msrs", m.e, n * sizeof(m.e[0]));
+}
+
+static int cpu_load_msrs(struct cpu_state *cs, const void *fdt, int node)
+{
+	struct kvm_msr_entry all[MAX_MSRS];
+	struct msr_list m;
+	int len = state_get_var(fdt, node, "msrs", all, sizeof(all));
+	int n, i = 0;
+
+	if (len < 0 || len % sizeof(all[0])) {
+		errorf("cpu: malformed MSR list");
+		return -1;
+	}
+	n = len / sizeof(all[0]);
+	/* KVM stops at the first MSR it refuses: skip that one and carry on, as QEMU does. */
+	while (i < n) {
+		int r;
+
+		m.hdr.nmsrs = n - i;
+		memcpy(m.e, all + i, (n - i) * sizeof(all[0]));
+		r = ioctl(cs->vm->vcpu.fd, KVM_SET_MSRS, &m);
+		if (r < 0) {
+			perrorf("cpu: KVM_SET_MSRS");
+			return -1;
+		}
+		i += r;
+		if (i < n)
+			i++;
+	}
+	return 0;
+}
+
+/* The fixed-size pieces, in restore order; MSRs go between the two groups. */
+struct cpu_piece {
+	const char *name;
+	unsigned long get, set;
+	size_t size;
+};
+
+static const struct cpu_piece cpu_early[] = {
+	{ "sregs", KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs) },
+	{ "regs", KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs) },
+	{ "xsave", KVM_GET_XSAVE, KVM_SET_XSAVE, sizeof(struct kvm_xsave) },
+	{ "xcrs", KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs) },
+};
+
+static const struct cpu_piece cpu_late[] = {
+	{ "lapic", KVM_GET_LAPIC, KVM_SET_LAPIC, sizeof(struct kvm_lapic_state) },
+	{ "events", KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, sizeof(struct kvm_vcpu_events) },
+	{ "mp_state", KVM_GET_MP_STATE, KVM_SET_MP_STATE, sizeof(struct kvm_mp_state) },
+	{ "debugregs", KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, sizeof(struct kvm_debugregs) },
+};
+
+static int cpu_save_pieces(int fd, void *fdt, const struct cpu_piece *p, size_t n)
+{
+	uint8_t buf[sizeof(struct kvm_xsave)];
+
+	for (size_t i = 0; i < n; i++) {
+		if (ioctl(fd, p[i].get, buf) < 0) {
+			perrorf("cpu: get %s", p[i].name);
+			return -1;
+		}
+		if (state_put_blob(fdt, p[i].name, buf, p[i].size) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int cpu_load_pieces(int fd, const void *fdt, int node, const struct cpu_piece *p,
+			   size_t n)
+{
+	uint8_t buf[sizeof(struct kvm_xsave)];
+
+	for (size_t i = 0; i < n; i++) {
+		if (state_get_blob(fdt, node, p[i].name, buf, p[i].size) < 0)
+			return -1;
+		if (ioctl(fd, p[i].set, buf) < 0) {
+			perrorf("cpu: set %s", p[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int cpu_save(void *opaque, void *fdt)
+{
+	struct cpu_state *cs = opaque;
+	int fd = cs->vm->vcpu.fd;
+
+	if (!cs->nmsr && cpu_find_msrs(cs) < 0)
+		return -1;
+	if (cpu_save_pieces(fd, fdt, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
+	    cpu_save_msrs(cs, fdt) < 0 ||
+	    cpu_save_pieces(fd, fdt, cpu_late, ARRAY_SIZE(cpu_late)) < 0)
+		return -1;
+	return 0;
+}
+
+static int cpu_prepare(void *opaque)
+{
+	struct cpu_state *cs = opaque;
+
+	return cs->nmsr ? 0 : cpu_find_msrs(cs);
+}
+
+static int cpu_load(void *opaque, const void *fdt, int node)
+{
+	struct cpu_state *cs = opaque;
+	int fd = cs->vm->vcpu.fd;
+
+	if (cpu_load_pieces(fd, fdt, node, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
+	    cpu_load_msrs(cs, fdt, node) < 0 ||
+	    cpu_load_pieces(fd, fdt, node, cpu_late, ARRAY_SIZE(cpu_late)) < 0)
+		return -1;
+	return 0;
+}
+
+static void cpu_destroy(void *opaque)
+{
+	free(opaque);
+}
+
+static const struct device_ops cpu_ops = {
+	.name = "cpu@0",
+	.prepare = cpu_prepare,
+	.save = cpu_save,
+	.load = cpu_load,
+	.destroy = cpu_destroy,
+};
+
+int cpu_state_register(struct vm *vm)
+{
+	struct cpu_state *cs = calloc(1, sizeof(*cs));
+
+	if (!cs) {
+		perrorf("cpu: calloc");
+		return -1;
+	}
+	cs->vm = vm;
+	if (vm_register_device(vm, &cpu_ops, cs) < 0) {
+		free(cs);
+		return -1;
+	}
+	return 0;
+}

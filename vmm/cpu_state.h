@@ -1,0 +1,14 @@
+/*
+ * The machine state KVM keeps for us, as devices with save/load hooks: the vCPU (registers,
+ * FPU/XSAVE, MSRs, LAPIC, events), the in-kernel irqchip and PIT, and kvmclock.
+ */
+#ifndef TERN_CPU_STATE_H
+#define TERN_CPU_STATE_H
+
+struct vm;
+
+int cpu_state_register(struct vm *vm);
+int irqchip_state_register(struct vm *vm);
+int kvmclock_register(struct vm *vm);
+
+#endif

@@ -1,0 +1,207 @@
+/*
+ * The destination side (-incoming): check the hello, take pages and device state, load it,
+ * say READY, and resume the guest only on GO. On any failure the guest never runs here: the
+ * reason is printed and tern exits non-zero, discarding what it got.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/migration/internal.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+struct dst {
+	struct migration *m;
+	struct vm *vm;
+	struct mig_stream s;
+	struct mig_ram ram;
+	bool interactive;
+	void *devs;
+	int devs_len;
+	char err[256];
+};
+
+static int dst_fail(struct dst *c, const char *what)
+{
+	snprintf(c->err, sizeof(c->err), "%s", what);
+	return -1;
+}
+
+/* Reads a small record's payload into a fresh buffer (NUL-terminated). */
+static void *dst_payload(struct dst *c, const struct rec_hdr *h)
+{
+	char *p = malloc(h->len + 1);
+
+	if (!p || stream_get_payload(&c->s, h, p) < 0) {
+		free(p);
+		return NULL;
+	}
+	p[h->len] = '\0';
+	return p;
+}
+
+static int dst_reply(struct dst *c, uint32_t type, const char *text)
+{
+	if (!c->interactive)
+		return 0;
+	if (stream_put(&c->s, type, 0, text, text ? strlen(text) + 1 : 0) < 0 ||
+	    stream_flush(&c->s) < 0)
+		return dst_fail(c, c->s.err);
+	return 0;
+}
+
+static int dst_hello(struct dst *c)
+{
+	struct rec_hdr h;
+	char why[200];
+	void *desc;
+	int r;
+
+	if (stream_get_header(&c->s) < 0 || stream_get(&c->s, &h) < 0)
+		return dst_fail(c, c->s.err);
+	if (h.type != REC_HELLO)
+		return dst_fail(c, "corrupt stream: it does not start with a hello");
+	desc = dst_payload(c, &h);
+	if (!desc)
+		return dst_fail(c, c->s.err);
+	r = mig_check_description(c->vm, desc, h.len, why, sizeof(why));
+	free(desc);
+	if (r < 0) {
+		dst_reply(c, REC_REFUSE, why);
+		snprintf(c->err, sizeof(c->err), "refused the source: %s", why);
+		return -1;
+	}
+	return dst_reply(c, REC_ACCEPT, NULL);
+}
+
+static int dst_load(struct dst *c)
+{
+	char why[200];
+
+	if (!c->devs)
+		return dst_fail(c, "corrupt stream: no device state before the end");
+	if (mig_load_devices(c->vm, c->devs, c->devs_len, why, sizeof(why)) < 0) {
+		dst_reply(c, REC_ERROR, why);
+		return dst_fail(c, why);
+	}
+	return dst_reply(c, REC_READY, NULL);
+}
+
+/* Everything up to and including END; then the state is loaded. */
+static int dst_receive(struct dst *c)
+{
+	struct rec_hdr h;
+
+	for (;;) {
+		if (stream_get(&c->s, &h) < 0)
+			return dst_fail(c, c->s.err);
+		switch (h.type) {
+		case REC_PAGES:
+		case REC_ZERO:
+			if (ram_receive(&c->ram, &c->s, &h) < 0)
+				return dst_fail(c, c->s.err);
+			break;
+		case REC_ROUND:
+			if (stream_get_payload(&c->s, &h, NULL) < 0 || h.len)
+				return dst_fail(c, c->s.err[0] ? c->s.err : "corrupt stream: bad round");
+			c->m->st.rounds = h.arg + 1;
+			break;
+		case REC_DEVICES:
+			free(c->devs);
+			c->devs = dst_payload(c, &h);
+			c->devs_len = h.len;
+			if (!c->devs)
+				return dst_fail(c, c->s.err);
+			break;
+		case REC_END:
+			if (stream_get_payload(&c->s, &h, NULL) < 0)
+				return dst_fail(c, c->s.err);
+			return dst_load(c);
+		default:
+			snprintf(c->err, sizeof(c->err), "corrupt stream: unexpected record type %u",
+				 h.type);
+			return -1;
+		}
+	}
+}
+
+static int dst_wait_go(struct dst *c)
+{
+	struct rec_hdr h;
+
+	if (!c->interactive)
+		return 0;
+	if (stream_get(&c->s, &h) < 0)
+		return dst_fail(c, "the source went away before handing the guest over");
+	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
+		return dst_fail(c, "corrupt stream: expected go");
+	return 0;
+}
+
+static void dst_resume(struct dst *c)
+{
+	mig_post_migrate(c->vm);
+	vm_set_state(c->vm, RUN_STATE_RUNNING);
+	vcpu_resume(&c->vm->vcpu);
+}
+
+static int dst_run(struct dst *c)
+{
+	int fd;
+
+	if (c->m->uri.kind == MIG_FILE) {
+		fd = c->m->listen_fd;
+		c->m->listen_fd = -1;
+	} else {
+		fd = mig_uri_accept(c->m->listen_fd, c->m->cancel_fd, c->err, sizeof(c->err));
+		close(c->m->listen_fd);
+		c->m->listen_fd = -1;
+		if (c->m->uri.kind == MIG_UNIX)
+			unlink(c->m->uri.path);
+	}
+	if (fd < 0)
+		return -1;
+	pthread_mutex_lock(&c->m->lock);
+	c->m->conn_fd = fd;
+	c->m->st.start_ns = now_ns();
+	pthread_mutex_unlock(&c->m->lock);
+	if (stream_init(&c->s, fd) < 0 || ram_init(&c->ram, c->vm) < 0)
+		return dst_fail(c, "out of memory");
+	mig_set_status(c->m, MIG_ACTIVE);
+	if (dst_hello(c) < 0 || dst_receive(c) < 0 || dst_wait_go(c) < 0)
+		return -1;
+	c->m->st.total_ns = now_ns() - c->m->st.start_ns;
+	c->m->st.transferred = c->s.received;
+	c->m->st.zero_pages = c->ram.zero_pages;
+	c->m->st.normal_pages = c->ram.normal_pages;
+	dst_resume(c);
+	return 0;
+}
+
+void *mig_dest_thread(void *arg)
+{
+	struct dst c = { .m = arg, .vm = ((struct migration *)arg)->vm };
+
+	c.interactive = c.m->uri.kind != MIG_FILE;
+	if (dst_run(&c) == 0) {
+		mig_set_status(c.m, MIG_COMPLETED);
+	} else {
+		char why[320];
+
+		mig_fail(c.m, "%s", c.err);
+		snprintf(why, sizeof(why), "incoming migration failed: %s", c.err);
+		vm_request_exit(c.vm, 1, why);
+	}
+	free(c.devs);
+	ram_free(&c.ram);
+	stream_free(&c.s);
+	pthread_mutex_lock(&c.m->lock);
+	if (c.m->conn_fd >= 0)
+		close(c.m->conn_fd);
+	c.m->conn_fd = -1;
+	pthread_mutex_unlock(&c.m->lock);
+	mig_finish(c.m);
+	return NULL;
+}

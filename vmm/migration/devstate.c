@@ -1,0 +1,217 @@
+/*
+ * The machine description (hello) and the device state (stop-and-copy) as flattened device
+ * trees: a node per device, a property per field, built from the hooks devices registered.
+ * Nothing here knows what a device is.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libfdt.h>
+
+#include "vmm/migration/internal.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+static int describe_root(struct vm *vm, void *fdt)
+{
+	char mem[32];
+
+	if (vm->ram_size % (1ULL << 20))
+		snprintf(mem, sizeof(mem), "%lluK", (unsigned long long)(vm->ram_size >> 10));
+	else
+		snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(vm->ram_size >> 20));
+	return fdt_property_string(fdt, "memory", mem) || fdt_property_string(fdt, "vcpus", "1");
+}
+
+/* A node per device with the hook (describe or save), each filled by that hook. */
+static void *build_tree(struct vm *vm, bool describe, int *len)
+{
+	for (size_t size = 64 << 10; size <= (16 << 20); size *= 2) {
+		void *fdt = malloc(size);
+		int err = !fdt || fdt_create(fdt, size) || fdt_finish_reservemap(fdt) ||
+			  fdt_begin_node(fdt, "") || (describe && describe_root(vm, fdt));
+
+		for (int i = 0; i < vm->ndev && !err; i++) {
+			const struct device *d = &vm->dev[i];
+			int (*fn)(void *, void *) = describe ? d->ops->describe : d->ops->save;
+
+			if (fn)
+				err = fdt_begin_node(fdt, d->ops->name) || fn(d->opaque, fdt) < 0 ||
+				      fdt_end_node(fdt);
+		}
+		if (!err && !fdt_end_node(fdt) && !fdt_finish(fdt)) {
+			*len = fdt_totalsize(fdt);
+			return fdt;
+		}
+		free(fdt);
+		if (!fdt)
+			return NULL;
+	}
+	return NULL;
+}
+
+void *mig_describe(struct vm *vm, int *len)
+{
+	return build_tree(vm, true, len);
+}
+
+void *mig_save_devices(struct vm *vm, int *len, char *err, size_t errlen)
+{
+	void *fdt = build_tree(vm, false, len);
+
+	if (!fdt)
+		snprintf(err, errlen, "cannot save the device state");
+	return fdt;
+}
+
+static int check_tree(const void *fdt, int len, char *why, size_t wlen)
+{
+	if (len < (int)sizeof(struct fdt_header) || fdt_check_full(fdt, len)) {
+		snprintf(why, wlen, "corrupt stream: malformed state tree");
+		return -1;
+	}
+	return 0;
+}
+
+/* Every string property of node a must be in node b with the same value. */
+static int compare_node(const void *a, int na, const void *b, int nb, const char *prefix,
+			char *why, size_t wlen)
+{
+	int off;
+
+	fdt_for_each_property_offset(off, a, na) {
+		const char *name, *va = fdt_getprop_by_offset(a, off, &name, NULL);
+		const char *vb = fdt_getprop(b, nb, name, NULL);
+
+		if (!vb || strcmp(va, vb)) {
+			snprintf(why, wlen, "%s%s %s != %s", prefix, name, va, vb ? vb : "(none)");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int mig_check_description(struct vm *vm, const void *theirs, int len, char *why, size_t wlen)
+{
+	int ourlen, node, r = -1;
+	void *ours = mig_describe(vm, &ourlen);
+
+	if (!ours) {
+		snprintf(why, wlen, "cannot describe this machine");
+		return -1;
+	}
+	if (check_tree(theirs, len, why, wlen) < 0)
+		goto out;
+	if (compare_node(theirs, 0, ours, 0, "", why, wlen) < 0)
+		goto out;
+	fdt_for_each_subnode(node, theirs, 0) {
+		const char *name = fdt_get_name(theirs, node, NULL);
+		int on = fdt_subnode_offset(ours, 0, name);
+		char prefix[80];
+
+		if (on < 0) {
+			snprintf(why, wlen, "device %s missing here", name);
+			goto out;
+		}
+		snprintf(prefix, sizeof(prefix), "%s: ", name);
+		if (compare_node(theirs, node, ours, on, prefix, why, wlen) < 0)
+			goto out;
+	}
+	fdt_for_each_subnode(node, ours, 0) {
+		const char *name = fdt_get_name(ours, node, NULL);
+
+		if (fdt_subnode_offset(theirs, 0, name) < 0) {
+			snprintf(why, wlen, "device %s missing at the source", name);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	free(ours);
+	return r;
+}
+
+struct load_call {
+	struct vm *vm;
+	const void *fdt;
+	char *err;
+	size_t errlen;
+	int r;
+};
+
+static void load_on_io_thread(void *arg)
+{
+	struct load_call *c = arg;
+	struct vm *vm = c->vm;
+
+	c->r = 0;
+	for (int i = 0; i < vm->ndev && !c->r; i++) {
+		const struct device *d = &vm->dev[i];
+		int node;
+
+		if (!d->ops->load)
+			continue;
+		node = fdt_subnode_offset(c->fdt, 0, d->ops->name);
+		if (node < 0) {
+			snprintf(c->err, c->errlen, "no state for device %s in the stream", d->ops->name);
+			c->r = -1;
+		} else if (d->ops->load(d->opaque, c->fdt, node) < 0) {
+			snprintf(c->err, c->errlen, "device %s refused its state", d->ops->name);
+			c->r = -1;
+		}
+	}
+}
+
+int mig_load_devices(struct vm *vm, const void *fdt, int len, char *err, size_t errlen)
+{
+	struct load_call c = { vm, fdt, err, errlen, -1 };
+
+	if (check_tree(fdt, len, err, errlen) < 0)
+		return -1;
+	evloop_call(&vm->loop, load_on_io_thread, &c);
+	return c.r;
+}
+
+enum dev_hook { HOOK_PAUSE, HOOK_RESUME, HOOK_POST_MIGRATE };
+
+struct hook_call {
+	struct vm *vm;
+	enum dev_hook hook;
+};
+
+static void hook_on_io_thread(void *arg)
+{
+	struct hook_call *c = arg;
+
+	for (int i = 0; i < c->vm->ndev; i++) {
+		const struct device_ops *o = c->vm->dev[i].ops;
+		void (*fn)(void *) = c->hook == HOOK_PAUSE	? o->pause
+				     : c->hook == HOOK_RESUME ? o->resume
+							       : o->post_migrate;
+
+		if (fn)
+			fn(c->vm->dev[i].opaque);
+	}
+}
+
+static void each_device(struct vm *vm, enum dev_hook hook)
+{
+	struct hook_call c = { vm, hook };
+
+	evloop_call(&vm->loop, hook_on_io_thread, &c);
+}
+
+void mig_pause_devices(struct vm *vm)
+{
+	each_device(vm, HOOK_PAUSE);
+}
+
+void mig_resume_devices(struct vm *vm)
+{
+	each_device(vm, HOOK_RESUME);
+}
+
+void mig_post_migrate(struct vm *vm)
+{
+	each_device(vm, HOOK_POST_MIGRATE);
+}

@@ -1,0 +1,74 @@
+/* State shared by the migration's monitor commands, source side and destination side. */
+#ifndef TERN_MIG_INTERNAL_H
+#define TERN_MIG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/migration/ram.h"
+#include "vmm/migration/stream.h"
+#include "vmm/migration/transport.h"
+
+struct vm;
+struct mon_session;
+
+/* QEMU's MigrationStatus names. */
+enum mig_status { MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
+
+struct mig_stats {
+	uint64_t start_ns, setup_ns, total_ns, downtime_ns;
+	uint64_t transferred, remaining, total_ram;
+	uint64_t zero_pages, normal_pages, rounds;
+	uint64_t bandwidth;		/* bytes/s measured in the last round */
+	uint64_t expected_downtime_ns;
+};
+
+struct migration {
+	struct vm *vm;
+	pthread_mutex_t lock;		/* status, error, stats */
+	pthread_t thread;
+	bool thread_started;
+	enum mig_status status;
+	char error[256];
+	struct mig_stats st;
+	bool cancel;			/* atomic */
+	int cancel_fd;			/* eventfd: wakes a waiting accept */
+	struct mig_uri uri;
+	bool incoming;
+
+	/* Parameters. */
+	uint64_t downtime_limit_ms;
+	uint64_t max_bandwidth;		/* bytes/s, 0 = unlimited */
+	unsigned max_rounds;
+
+	/* Set when the source handed the guest over to a file: cont is allowed again. */
+	bool snapshot_done;
+
+	struct mon_session *waiter;	/* a blocking `migrate` */
+	int progress_timer;
+	int listen_fd;			/* destination */
+	int conn_fd;			/* the stream's socket, shut down to cancel */
+};
+
+const char *mig_status_name(enum mig_status s);
+void mig_set_status(struct migration *m, enum mig_status s);
+/* Marks the migration failed (or cancelled) with a reason; keeps the first reason. */
+void mig_fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* From the migration thread: report the end to a waiting monitor session (I/O thread). */
+void mig_finish(struct migration *m);
+
+void *mig_source_thread(void *arg);
+void *mig_dest_thread(void *arg);
+
+/* Both sides: the machine description and the device state, as FDT blobs. */
+void *mig_describe(struct vm *vm, int *len);
+int mig_check_description(struct vm *vm, const void *theirs, int len, char *why, size_t wlen);
+void *mig_save_devices(struct vm *vm, int *len, char *err, size_t errlen);
+int mig_load_devices(struct vm *vm, const void *fdt, int len, char *err, size_t errlen);
+/* Pause/resume every device's own processing, on the I/O thread. */
+void mig_pause_devices(struct vm *vm);
+void mig_resume_devices(struct vm *vm);
+void mig_post_migrate(struct vm *vm);
+
+#endif

@@ -1,0 +1,194 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <linux/kvm.h>
+
+#include "vmm/migration/ram.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define PAGE MIG_PAGE_SIZE
+#define BATCH_PAGES 256		/* 1 MiB a record */
+
+static uint64_t *bitmap_alloc(uint64_t npages)
+{
+	return calloc((npages + 63) / 64, sizeof(uint64_t));
+}
+
+int ram_init(struct mig_ram *r, struct vm *vm)
+{
+	memset(r, 0, sizeof(*r));
+	r->vm = vm;
+	r->npages = vm->ram_size / PAGE;
+	r->todo = bitmap_alloc(r->npages);
+	r->log = bitmap_alloc(r->npages);
+	r->written = bitmap_alloc(r->npages);
+	if (!r->todo || !r->log || !r->written) {
+		ram_free(r);
+		return -1;
+	}
+	return 0;
+}
+
+void ram_free(struct mig_ram *r)
+{
+	free(r->todo);
+	free(r->log);
+	free(r->written);
+	r->todo = r->log = r->written = NULL;
+}
+
+static int ram_get_log(struct mig_ram *r, char *err, unsigned errlen)
+{
+	struct kvm_dirty_log d = { .slot = 0, .dirty_bitmap = r->log };
+
+	if (ioctl(r->vm->fd, KVM_GET_DIRTY_LOG, &d) < 0) {
+		snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int ram_track(struct mig_ram *r, bool on, char *err, unsigned errlen)
+{
+	if (r->tracking == on)
+		return 0;
+	if (vm_set_ram_slot(r->vm, on ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0) {
+		snprintf(err, errlen, "cannot %s dirty logging", on ? "enable" : "disable");
+		return -1;
+	}
+	r->tracking = on;
+	dirty_set_tracking(&r->vm->dirty, on);
+	/* Start from a clean log: round 0 reads every resident page anyway. */
+	return on ? ram_get_log(r, err, errlen) : 0;
+}
+
+int ram_add_resident(struct mig_ram *r, char *err, unsigned errlen)
+{
+	unsigned char *vec = malloc(r->npages);
+
+	if (!vec) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (mincore(r->vm->ram, r->vm->ram_size, vec) < 0) {
+		snprintf(err, errlen, "mincore: %s", strerror(errno));
+		free(vec);
+		return -1;
+	}
+	for (uint64_t i = 0; i < r->npages; i++)
+		if (vec[i] & 1)
+			r->todo[i / 64] |= 1ULL << (i % 64);
+	free(vec);
+	return 0;
+}
+
+uint64_t ram_todo_count(struct mig_ram *r)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < (r->npages + 63) / 64; i++)
+		n += __builtin_popcountll(r->todo[i]);
+	return n;
+}
+
+int64_t ram_sync(struct mig_ram *r, char *err, unsigned errlen)
+{
+	if (ram_get_log(r, err, errlen) < 0)
+		return -1;
+	for (uint64_t i = 0; i < (r->npages + 63) / 64; i++)
+		r->todo[i] |= r->log[i];
+	dirty_collect(&r->vm->dirty, r->todo);
+	return ram_todo_count(r);
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 4)
+		if (q[i] | q[i + 1] | q[i + 2] | q[i + 3])
+			return false;
+	return true;
+}
+
+/* Sends pages [first, first+n) of the same kind (all zero or all data) as one record. */
+static int ram_send_run(struct mig_ram *r, struct mig_stream *s, uint64_t first, uint64_t n,
+			bool zero)
+{
+	if (zero) {
+		r->zero_pages += n;
+		return stream_put(s, REC_ZERO, first * PAGE, &n, sizeof(n));
+	}
+	r->normal_pages += n;
+	return stream_put(s, REC_PAGES, first * PAGE, r->vm->ram + first * PAGE, n * PAGE);
+}
+
+int ram_send(struct mig_ram *r, struct mig_stream *s, const bool *stop)
+{
+	uint64_t run = 0, n = 0;
+	bool run_zero = false;
+
+	for (uint64_t w = 0; w < (r->npages + 63) / 64; w++) {
+		uint64_t bits = r->todo[w];
+
+		r->todo[w] = 0;
+		while (bits) {
+			uint64_t pfn = w * 64 + __builtin_ctzll(bits);
+			bool zero = page_is_zero(r->vm->ram + pfn * PAGE);
+
+			bits &= bits - 1;
+			if (n && (pfn != run + n || zero != run_zero || n == BATCH_PAGES)) {
+				if (ram_send_run(r, s, run, n, run_zero) < 0)
+					return -1;
+				n = 0;
+				if (__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+					snprintf(s->err, sizeof(s->err), "cancelled");
+					return -1;
+				}
+			}
+			if (!n) {
+				run = pfn;
+				run_zero = zero;
+			}
+			n++;
+		}
+	}
+	return n ? ram_send_run(r, s, run, n, run_zero) : 0;
+}
+
+int ram_receive(struct mig_ram *r, struct mig_stream *s, const struct rec_hdr *h)
+{
+	uint64_t n = h->len / PAGE, first = h->arg / PAGE;
+
+	if (h->type == REC_ZERO) {
+		if (h->len != sizeof(n) || stream_get_payload(s, h, &n) < 0) {
+			if (!s->err[0])
+				snprintf(s->err, sizeof(s->err), "corrupt stream: bad zero-page record");
+			return -1;
+		}
+	}
+	if (h->arg % PAGE || (h->type == REC_PAGES && h->len % PAGE) || first > r->npages ||
+	    n > r->npages - first) {
+		snprintf(s->err, sizeof(s->err),
+			 "corrupt stream: pages at 0x%llx (+%llu) outside guest RAM of %lluM",
+			 (unsigned long long)h->arg, (unsigned long long)n,
+			 (unsigned long long)(r->vm->ram_size >> 20));
+		return -1;
+	}
+	if (h->type == REC_PAGES) {
+		r->normal_pages += n;
+		for (uint64_t i = first; i < first + n; i++)
+			r->written[i / 64] |= 1ULL << (i % 64);
+		return stream_get_payload(s, h, r->vm->ram + first * PAGE);
+	}
+	/* Fresh RAM is zero already: only pages written earlier need clearing. */
+	r->zero_pages += n;
+	for (uint64_t i = first; i < first + n; i++)
+		if (r->written[i / 64] & (1ULL << (i % 64)))
+			memset(r->vm->ram + i * PAGE, 0, PAGE);
+	return 0;
+}

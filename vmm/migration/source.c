@@ -1,0 +1,248 @@
+/*
+ * The source side: hello, rounds of dirty pages, stop-and-copy, hand-over. Until the
+ * destination has said READY and we have sent GO, any failure resumes the guest here; after
+ * GO the guest is never resumed here, whatever happens.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "vmm/migration/internal.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#define ANSWER_TIMEOUT_MS 10000
+
+struct src {
+	struct migration *m;
+	struct vm *vm;
+	struct mig_stream s;
+	struct mig_ram ram;
+	bool interactive;	/* a socket with a destination that answers (not a file) */
+	bool paused, was_running, handed_over;
+	char err[256];
+};
+
+static bool src_cancelled(struct src *c)
+{
+	return __atomic_load_n(&c->m->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* Reads the destination's answer: want, or REFUSE/ERROR with its reason. */
+static int src_answer(struct src *c, uint32_t want, const char *what)
+{
+	struct rec_hdr h;
+	char reason[256] = "";
+
+	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) < 0 || stream_get(&c->s, &h) < 0) {
+		snprintf(c->err, sizeof(c->err), "waiting for %s: %s", what, c->s.err);
+		return -1;
+	}
+	if ((h.type == REC_REFUSE || h.type == REC_ERROR) && h.len < sizeof(reason) &&
+	    stream_get_payload(&c->s, &h, reason) == 0) {
+		snprintf(c->err, sizeof(c->err), "destination %s: %s",
+			 h.type == REC_REFUSE ? "refused" : "failed", reason);
+		return -1;
+	}
+	if (h.type != want || h.len || stream_get_payload(&c->s, &h, NULL) < 0) {
+		snprintf(c->err, sizeof(c->err), "waiting for %s: unexpected answer (record type %u)",
+			 what, h.type);
+		return -1;
+	}
+	return 0;
+}
+
+static int src_hello(struct src *c)
+{
+	int len;
+	void *desc = mig_describe(c->vm, &len);
+	int r;
+
+	if (!desc) {
+		snprintf(c->err, sizeof(c->err), "cannot describe this machine");
+		return -1;
+	}
+	r = stream_put_header(&c->s) || stream_put(&c->s, REC_HELLO, 0, desc, len) ||
+	    stream_flush(&c->s);
+	free(desc);
+	if (r) {
+		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
+		return -1;
+	}
+	return c->interactive ? src_answer(c, REC_ACCEPT, "the destination's hello") : 0;
+}
+
+static void src_stats(struct src *c, uint64_t remaining_pages)
+{
+	struct mig_stats *st = &c->m->st;
+
+	pthread_mutex_lock(&c->m->lock);
+	st->transferred = c->s.sent;
+	st->remaining = remaining_pages * MIG_PAGE_SIZE;
+	st->zero_pages = c->ram.zero_pages;
+	st->normal_pages = c->ram.normal_pages;
+	if (st->bandwidth)
+		st->expected_downtime_ns = st->remaining * 1000000000ULL / st->bandwidth;
+	pthread_mutex_unlock(&c->m->lock);
+}
+
+/* Sends what todo holds, measuring the link's bandwidth on the way. */
+static int src_send_round(struct src *c, uint64_t round)
+{
+	uint64_t t0 = now_ns(), sent0 = c->s.sent, dt;
+
+	if (ram_send(&c->ram, &c->s, &c->m->cancel) < 0 ||
+	    stream_put(&c->s, REC_ROUND, round, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
+		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
+		return -1;
+	}
+	dt = now_ns() - t0;
+	/* Small rounds say little about the link; keep the last good figure. */
+	if (c->s.sent - sent0 >= (256 << 10) && dt)
+		c->m->st.bandwidth = (c->s.sent - sent0) * 1000000000ULL / dt;
+	else if (!c->m->st.bandwidth)
+		c->m->st.bandwidth = 1ULL << 30;
+	c->m->st.rounds = round + 1;
+	if (c->m->max_bandwidth) {
+		uint64_t min_ns = (c->s.sent - sent0) * 1000000000ULL / c->m->max_bandwidth;
+
+		if (min_ns > dt)
+			usleep((min_ns - dt) / 1000);
+	}
+	return 0;
+}
+
+static int src_rounds(struct src *c)
+{
+	struct migration *m = c->m;
+	uint64_t round = 0;
+	int64_t dirty;
+
+	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
+	    ram_add_resident(&c->ram, c->err, sizeof(c->err)) < 0)
+		return -1;
+	m->st.setup_ns = now_ns() - m->st.start_ns;
+	mig_set_status(m, MIG_ACTIVE);
+	for (;;) {
+		uint64_t expected_ms;
+
+		if (src_send_round(c, round++) < 0)
+			return -1;
+		dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
+		if (dirty < 0)
+			return -1;
+		src_stats(c, dirty);
+		if (src_cancelled(c)) {
+			snprintf(c->err, sizeof(c->err), "cancelled");
+			return -1;
+		}
+		expected_ms = dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth;
+		if (expected_ms <= m->downtime_limit_ms || round >= m->max_rounds)
+			return 0;
+	}
+}
+
+static int src_stop_and_copy(struct src *c)
+{
+	struct migration *m = c->m;
+	uint64_t t_stop = now_ns();
+	void *devs;
+	int len, r;
+
+	c->was_running = vm_state(c->vm) == RUN_STATE_RUNNING;
+	vcpu_pause(&c->vm->vcpu);
+	mig_pause_devices(c->vm);
+	c->paused = true;
+	if (ram_sync(&c->ram, c->err, sizeof(c->err)) < 0)
+		return -1;
+	devs = mig_save_devices(c->vm, &len, c->err, sizeof(c->err));
+	if (!devs)
+		return -1;
+	r = ram_send(&c->ram, &c->s, &m->cancel) || stream_put(&c->s, REC_DEVICES, 0, devs, len) ||
+	    stream_put(&c->s, REC_END, 0, NULL, 0) || stream_flush(&c->s);
+	free(devs);
+	if (r) {
+		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
+		return -1;
+	}
+	if (c->interactive) {
+		if (src_answer(c, REC_READY, "the destination to load the state") < 0)
+			return -1;
+		if (src_cancelled(c)) {
+			snprintf(c->err, sizeof(c->err), "cancelled");
+			return -1;
+		}
+		/* From here on the guest belongs to the destination. */
+		c->handed_over = true;
+		if (stream_put(&c->s, REC_GO, 0, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
+			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
+			return -1;
+		}
+	}
+	c->handed_over = true;
+	m->st.downtime_ns = now_ns() - t_stop;
+	src_stats(c, 0);
+	return 0;
+}
+
+static void src_end(struct src *c, int r)
+{
+	struct migration *m = c->m;
+	char ignored[64];
+
+	ram_track(&c->ram, false, ignored, sizeof(ignored));
+	pthread_mutex_lock(&m->lock);
+	m->st.total_ns = now_ns() - m->st.start_ns;
+	pthread_mutex_unlock(&m->lock);
+	if (c->handed_over) {
+		vm_set_state(c->vm, RUN_STATE_POSTMIGRATE);
+		m->snapshot_done = !c->interactive;
+		if (r < 0)
+			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
+		else
+			mig_set_status(m, MIG_COMPLETED);
+		return;
+	}
+	if (c->paused) {
+		mig_resume_devices(c->vm);
+		if (c->was_running)
+			vcpu_resume(&c->vm->vcpu);
+	}
+	mig_fail(m, "%s", c->err);
+}
+
+void *mig_source_thread(void *arg)
+{
+	struct src c = { .m = arg, .vm = ((struct migration *)arg)->vm };
+	int fd, r = -1;
+
+	c.interactive = c.m->uri.kind != MIG_FILE;
+	fd = mig_uri_connect(&c.m->uri, c.err, sizeof(c.err));
+	if (fd >= 0) {
+		pthread_mutex_lock(&c.m->lock);
+		c.m->conn_fd = fd;
+		pthread_mutex_unlock(&c.m->lock);
+	}
+	if (fd >= 0 && stream_init(&c.s, fd) == 0 && ram_init(&c.ram, c.vm) == 0) {
+		for (int i = 0; i < c.vm->ndev; i++)
+			if (c.vm->dev[i].ops->prepare && c.vm->dev[i].ops->prepare(c.vm->dev[i].opaque) < 0)
+				snprintf(c.err, sizeof(c.err), "device %s cannot migrate",
+					 c.vm->dev[i].ops->name);
+		if (!c.err[0])
+			r = src_hello(&c) || src_rounds(&c) || src_stop_and_copy(&c) ? -1 : 0;
+	} else if (fd >= 0) {
+		snprintf(c.err, sizeof(c.err), "out of memory");
+	}
+	src_end(&c, r);
+	ram_free(&c.ram);
+	stream_free(&c.s);
+	pthread_mutex_lock(&c.m->lock);
+	c.m->conn_fd = -1;
+	pthread_mutex_unlock(&c.m->lock);
+	if (fd >= 0)
+		close(fd);
+	mig_finish(c.m);
+	return NULL;
+}

@@ -1,0 +1,226 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/migration/stream.h"
+#include "vmm/util.h"
+
+#define STREAM_BUF (256U << 10)
+
+/* CRC32C with SSE4.2 where the CPU has it (every x86-64 host KVM runs on, in practice). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
+							       size_t len)
+{
+	uint64_t c = crc;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	for (; len; p++, len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p);
+	return (uint32_t)c;
+}
+
+static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
+{
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1));
+	}
+	return crc;
+}
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t len)
+{
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_hw(~crc, p, len);
+	return ~crc32c_sw(~crc, p, len);
+}
+
+int stream_init(struct mig_stream *s, int fd)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->cap = STREAM_BUF;
+	s->buf = malloc(s->cap);
+	if (!s->buf) {
+		snprintf(s->err, sizeof(s->err), "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void stream_free(struct mig_stream *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+}
+
+static int stream_fail(struct mig_stream *s, const char *what)
+{
+	snprintf(s->err, sizeof(s->err), "%s: %s", what,
+		 errno == EPIPE ? "connection closed" : strerror(errno));
+	return -1;
+}
+
+static int stream_writev(struct mig_stream *s, struct iovec *iov, int n)
+{
+	while (n) {
+		ssize_t w = writev(s->fd, iov, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return stream_fail(s, "write");
+		s->sent += w;
+		while (n && (size_t)w >= iov->iov_len) {
+			w -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= w;
+		}
+	}
+	return 0;
+}
+
+int stream_flush(struct mig_stream *s)
+{
+	struct iovec iov = { s->buf, s->len };
+
+	if (!s->len)
+		return 0;
+	s->len = 0;
+	return stream_writev(s, &iov, 1);
+}
+
+int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p, size_t len)
+{
+	struct rec_hdr h = { type, (uint32_t)len, arg };
+	uint32_t crc = crc32c(crc32c(0, &h, sizeof(h)), p, len);
+	size_t need = sizeof(h) + len + sizeof(crc);
+
+	if (len > MIG_REC_MAX) {
+		snprintf(s->err, sizeof(s->err), "record of %zu bytes too large", len);
+		return -1;
+	}
+	if (need > s->cap - s->len) {
+		struct iovec iov[4] = {
+			{ s->buf, s->len }, { &h, sizeof(h) }, { (void *)p, len }, { &crc, sizeof(crc) },
+		};
+
+		/* Large payloads (page runs) go straight from guest RAM to the socket. */
+		s->len = 0;
+		return stream_writev(s, iov, 4);
+	}
+	memcpy(s->buf + s->len, &h, sizeof(h));
+	if (len)
+		memcpy(s->buf + s->len + sizeof(h), p, len);
+	memcpy(s->buf + s->len + sizeof(h) + len, &crc, sizeof(crc));
+	s->len += need;
+	return 0;
+}
+
+int stream_put_header(struct mig_stream *s)
+{
+	uint8_t hdr[16];
+	uint32_t v = MIG_VERSION, ps = MIG_PAGE_SIZE;
+
+	memcpy(hdr, MIG_MAGIC, 8);
+	memcpy(hdr + 8, &v, 4);
+	memcpy(hdr + 12, &ps, 4);
+	if (s->len + sizeof(hdr) > s->cap && stream_flush(s) < 0)
+		return -1;
+	memcpy(s->buf + s->len, hdr, sizeof(hdr));
+	s->len += sizeof(hdr);
+	return 0;
+}
+
+static int stream_read(struct mig_stream *s, void *p, size_t len, const char *what)
+{
+	if (read_full(s->fd, p, len) < 0) {
+		if (errno == EPIPE)
+			snprintf(s->err, sizeof(s->err), "stream ends early, in %s of record %llu",
+				 what, (unsigned long long)s->nrec);
+		else
+			snprintf(s->err, sizeof(s->err), "read: %s", strerror(errno));
+		return -1;
+	}
+	s->received += len;
+	return 0;
+}
+
+int stream_get_header(struct mig_stream *s)
+{
+	uint8_t hdr[16];
+	uint32_t v, ps;
+
+	if (stream_read(s, hdr, sizeof(hdr), "the header") < 0)
+		return -1;
+	memcpy(&v, hdr + 8, 4);
+	memcpy(&ps, hdr + 12, 4);
+	if (memcmp(hdr, MIG_MAGIC, 8)) {
+		snprintf(s->err, sizeof(s->err), "not a tern migration stream (bad magic)");
+		return -1;
+	}
+	if (v != MIG_VERSION || ps != MIG_PAGE_SIZE) {
+		snprintf(s->err, sizeof(s->err), "stream format %u with %u-byte pages, expected %u with %u",
+			 v, ps, MIG_VERSION, MIG_PAGE_SIZE);
+		return -1;
+	}
+	return 0;
+}
+
+int stream_get(struct mig_stream *s, struct rec_hdr *h)
+{
+	s->nrec++;
+	if (stream_read(s, h, sizeof(*h), "the header") < 0)
+		return -1;
+	if (h->type < REC_HELLO || h->type > REC_FRAME || h->len > MIG_REC_MAX) {
+		snprintf(s->err, sizeof(s->err), "corrupt stream: record %llu has type %u, length %u",
+			 (unsigned long long)s->nrec, h->type, h->len);
+		return -1;
+	}
+	return 0;
+}
+
+int stream_get_payload(struct mig_stream *s, const struct rec_hdr *h, void *buf)
+{
+	uint32_t crc;
+
+	if (stream_read(s, buf, h->len, "the payload") < 0 ||
+	    stream_read(s, &crc, sizeof(crc), "the checksum") < 0)
+		return -1;
+	if (crc != crc32c(crc32c(0, h, sizeof(*h)), buf, h->len)) {
+		snprintf(s->err, sizeof(s->err), "corrupt stream: checksum mismatch in record %llu (type %u)",
+			 (unsigned long long)s->nrec, h->type);
+		return -1;
+	}
+	return 0;
+}
+
+int stream_wait(struct mig_stream *s, int ms)
+{
+	struct pollfd p = { .fd = s->fd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return stream_fail(s, "poll");
+	if (r == 0) {
+		snprintf(s->err, sizeof(s->err), "no answer from the other side in %d ms", ms);
+		return -1;
+	}
+	return 0;
+}

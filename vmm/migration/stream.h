@@ -1,0 +1,67 @@
+/*
+ * The migration stream: a header, then records. Every record carries a CRC32C over its header
+ * and payload, so a truncated or corrupted stream is refused with a clear reason instead of
+ * loading garbage into a guest.
+ */
+#ifndef TERN_MIG_STREAM_H
+#define TERN_MIG_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define MIG_MAGIC "TERNMIG\0"
+#define MIG_VERSION 1
+#define MIG_PAGE_SIZE 4096
+
+enum mig_rec {
+	REC_HELLO = 1,	/* src: machine description (FDT of describe hooks) */
+	REC_ACCEPT,	/* dst */
+	REC_REFUSE,	/* dst: reason */
+	REC_PAGES,	/* arg = first gpa; payload = whole pages */
+	REC_ZERO,	/* arg = first gpa; payload = u64 page count */
+	REC_ROUND,	/* arg = round number that just ended */
+	REC_DEVICES,	/* FDT of save hooks */
+	REC_END,	/* src: everything sent; load it and say ready */
+	REC_READY,	/* dst: loaded; waiting for go */
+	REC_GO,		/* src: the guest is yours */
+	REC_ERROR,	/* dst: reason */
+	REC_FRAME,	/* src, after go: a frame that reached its NIC arg; payload = frame */
+};
+
+struct rec_hdr {
+	uint32_t type;
+	uint32_t len;
+	uint64_t arg;
+};
+
+#define MIG_REC_MAX (8U << 20)
+
+struct mig_stream {
+	int fd;
+	uint8_t *buf;
+	size_t len, cap;
+	uint64_t sent, received;
+	uint64_t nrec;		/* records read, for error messages */
+	char err[200];
+};
+
+int stream_init(struct mig_stream *s, int fd);
+void stream_free(struct mig_stream *s);
+/* Buffered; big payloads go out directly. -1 with s->err set. */
+int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p, size_t len);
+int stream_flush(struct mig_stream *s);
+int stream_put_header(struct mig_stream *s);
+int stream_get_header(struct mig_stream *s);
+/*
+ * Reads the next record's header; the caller then reads its payload with stream_get_payload
+ * (into any buffer of h->len bytes, e.g. guest RAM) which checks the CRC.
+ */
+int stream_get(struct mig_stream *s, struct rec_hdr *h);
+int stream_get_payload(struct mig_stream *s, const struct rec_hdr *h, void *buf);
+/* Waits at most ms for the fd to be readable; 0 ready, -1 timeout or error (s->err). */
+int stream_wait(struct mig_stream *s, int ms);
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t len);
+
+#endif

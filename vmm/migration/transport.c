@@ -1,0 +1,165 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "vmm/migration/transport.h"
+
+int mig_uri_parse(const char *uri, struct mig_uri *u, char *err, size_t errlen)
+{
+	memset(u, 0, sizeof(*u));
+	if (!strncmp(uri, "tcp:", 4)) {
+		const char *colon = strrchr(uri + 4, ':');
+		size_t hlen = colon ? (size_t)(colon - uri - 4) : 0;
+
+		u->kind = MIG_TCP;
+		if (!colon || !colon[1] || strlen(colon + 1) >= sizeof(u->port) ||
+		    hlen >= sizeof(u->host) || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+			snprintf(err, errlen, "'%s': expected tcp:HOST:PORT", uri);
+			return -1;
+		}
+		memcpy(u->host, uri + 4, hlen);
+		strcpy(u->port, colon + 1);
+		return 0;
+	}
+	if (!strncmp(uri, "unix:", 5) || !strncmp(uri, "file:", 5)) {
+		u->kind = uri[0] == 'u' ? MIG_UNIX : MIG_FILE;
+		if (!uri[5] || strlen(uri + 5) >= sizeof(u->path)) {
+			snprintf(err, errlen, "'%s': expected %.5sPATH (at most %zu characters)", uri,
+				 uri, sizeof(u->path) - 1);
+			return -1;
+		}
+		strcpy(u->path, uri + 5);
+		return 0;
+	}
+	snprintf(err, errlen, "'%s': unknown migration URI (tcp:HOST:PORT, unix:PATH, file:PATH)",
+		 uri);
+	return -1;
+}
+
+static int mig_tcp(const struct mig_uri *u, bool listening, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0 };
+	struct addrinfo *res, *ai;
+	/* "tcp:0:4444" and "tcp::4444" mean every address, as QEMU takes them. */
+	const char *host = (!u->host[0] || !strcmp(u->host, "0")) && listening ? NULL : u->host;
+	int fd = -1, e, one = 1;
+
+	hints.ai_family = host ? AF_UNSPEC : AF_INET;
+	e = getaddrinfo(host, u->port, &hints, &res);
+	if (e) {
+		snprintf(err, errlen, "tcp:%s:%s: %s", u->host, u->port, gai_strerror(e));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (listening) {
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0)
+				break;
+		} else if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			break;
+		}
+		e = errno;
+		close(fd);
+		fd = -1;
+		errno = e;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		snprintf(err, errlen, "tcp:%s:%s: %s", u->host, u->port, strerror(errno));
+	return fd;
+}
+
+static int mig_unix(const struct mig_uri *u, bool listening, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "unix:%s: socket: %s", u->path, strerror(errno));
+		return -1;
+	}
+	strcpy(sa.sun_path, u->path);
+	if (listening)
+		unlink(u->path);
+	if (listening ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0
+		      : connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "unix:%s: %s", u->path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int mig_file(const struct mig_uri *u, bool reading, char *err, size_t errlen)
+{
+	int fd = reading ? open(u->path, O_RDONLY | O_CLOEXEC)
+			 : open(u->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		snprintf(err, errlen, "file:%s: %s", u->path, strerror(errno));
+	return fd;
+}
+
+int mig_uri_connect(const struct mig_uri *u, char *err, size_t errlen)
+{
+	switch (u->kind) {
+	case MIG_TCP:
+		return mig_tcp(u, false, err, errlen);
+	case MIG_UNIX:
+		return mig_unix(u, false, err, errlen);
+	default:
+		return mig_file(u, false, err, errlen);
+	}
+}
+
+int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen)
+{
+	switch (u->kind) {
+	case MIG_TCP:
+		return mig_tcp(u, true, err, errlen);
+	case MIG_UNIX:
+		return mig_unix(u, true, err, errlen);
+	default:
+		return mig_file(u, true, err, errlen);
+	}
+}
+
+int mig_uri_accept(int lfd, int stop_fd, char *err, size_t errlen)
+{
+	struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
+	int fd, one = 1;
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (p[1].revents) {
+			snprintf(err, errlen, "cancelled");
+			return -1;
+		}
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			break;
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+			snprintf(err, errlen, "accept: %s", strerror(errno));
+			return -1;
+		}
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
