@@ -18,6 +18,7 @@
 #include "vmm/console.h"
 #include "vmm/cpu_state.h"
 #include "vmm/monitor.h"
+#include "vmm/qmp.h"
 #include "vmm/serial.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
@@ -96,6 +97,8 @@ static int tern_devices(struct tern *t)
 	    bootmarker_create(vm, getenv("TERN_BOOT_TRACE") != NULL) < 0)
 		return -1;
 	if (t->cfg.monitor && monitor_socket_create(vm, vm->monitor, t->cfg.monitor) < 0)
+		return -1;
+	if (t->cfg.qmp && qmp_create(vm, t->cfg.qmp) < 0)
 		return -1;
 	return net_create(vm);
 }

@@ -10,6 +10,7 @@
 #include "vmm/monitor.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
+#include "vmm/migration/migration.h"
 
 #define MON_MAX_CMDS 48
 #define MON_LINE_MAX 1024
@@ -269,7 +270,8 @@ static void cmd_cont(struct mon_session *s, int argc, char **argv)
 	struct vm *vm = monitor_session_vm(s);
 	enum vm_runstate st = vm_state(vm);
 
-	if (st == RUN_STATE_INMIGRATE || st == RUN_STATE_POSTMIGRATE) {
+	if (st == RUN_STATE_INMIGRATE ||
+	    (st == RUN_STATE_POSTMIGRATE && !migration_snapshot_taken(vm))) {
 		monitor_printf(s, "Error: the guest is %s: it runs on the other side\n",
 			       st == RUN_STATE_INMIGRATE ? "waiting for an incoming migration"
 							 : "migrated away");

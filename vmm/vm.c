@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "vmm/vm.h"
+#include "vmm/migration/migration.h"
 #include "vmm/util.h"
 
 /* Where KVM puts the TSS and identity map it needs on Intel; just below the BIOS area at 4G. */
@@ -235,18 +236,30 @@ void vm_set_state(struct vm *vm, enum vm_runstate s)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+void vm_event(struct vm *vm, const char *name, const char *data_json)
+{
+	if (vm->event_fn)
+		vm->event_fn(vm->event_opaque, name, data_json);
+}
+
 void vm_stop(struct vm *vm)
 {
 	if (vm_state(vm) != RUN_STATE_RUNNING)
 		return;
 	vcpu_pause(&vm->vcpu);
 	vm_set_state(vm, RUN_STATE_PAUSED);
+	vm_event(vm, "STOP", NULL);
 }
 
 void vm_cont(struct vm *vm)
 {
-	if (vm_state(vm) != RUN_STATE_PAUSED)
+	enum vm_runstate s = vm_state(vm);
+
+	/* After a snapshot to a file the guest may go on here; after a real hand-over never. */
+	if (s != RUN_STATE_PAUSED &&
+	    !(s == RUN_STATE_POSTMIGRATE && migration_snapshot_taken(vm)))
 		return;
 	vm_set_state(vm, RUN_STATE_RUNNING);
 	vcpu_resume(&vm->vcpu);
+	vm_event(vm, "RESUME", NULL);
 }

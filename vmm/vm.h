@@ -70,6 +70,10 @@ struct vm {
 	bool exiting;
 	int exit_code;
 
+	/* QMP-style events (STOP, RESUME, MIGRATION...): one listener, the QMP server. */
+	void (*event_fn)(void *opaque, const char *name, const char *data_json);
+	void *event_opaque;
+
 	/* Set by devices that need them; the core only passes them around. */
 	struct console *console;
 	struct monitor *monitor;
@@ -94,6 +98,9 @@ void vm_irq_line(struct vm *vm, uint32_t irq, int level);
 
 /* Ends the I/O loop; main then tears everything down and exits with code. Any thread. */
 void vm_request_exit(struct vm *vm, int code, const char *why);
+
+/* Sends an event to the listener, if any; any thread. data_json may be NULL. */
+void vm_event(struct vm *vm, const char *name, const char *data_json);
 
 /* stop/cont as the monitor means them. */
 void vm_stop(struct vm *vm);

@@ -145,6 +145,7 @@ static void dst_resume(struct dst *c)
 	mig_post_migrate(c->vm);
 	vm_set_state(c->vm, RUN_STATE_RUNNING);
 	vcpu_resume(&c->vm->vcpu);
+	vm_event(c->vm, "RESUME", NULL);
 }
 
 static int dst_run(struct dst *c)
@@ -203,5 +204,6 @@ void *mig_dest_thread(void *arg)
 	c.m->conn_fd = -1;
 	pthread_mutex_unlock(&c.m->lock);
 	mig_finish(c.m);
+	mig_thread_exit(c.m);
 	return NULL;
 }

@@ -29,6 +29,7 @@ struct migration {
 	pthread_mutex_t lock;		/* status, error, stats */
 	pthread_t thread;
 	bool thread_started;
+	bool thread_done;		/* atomic: the thread's last act, so joining never waits */
 	enum mig_status status;
 	char error[256];
 	struct mig_stats st;
@@ -57,6 +58,8 @@ void mig_set_status(struct migration *m, enum mig_status s);
 void mig_fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* From the migration thread: report the end to a waiting monitor session (I/O thread). */
 void mig_finish(struct migration *m);
+/* The migration thread's last call. */
+void mig_thread_exit(struct migration *m);
 
 void *mig_source_thread(void *arg);
 void *mig_dest_thread(void *arg);

@@ -31,11 +31,20 @@ const char *mig_status_name(enum mig_status s)
 	return status_names[s];
 }
 
+static void mig_event(struct migration *m, enum mig_status s)
+{
+	char data[64];
+
+	snprintf(data, sizeof(data), "{\"status\": \"%s\"}", mig_status_name(s));
+	vm_event(m->vm, "MIGRATION", data);
+}
+
 void mig_set_status(struct migration *m, enum mig_status s)
 {
 	pthread_mutex_lock(&m->lock);
 	m->status = s;
 	pthread_mutex_unlock(&m->lock);
+	mig_event(m, s);
 }
 
 void mig_fail(struct migration *m, const char *fmt, ...)
@@ -51,16 +60,18 @@ void mig_fail(struct migration *m, const char *fmt, ...)
 	if (cancelled)
 		snprintf(m->error, sizeof(m->error), "cancelled by the user");
 	pthread_mutex_unlock(&m->lock);
+	mig_event(m, cancelled ? MIG_CANCELLED : MIG_FAILED);
 }
 
+/* Busy until the thread has truly ended, so a new one never joins a thread still running. */
 static bool mig_busy(struct migration *m)
 {
-	enum mig_status s;
+	return m->thread_started && !__atomic_load_n(&m->thread_done, __ATOMIC_ACQUIRE);
+}
 
-	pthread_mutex_lock(&m->lock);
-	s = m->status;
-	pthread_mutex_unlock(&m->lock);
-	return s == MIG_SETUP || s == MIG_ACTIVE;
+void mig_thread_exit(struct migration *m)
+{
+	__atomic_store_n(&m->thread_done, true, __ATOMIC_RELEASE);
 }
 
 static void mig_summary(struct migration *m, struct mon_session *s)
@@ -119,6 +130,7 @@ static void mig_reap(struct migration *m)
 		pthread_join(m->thread, NULL);
 		m->thread_started = false;
 	}
+	m->thread_done = false;
 }
 
 static int mig_start_thread(struct migration *m, void *(*fn)(void *))
@@ -141,31 +153,40 @@ static int mig_start_thread(struct migration *m, void *(*fn)(void *))
 	return 0;
 }
 
+int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
+{
+	struct migration *m = vm->migration;
+
+	if (m->incoming || vm_state(vm) == RUN_STATE_POSTMIGRATE ||
+	    vm_state(vm) == RUN_STATE_INMIGRATE) {
+		snprintf(err, errlen, "the guest does not run here");
+		return -1;
+	}
+	if (mig_busy(m)) {
+		snprintf(err, errlen, "a migration is already in progress");
+		return -1;
+	}
+	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0)
+		return -1;
+	if (mig_start_thread(m, mig_source_thread) < 0) {
+		snprintf(err, errlen, "%s", m->error);
+		return -1;
+	}
+	return 0;
+}
+
 static void cmd_migrate(struct mon_session *s, int argc, char **argv)
 {
 	struct migration *m = monitor_session_vm(s)->migration;
 	bool detach = argc > 1 && !strcmp(argv[1], "-d");
-	const char *uri = argv[detach ? 2 : 1];
 	char err[200];
 
 	if (argc != (detach ? 3 : 2)) {
 		monitor_printf(s, "Error: usage: migrate [-d] \"tcp:HOST:PORT\"\n");
 		return;
 	}
-	if (m->incoming || vm_state(m->vm) == RUN_STATE_POSTMIGRATE) {
-		monitor_printf(s, "Error: the guest does not run here\n");
-		return;
-	}
-	if (mig_busy(m)) {
-		monitor_printf(s, "Error: a migration is already in progress\n");
-		return;
-	}
-	if (mig_uri_parse(uri, &m->uri, err, sizeof(err)) < 0) {
+	if (migration_start(m->vm, argv[detach ? 2 : 1], err, sizeof(err)) < 0) {
 		monitor_printf(s, "Error: %s\n", err);
-		return;
-	}
-	if (mig_start_thread(m, mig_source_thread) < 0) {
-		monitor_printf(s, "Error: %s\n", m->error);
 		return;
 	}
 	if (detach)
@@ -189,83 +210,120 @@ static void mig_cancel(struct migration *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
+int migration_cancel(struct vm *vm, char *err, size_t errlen)
 {
-	struct migration *m = monitor_session_vm(s)->migration;
+	struct migration *m = vm->migration;
 
 	if (m->incoming) {
-		monitor_printf(s, "Error: this side waits for an incoming migration; quit to give up\n");
-		return;
+		snprintf(err, errlen, "this side waits for an incoming migration; quit to give up");
+		return -1;
 	}
 	if (mig_busy(m))
 		mig_cancel(m);
+	return 0;
+}
+
+static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
+{
+	char err[100];
+
+	if (migration_cancel(monitor_session_vm(s), err, sizeof(err)) < 0)
+		monitor_printf(s, "Error: %s\n", err);
 }
 
 static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 {
-	struct migration *m = monitor_session_vm(s)->migration;
-	struct mig_stats *st = &m->st;
-	uint64_t now = now_ns();
+	struct migration_info i;
 
-	pthread_mutex_lock(&m->lock);
-	monitor_printf(s, "Migration status: %s\n", mig_status_name(m->status));
-	if (m->status == MIG_FAILED || m->status == MIG_CANCELLED)
-		monitor_printf(s, "error: %s\n", m->error);
-	if (m->status != MIG_NONE) {
-		uint64_t total = st->total_ns ? st->total_ns : now - st->start_ns;
-
-		monitor_printf(s, "total time: %.3f ms\n", total / 1e6);
-		if (m->status == MIG_COMPLETED && !m->incoming)
-			monitor_printf(s, "downtime: %.3f ms\n", st->downtime_ns / 1e6);
-		else if (!m->incoming)
-			monitor_printf(s, "expected downtime: %.3f ms\n", st->expected_downtime_ns / 1e6);
-		monitor_printf(s, "setup: %.3f ms\n", st->setup_ns / 1e6);
+	migration_query(monitor_session_vm(s), &i);
+	monitor_printf(s, "Migration status: %s\n", i.status);
+	if (!strcmp(i.status, "failed") || !strcmp(i.status, "cancelled"))
+		monitor_printf(s, "error: %s\n", i.error);
+	if (strcmp(i.status, "none")) {
+		monitor_printf(s, "total time: %.3f ms\n", i.total_ms);
+		if (!i.incoming && !strcmp(i.status, "completed"))
+			monitor_printf(s, "downtime: %.3f ms\n", i.downtime_ms);
+		else if (!i.incoming)
+			monitor_printf(s, "expected downtime: %.3f ms\n", i.expected_downtime_ms);
+		monitor_printf(s, "setup: %.3f ms\n", i.setup_ms);
 		monitor_printf(s, "transferred ram: %llu kbytes\n",
-			       (unsigned long long)(st->transferred >> 10));
-		if (total)
+			       (unsigned long long)(i.transferred >> 10));
+		if (i.total_ms > 0)
 			monitor_printf(s, "throughput: %.2f mbps\n",
-				       st->transferred * 8.0 / (total / 1e9) / 1e6);
+				       i.transferred * 8.0 / (i.total_ms / 1e3) / 1e6);
 		monitor_printf(s, "remaining ram: %llu kbytes\n",
-			       (unsigned long long)(st->remaining >> 10));
-		monitor_printf(s, "total ram: %llu kbytes\n", (unsigned long long)(m->vm->ram_size >> 10));
-		monitor_printf(s, "duplicate: %llu pages\n", (unsigned long long)st->zero_pages);
-		monitor_printf(s, "normal: %llu pages\n", (unsigned long long)st->normal_pages);
+			       (unsigned long long)(i.remaining >> 10));
+		monitor_printf(s, "total ram: %llu kbytes\n", (unsigned long long)(i.total >> 10));
+		monitor_printf(s, "duplicate: %llu pages\n", (unsigned long long)i.zero_pages);
+		monitor_printf(s, "normal: %llu pages\n", (unsigned long long)i.normal_pages);
 		monitor_printf(s, "normal bytes: %llu kbytes\n",
-			       (unsigned long long)(st->normal_pages * 4));
-		monitor_printf(s, "dirty sync count: %llu\n", (unsigned long long)st->rounds);
-		monitor_printf(s, "rounds: %llu\n", (unsigned long long)st->rounds);
+			       (unsigned long long)(i.normal_pages * 4));
+		monitor_printf(s, "dirty sync count: %llu\n", (unsigned long long)i.rounds);
 	}
-	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)m->downtime_limit_ms);
-	monitor_printf(s, "max-bandwidth: %llu bytes/second\n", (unsigned long long)m->max_bandwidth);
-	pthread_mutex_unlock(&m->lock);
+	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)i.downtime_limit_ms);
+	monitor_printf(s, "max-bandwidth: %llu bytes/second\n", (unsigned long long)i.max_bandwidth);
+}
+
+int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
+			    size_t errlen)
+{
+	struct migration *m = vm->migration;
+
+	if (!strcmp(name, "downtime-limit") || !strcmp(name, "downtime_limit")) {
+		if (v > 2000000) {
+			snprintf(err, errlen, "downtime-limit: %llu ms is more than 2000000",
+				 (unsigned long long)v);
+			return -1;
+		}
+		m->downtime_limit_ms = v;
+	} else if (!strcmp(name, "max-bandwidth") || !strcmp(name, "max_bandwidth")) {
+		m->max_bandwidth = v;
+	} else {
+		snprintf(err, errlen, "unknown parameter '%s' (downtime-limit, max-bandwidth)", name);
+		return -1;
+	}
+	return 0;
 }
 
 static void cmd_migrate_set_parameter(struct mon_session *s, int argc, char **argv)
 {
-	struct migration *m = monitor_session_vm(s)->migration;
 	uint64_t v;
+	char err[100];
 
 	if (argc != 3) {
 		monitor_printf(s, "Error: usage: migrate_set_parameter downtime-limit MS | max-bandwidth BYTES_PER_S\n");
 		return;
 	}
-	if (!strcmp(argv[1], "downtime-limit") || !strcmp(argv[1], "downtime_limit")) {
-		if (parse_size(argv[2], 1, &v) < 0 || v > 2000000) {
-			monitor_printf(s, "Error: downtime-limit: '%s' is not a number of ms (0-2000000)\n",
-				       argv[2]);
-			return;
-		}
-		m->downtime_limit_ms = v;
-	} else if (!strcmp(argv[1], "max-bandwidth") || !strcmp(argv[1], "max_bandwidth")) {
-		if (parse_size(argv[2], 1, &v) < 0) {
-			monitor_printf(s, "Error: max-bandwidth: '%s' is not a size in bytes/s\n", argv[2]);
-			return;
-		}
-		m->max_bandwidth = v;
-	} else {
-		monitor_printf(s, "Error: unknown parameter '%s' (downtime-limit, max-bandwidth)\n",
-			       argv[1]);
+	if (parse_size(argv[2], 1, &v) < 0) {
+		monitor_printf(s, "Error: %s: '%s' is not a number\n", argv[1], argv[2]);
+		return;
 	}
+	if (migration_set_parameter(monitor_session_vm(s), argv[1], v, err, sizeof(err)) < 0)
+		monitor_printf(s, "Error: %s\n", err);
+}
+
+void migration_query(struct vm *vm, struct migration_info *info)
+{
+	struct migration *m = vm->migration;
+
+	pthread_mutex_lock(&m->lock);
+	info->status = mig_status_name(m->status);
+	snprintf(info->error, sizeof(info->error), "%s", m->error);
+	info->incoming = m->incoming;
+	info->total_ms = (m->st.total_ns ? m->st.total_ns
+		: m->status == MIG_NONE ? 0 : now_ns() - m->st.start_ns) / 1e6;
+	info->downtime_ms = m->st.downtime_ns / 1e6;
+	info->setup_ms = m->st.setup_ns / 1e6;
+	info->expected_downtime_ms = m->st.expected_downtime_ns / 1e6;
+	info->transferred = m->st.transferred;
+	info->remaining = m->st.remaining;
+	info->total = vm->ram_size;
+	info->zero_pages = m->st.zero_pages;
+	info->normal_pages = m->st.normal_pages;
+	info->rounds = m->st.rounds;
+	info->downtime_limit_ms = m->downtime_limit_ms;
+	info->max_bandwidth = m->max_bandwidth;
+	pthread_mutex_unlock(&m->lock);
 }
 
 static int mig_listen(struct migration *m, const char *uri)

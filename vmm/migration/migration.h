@@ -3,6 +3,8 @@
 #define TERN_MIGRATION_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct vm;
 
@@ -10,6 +12,23 @@ struct vm;
 int migration_init(struct vm *vm);
 /* -incoming URI: wait for a stream, load it, resume the guest. */
 int migration_incoming(struct vm *vm, const char *uri);
+/* For `migrate`, QMP and the like: start (asynchronously), cancel, tune, query. */
+int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen);
+int migration_cancel(struct vm *vm, char *err, size_t errlen);
+int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
+			    size_t errlen);
+
+struct migration_info {
+	const char *status;	/* QEMU's names: none, setup, active, completed, failed, cancelled */
+	char error[256];
+	bool incoming;
+	double total_ms, downtime_ms, setup_ms, expected_downtime_ms;
+	uint64_t transferred, remaining, total, zero_pages, normal_pages, rounds;
+	uint64_t downtime_limit_ms, max_bandwidth;
+};
+
+void migration_query(struct vm *vm, struct migration_info *info);
+
 /* The guest was saved to a file (a snapshot): it may run on here after `cont`. */
 bool migration_snapshot_taken(struct vm *vm);
 

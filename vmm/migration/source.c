@@ -155,6 +155,8 @@ static int src_stop_and_copy(struct src *c)
 	vcpu_pause(&c->vm->vcpu);
 	mig_pause_devices(c->vm);
 	c->paused = true;
+	if (c->was_running)
+		vm_event(c->vm, "STOP", NULL);
 	if (ram_sync(&c->ram, c->err, sizeof(c->err)) < 0)
 		return -1;
 	devs = mig_save_devices(c->vm, &len, c->err, sizeof(c->err));
@@ -207,8 +209,10 @@ static void src_end(struct src *c, int r)
 	}
 	if (c->paused) {
 		mig_resume_devices(c->vm);
-		if (c->was_running)
+		if (c->was_running) {
 			vcpu_resume(&c->vm->vcpu);
+			vm_event(c->vm, "RESUME", NULL);
+		}
 	}
 	mig_fail(m, "%s", c->err);
 }
@@ -244,5 +248,6 @@ void *mig_source_thread(void *arg)
 	if (fd >= 0)
 		close(fd);
 	mig_finish(c.m);
+	mig_thread_exit(c.m);
 	return NULL;
 }
