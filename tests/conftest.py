@@ -124,3 +124,61 @@ def run_tern(args, timeout=10, **kw):
     p = subprocess.run([TERN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout, **kw)
     return p.returncode, p.stdout.decode(errors="replace")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Monitor:
+    """The HMP monitor on a unix socket."""
+
+    def __init__(self, path, timeout=10):
+        import socket
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        self.s.settimeout(timeout)
+        self.buf = b""
+        self._until(b"(tern) ")
+
+    def _until(self, marker):
+        while marker not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise AssertionError("monitor closed; got: %r" % self.buf)
+            self.buf += d
+        i = self.buf.index(marker)
+        out, self.buf = self.buf[:i], self.buf[i + len(marker):]
+        return out.decode(errors="replace")
+
+    def cmd(self, line, timeout=30):
+        self.s.settimeout(timeout)
+        self.s.sendall(line.encode() + b"\n")
+        return self._until(b"(tern) ")
+
+    def info(self, what):
+        """`info migrate` and the like as a dict of 'key: value' lines."""
+        out = self.cmd("info " + what)
+        d = {}
+        for line in out.splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                d[k.strip()] = v.strip()
+        return d
+
+    def close(self):
+        self.s.close()

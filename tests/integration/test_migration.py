@@ -1,0 +1,266 @@
+"""Issue 4: live migration between two tern processes on this host (no network needed)."""
+import os
+import re
+import time
+
+import pytest
+
+from conftest import GUEST, Monitor, free_port, run_tern
+from migproxy import MigProxy
+
+MEM = "128M"
+
+
+def guest_args(mon, *extra, mem=MEM, append="memtest=8"):
+    return ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", mem, "-append", append,
+            "-monitor", "unix:%s,server,nowait" % mon] + list(extra)
+
+
+def incoming_args(mon, uri, *extra, mem=MEM, append="memtest=8"):
+    return guest_args(mon, "-incoming", uri, *extra, mem=mem, append=append)
+
+
+def guest_cmd(t, line, pattern, timeout=10):
+    mark = len(t.out)
+    t.send(line + "\r")
+    return t.expect(pattern, timeout=timeout, start=mark)
+
+
+def clock_offset_ms(t):
+    """Smallest |guest wall clock - host clock| over a few samples, in ms."""
+    best = None
+    for _ in range(3):
+        m = guest_cmd(t, "time", r"time: wall_ns=(\d+)")
+        host = time.time_ns()
+        off = abs(host - int(m.group(1))) / 1e6
+        best = off if best is None else min(best, off)
+    return best
+
+
+def wait_status(mon, want, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = mon.info("migrate")
+        if info.get("Migration status") in want:
+            return info
+        time.sleep(0.02)
+    raise AssertionError("migration never reached %s: %s" % (want, info))
+
+
+def assert_guest_alive(t, mon):
+    assert mon.info("status")["VM status"] == "running"
+    guest_cmd(t, "check", r"memtest: ok")
+
+
+@pytest.fixture
+def socks(tmp_path):
+    return lambda name: str(tmp_path / name)
+
+
+def start_pair(tern, socks, uri, **kw):
+    a = tern(*guest_args(socks("a.mon"), **kw))
+    a.expect(r"memtest: filled")
+    b = tern(*incoming_args(socks("b.mon"), uri, **kw))
+    return a, Monitor(socks("a.mon")), b, Monitor(socks("b.mon"))
+
+
+def test_migrate_ten_times_tcp_and_unix(tern, socks):
+    """A->B->A'... ten times, alternating tcp and unix; memory intact, clock right."""
+    cur = tern(*guest_args(socks("m0"), append="memtest=16"))
+    cur.expect(r"memtest: filled")
+    cur_mon = Monitor(socks("m0"))
+    assert clock_offset_ms(cur) < 5
+    for i in range(1, 11):
+        uri = ("tcp:127.0.0.1:%d" % free_port()) if i % 2 else "unix:" + socks("mig%d.sock" % i)
+        nxt = tern(*incoming_args(socks("m%d" % i), uri, append="memtest=16"))
+        nxt_mon = Monitor(socks("m%d" % i))
+        assert nxt_mon.info("status")["VM status"] == "paused (inmigrate)"
+        out = cur_mon.cmd('migrate "%s"' % uri)
+        assert "migrate: completed" in out, out
+        assert cur_mon.info("status")["VM status"] == "paused (postmigrate)"
+        assert_guest_alive(nxt, nxt_mon)
+        off = clock_offset_ms(nxt)
+        assert off < 5, "guest clock off by %.2f ms after migration %d" % (off, i)
+        assert "Error" in cur_mon.cmd("cont")  # never two running copies
+        cur_mon.cmd("quit")
+        cur.wait()
+        cur, cur_mon = nxt, nxt_mon
+
+
+def test_info_migrate_fields(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = start_pair(tern, socks, uri)
+    am.cmd('migrate "%s"' % uri)
+    info = am.info("migrate")
+    assert info["Migration status"] == "completed"
+    for key in ("total time", "downtime", "setup", "transferred ram", "throughput",
+                "remaining ram", "total ram", "duplicate", "normal", "dirty sync count"):
+        assert key in info, info
+    # Round 0 skips untouched pages: far less than 128M moves.
+    assert int(info["transferred ram"].split()[0]) < 64 * 1024, info
+    assert bm.info("migrate")["Migration status"] == "completed"
+
+
+def test_snapshot_to_file_and_restore(tern, socks):
+    snap = socks("guest.snap")
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    assert "completed" in am.cmd('migrate "file:%s"' % snap)
+    am.cmd("quit")
+    a.wait()
+    b = tern(*incoming_args(socks("b.mon"), "file:" + snap))
+    bm = Monitor(socks("b.mon"))
+    wait_status(bm, ("completed",))
+    assert_guest_alive(b, bm)
+
+
+def test_truncated_snapshot_refused(tern, socks, tmp_path):
+    snap = socks("guest.snap")
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    am.cmd('migrate "file:%s"' % snap)
+    data = open(snap, "rb").read()
+    for name, blob in (("trunc", data[:len(data) // 2]),
+                       ("flip", data[:5000] + bytes([data[5000] ^ 1]) + data[5001:])):
+        path = str(tmp_path / name)
+        open(path, "wb").write(blob)
+        code, out = run_tern(incoming_args(socks(name + ".mon"), "file:" + path), timeout=30)
+        assert code != 0, out
+        line = [l for l in out.splitlines() if l.startswith("tern:")][-1]
+        assert "incoming migration failed" in line, out
+        assert ("ends early" in line) if name == "trunc" else ("corrupt" in line), out
+
+
+def test_destination_not_listening(tern, socks):
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    out = am.cmd('migrate "tcp:127.0.0.1:%d"' % free_port())
+    assert "failed" in out and "Connection refused" in out, out
+    info = am.info("migrate")
+    assert info["Migration status"] == "failed" and "Connection refused" in info["error"]
+    assert_guest_alive(a, am)
+
+
+def test_destination_with_other_memory_size_refuses(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    b = tern(*incoming_args(socks("b.mon"), uri, mem="256M"))
+    am = Monitor(socks("a.mon"))
+    Monitor(socks("b.mon")).close()
+    out = am.cmd('migrate "%s"' % uri)
+    assert "destination refused: memory 128M != 256M" in out, out
+    info = am.info("migrate")
+    assert info["Migration status"] == "failed" and "128M != 256M" in info["error"]
+    assert info["normal"] == "0 pages", "pages were sent before the refusal"
+    assert_guest_alive(a, am)
+    assert b.wait() != 0
+
+
+def test_unknown_uri_rejected(tern, socks):
+    a = tern(*guest_args(socks("a.mon")))
+    am = Monitor(socks("a.mon"))
+    assert "unknown migration URI" in am.cmd('migrate "ftp:somewhere"')
+    assert "usage" in am.cmd("migrate")
+
+
+def slow_pair(tern, socks, uri):
+    """A pair whose migration takes seconds: 64M of pattern at 16 MB/s."""
+    a, am, b, bm = start_pair(tern, socks, uri, append="memtest=64")
+    am.cmd("migrate_set_parameter max-bandwidth 16M")
+    return a, am, b, bm
+
+
+def test_destination_killed_during_round0(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = slow_pair(tern, socks, uri)
+    am.cmd('migrate -d "%s"' % uri)
+    wait_status(am, ("active",))
+    time.sleep(0.5)
+    b.kill()
+    info = wait_status(am, ("failed",))
+    assert info["error"], info
+    assert_guest_alive(a, am)
+
+
+def test_migrate_cancel_midway(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = slow_pair(tern, socks, uri)
+    am.cmd('migrate -d "%s"' % uri)
+    wait_status(am, ("active",))
+    time.sleep(0.3)
+    am.cmd("migrate_cancel")
+    info = wait_status(am, ("cancelled",))
+    assert "cancel" in info["error"]
+    assert_guest_alive(a, am)
+    assert b.wait(timeout=15) != 0  # the destination discards what it got
+
+
+@pytest.mark.parametrize("where", ["DEVICES", "END"])
+def test_connection_cut_during_stop_and_copy(tern, socks, where):
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    proxy = MigProxy(port, lambda kind, n: "cut" if kind == where else "pass")
+    out = am.cmd('migrate "tcp:127.0.0.1:%d"' % proxy.port)
+    assert "failed" in out, out
+    assert where in proxy.seen
+    assert_guest_alive(a, am)
+    assert b.wait(timeout=15) != 0
+
+
+def test_flipped_byte_refused(tern, socks):
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    flipped = []
+
+    def flip(kind, n):
+        if kind == "PAGES" and not flipped:
+            flipped.append(1)
+            return "flip"
+        return "pass"
+    proxy = MigProxy(port, flip)
+    out = am.cmd('migrate "tcp:127.0.0.1:%d"' % proxy.port)
+    assert "failed" in out, out
+    assert b.wait(timeout=15) != 0
+    assert "checksum mismatch" in b.text(), b.text()[-2000:]
+    assert_guest_alive(a, am)
+
+
+def test_destination_killed_after_go_leaves_source_paused(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = start_pair(tern, socks, uri)
+    assert "completed" in am.cmd('migrate "%s"' % uri)
+    b.kill()
+    time.sleep(0.2)
+    assert am.info("status")["VM status"] == "paused (postmigrate)"
+    assert "Error" in am.cmd("cont")
+    assert am.info("status")["VM status"] == "paused (postmigrate)"
+
+
+def test_fast_dirtier_bounded(tern, socks):
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = start_pair(tern, socks, uri, append="memtest=8 dirty=400")
+    am.cmd("migrate_set_parameter downtime-limit 1")
+    out = am.cmd('migrate "%s"' % uri, timeout=60)
+    info = am.info("migrate")
+    assert info["Migration status"] in ("completed", "failed"), info
+    assert int(info["dirty sync count"]) <= 30, info
+    if info["Migration status"] == "completed":
+        assert_guest_alive(b, bm)
+    else:
+        assert_guest_alive(a, am)
+
+
+def test_console_migrate_via_ctrl_a(tern, socks):
+    """The user's way: Ctrl-A c, then migrate with the URI in quotes."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = start_pair(tern, socks, uri)
+    a.send(b"\x01c")
+    a.send('migrate "%s"\n' % uri)
+    a.expect(r"migrate: completed")
+    a.send("info migrate\n")
+    a.expect(r"Migration status: completed")
+    assert_guest_alive(b, bm)
