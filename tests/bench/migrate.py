@@ -1,0 +1,137 @@
+"""Driver for migrate.sh: see there."""
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+N = int(os.environ.get("N", "10"))
+SIZES = os.environ.get("SIZES", "128M 512M 2G").split()
+GUEST = "build/guest/guest.elf"
+QEMU = shutil.which("qemu-system-x86_64")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Hmp:
+    def __init__(self, path):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        self.s.settimeout(60)
+        self.buf = b""
+        self.until(rb"\((?:tern|qemu)\) ")
+
+    def until(self, rx):
+        while not re.search(rx, self.buf):
+            d = self.s.recv(65536)
+            if not d:
+                raise RuntimeError("monitor closed")
+            self.buf += d
+        m = re.search(rx, self.buf)
+        out, self.buf = self.buf[:m.start()], self.buf[m.end():]
+        return out.decode(errors="replace")
+
+    def cmd(self, line):
+        self.s.sendall(line.encode() + b"\n")
+        return self.until(rb"\((?:tern|qemu)\) ")
+
+
+def start(kind, mem, mon, incoming=None):
+    if kind == "tern":
+        cmd = ["build/tern", "-kernel", GUEST, "-m", mem, "-nographic", "-serial", "none",
+               "-monitor", "unix:%s,server,nowait" % mon]
+    else:
+        cmd = [QEMU, "-enable-kvm", "-cpu", "host", "-M", "pc", "-m", mem, "-kernel", GUEST,
+               "-display", "none", "-serial", "none", "-nodefaults", "-no-user-config",
+               "-monitor", "unix:%s,server,nowait" % mon]
+    if incoming:
+        cmd += ["-incoming", incoming]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    return p, Hmp(mon)
+
+
+def number(info, key):
+    m = re.search(r"^%s: ([0-9.]+)" % re.escape(key), info, re.M)
+    return float(m.group(1)) if m else float("nan")
+
+
+def one(kind, mem, tmp):
+    a, am = start(kind, mem, os.path.join(tmp, "a"))
+    time.sleep(0.5)  # let the guest boot and settle: this measures an idle guest
+    port = free_port()
+    b, bm = start(kind, mem, os.path.join(tmp, "b"), "tcp:127.0.0.1:%d" % port)
+    try:
+        am.cmd("migrate tcp:127.0.0.1:%d" % port)
+        deadline = time.monotonic() + 60
+        while True:
+            info = am.cmd("info migrate")
+            if re.search(r"Migration status: (completed|failed|cancelled)", info):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("migration did not end")
+            time.sleep(0.01)
+        if "completed" not in info:
+            raise RuntimeError(info)
+        sent = number(info, "transferred ram") * 1024
+        return {"total": number(info, "total time"), "downtime": number(info, "downtime"),
+                "setup": number(info, "setup"), "sent": sent,
+                "rounds": number(info, "dirty sync count")}
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+
+
+def bench(kind, mem):
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(N):
+            runs.append(one(kind, mem, tmp))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main():
+    print("migration benchmark: medians of %d migrations of an idle test guest over tcp "
+          "on loopback" % N)
+    print("%-6s %-5s %10s %10s %10s %12s %7s" % ("size", "vmm", "total ms", "downtime",
+                                                "setup ms", "sent KiB", "rounds"))
+    for mem in SIZES:
+        res = {"tern": bench("tern", mem)}
+        if QEMU:
+            try:
+                res["qemu"] = bench("qemu", mem)
+            except Exception as e:  # QEMU may not boot here; say so, keep going
+                print("%-6s qemu   could not be measured: %s" % (mem, e))
+        for kind, r in res.items():
+            print("%-6s %-5s %10.3f %10.3f %10.3f %12.0f %7.0f" % (
+                mem, kind, r["total"], r["downtime"], r["setup"], r["sent"] / 1024, r["rounds"]))
+        if "qemu" in res:
+            t, q = res["tern"], res["qemu"]
+            print("%-6s ratio tern/qemu: total %.3f, downtime %.3f, bytes %.3f" % (
+                mem, t["total"] / q["total"] if q["total"] else float("nan"),
+                t["downtime"] / q["downtime"] if q["downtime"] else float("nan"),
+                t["sent"] / q["sent"] if q["sent"] else float("nan")))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
