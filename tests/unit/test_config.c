@@ -1,0 +1,127 @@
+/* The command-line parser: QEMU's spellings, and one clear failure for every bad option. */
+#include <stdlib.h>
+
+#include "tests/unit/unit.h"
+#include "vmm/config.h"
+#include "vmm/util.h"
+
+#define ARGS(...) ((char *[]){ "tern", __VA_ARGS__, NULL })
+#define NARGS(...) (int)(sizeof((char *[]){ "tern", __VA_ARGS__ }) / sizeof(char *))
+#define PARSE(c, ...) config_parse(c, NARGS(__VA_ARGS__), ARGS(__VA_ARGS__))
+
+static void test_basic(void)
+{
+	struct tern_config c;
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k.elf", "-append", "a b", "-m", "256M", "-nographic"), 0);
+	CHECK_STR(c.kernel, "k.elf");
+	CHECK_STR(c.append, "a b");
+	CHECK_EQ(c.mem_size, 256ULL << 20);
+	CHECK(c.nographic);
+	CHECK_EQ(c.serial, SERIAL_STDIO);
+	CHECK_EQ(PARSE(&c, "--kernel", "k", "-m", "1G"), 0);
+	CHECK_EQ(c.mem_size, 1ULL << 30);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "512"), 0);
+	CHECK_EQ(c.mem_size, 512ULL << 20);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "size=64M"), 0);
+	CHECK_EQ(c.mem_size, 64ULL << 20);
+	CHECK_EQ(PARSE(&c, "-kernel", "k"), 0);
+	CHECK_EQ(c.mem_size, 128ULL << 20);
+}
+
+static void test_serial_monitor(void)
+{
+	struct tern_config c;
+	char path[108];
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-serial", "file:/tmp/x"), 0);
+	CHECK_EQ(c.serial, SERIAL_FILE);
+	CHECK_STR(c.serial_path, "/tmp/x");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-serial", "none"), 0);
+	CHECK_EQ(c.serial, SERIAL_NONE);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-serial", "tcp:1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-monitor", "unix:/tmp/m,server,nowait"), 0);
+	CHECK_EQ(config_unix_path(c.monitor, path, sizeof(path)), 0);
+	CHECK_STR(path, "/tmp/m");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-monitor", "telnet:1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "unix:/q,server"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "stdio"), -1);
+}
+
+static void test_net(void)
+{
+	struct tern_config c;
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,ifname=tap7,script=no,downscript=no",
+		       "-device", "virtio-net,netdev=n0,mac=52:54:30:30:30:30"),
+		 0);
+	CHECK_EQ(c.n_netdev, 1);
+	CHECK_EQ(c.netdev[0].type, NETDEV_TAP);
+	CHECK_STR(c.netdev[0].ifname, "tap7");
+	CHECK_EQ(c.n_nic, 1);
+	CHECK_EQ(c.nic[0].mac[0], 0x52);
+	CHECK_EQ(c.nic[0].mac[5], 0x30);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "bridge,id=n0,br=osvbr0"), 0);
+	CHECK_EQ(c.netdev[0].type, NETDEV_BRIDGE);
+	CHECK_STR(c.netdev[0].br, "osvbr0");
+	/* A -netdev alone still gets a NIC, with the fixed default MAC. */
+	CHECK_EQ(c.n_nic, 1);
+	CHECK_EQ(c.nic[0].mac[0], 0x52);
+	CHECK_EQ(c.nic[0].mac[5], 0x56);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "user,id=n0"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,script=/etc/qemu-ifup"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,bogus=1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,ifname=x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device", "e1000,netdev=n0"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
+		       "virtio-net,netdev=n0,mac=01:00:00:00:00:01"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
+		       "virtio-net,netdev=n0,mac=52:54"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-net,netdev=nope"), -1);
+}
+
+static void test_bad(void)
+{
+	struct tern_config c;
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-frob"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel"), -1);
+	CHECK_EQ(PARSE(&c, "-m", "1G"), -1);	/* no kernel */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "lots"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "-5"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "2"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "stray"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "1"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-enable-kvm", "-cpu", "host", "-M", "microvm"), 0);
+	CHECK_EQ(PARSE(&c, "-incoming", "tcp:0:4444"), 0);	/* a destination needs no kernel */
+}
+
+static void test_sizes(void)
+{
+	uint64_t v;
+
+	CHECK_EQ(parse_size("4K", 1, &v), 0);
+	CHECK_EQ(v, 4096);
+	CHECK_EQ(parse_size("2GiB", 1, &v), 0);
+	CHECK_EQ(v, 2ULL << 30);
+	CHECK_EQ(parse_size("16MB", 1, &v), 0);
+	CHECK_EQ(v, 16ULL << 20);
+	CHECK_EQ(parse_size("10", 1ULL << 20, &v), 0);
+	CHECK_EQ(v, 10ULL << 20);
+	CHECK_EQ(parse_size("1X", 1, &v), -1);
+	CHECK_EQ(parse_size("", 1, &v), -1);
+	CHECK_EQ(parse_size("99999999999999T", 1, &v), -1);
+}
+
+int main(void)
+{
+	test_basic();
+	test_serial_monitor();
+	test_net();
+	test_bad();
+	test_sizes();
+	return unit_summary();
+}
