@@ -9,6 +9,8 @@
 #ifndef TERN_DEVICE_H
 #define TERN_DEVICE_H
 
+#include <stddef.h>
+
 struct device_ops {
 	const char *name;
 	/* Properties that must be equal on both sides of a migration, as strings ("mac"). */
@@ -22,6 +24,13 @@ struct device_ops {
 	void (*resume)(void *opaque);
 	/* After the guest has resumed on a migration's destination (e.g. announce the NIC). */
 	void (*post_migrate)(void *opaque);
+	/*
+	 * Input that still reaches the source after the hand-over (frames on its tap, until the
+	 * bridge learns the guest's new port): the source reads whole messages from this fd and
+	 * the destination gives each to inject(), so nothing is lost in the switch.
+	 */
+	int (*handover_fd)(void *opaque);
+	void (*inject)(void *opaque, const void *buf, size_t len);
 	/* Human-readable lines for `info` commands; buf gets at most len bytes. */
 	void (*info)(void *opaque, const char *what, char *buf, unsigned len);
 	void (*destroy)(void *opaque);

@@ -148,6 +148,36 @@ static void dst_resume(struct dst *c)
 	vm_event(c->vm, "RESUME", NULL);
 }
 
+struct inject_call {
+	const struct device *dev;
+	const void *buf;
+	size_t len;
+};
+
+static void inject_on_io_thread(void *arg)
+{
+	struct inject_call *i = arg;
+
+	i->dev->ops->inject(i->dev->opaque, i->buf, i->len);
+}
+
+/* After GO: frames the source still received, until it hangs up. */
+static void dst_forwarded(struct dst *c)
+{
+	static uint8_t buf[MIG_REC_MAX];
+	struct rec_hdr h;
+
+	while (c->interactive && stream_get(&c->s, &h) == 0) {
+		const struct device *d = h.arg < (uint64_t)c->vm->ndev ? &c->vm->dev[h.arg] : NULL;
+		struct inject_call i = { d, buf, h.len };
+
+		if (h.type != REC_FRAME || stream_get_payload(&c->s, &h, buf) < 0)
+			return;
+		if (d && d->ops->inject)
+			evloop_call(&c->vm->loop, inject_on_io_thread, &i);
+	}
+}
+
 static int dst_run(struct dst *c)
 {
 	int fd;
@@ -165,7 +195,7 @@ static int dst_run(struct dst *c)
 	if (fd < 0)
 		return -1;
 	pthread_mutex_lock(&c->m->lock);
-	c->m->conn_fd = fd;
+	c->m->in_fd = fd;
 	c->m->st.start_ns = now_ns();
 	pthread_mutex_unlock(&c->m->lock);
 	if (stream_init(&c->s, fd) < 0 || ram_init(&c->ram, c->vm) < 0)
@@ -178,6 +208,10 @@ static int dst_run(struct dst *c)
 	c->m->st.zero_pages = c->ram.zero_pages;
 	c->m->st.normal_pages = c->ram.normal_pages;
 	dst_resume(c);
+	mig_set_status(c->m, MIG_COMPLETED);
+	/* The guest runs here now, and may move on while late frames still come in. */
+	__atomic_store_n(&c->m->incoming, false, __ATOMIC_RELEASE);
+	dst_forwarded(c);
 	return 0;
 }
 
@@ -186,9 +220,7 @@ void *mig_dest_thread(void *arg)
 	struct dst c = { .m = arg, .vm = ((struct migration *)arg)->vm };
 
 	c.interactive = c.m->uri.kind != MIG_FILE;
-	if (dst_run(&c) == 0) {
-		mig_set_status(c.m, MIG_COMPLETED);
-	} else {
+	if (dst_run(&c) < 0) {
 		char why[320];
 
 		mig_fail(c.m, "%s", c.err);

@@ -27,16 +27,19 @@ struct mig_stats {
 struct migration {
 	struct vm *vm;
 	pthread_mutex_t lock;		/* status, error, stats */
-	pthread_t thread;
+	pthread_t thread;		/* outgoing */
 	bool thread_started;
 	bool thread_done;		/* atomic: the thread's last act, so joining never waits */
+	pthread_t in_thread;		/* incoming: may still take forwarded frames meanwhile */
+	bool in_started;
+	int in_fd;			/* its stream, shut down when tern exits */
 	enum mig_status status;
 	char error[256];
 	struct mig_stats st;
 	bool cancel;			/* atomic */
 	int cancel_fd;			/* eventfd: wakes a waiting accept */
 	struct mig_uri uri;
-	bool incoming;
+	bool incoming;			/* atomic: waiting for or receiving a guest */
 
 	/* Parameters. */
 	uint64_t downtime_limit_ms;

@@ -3,6 +3,7 @@
  * migrate_set_parameter, migrate_incoming), the status QEMU's tools expect, and the threads
  * that do the work (source.c, dest.c).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,23 +134,25 @@ static void mig_reap(struct migration *m)
 	m->thread_done = false;
 }
 
-static int mig_start_thread(struct migration *m, void *(*fn)(void *))
+static int mig_start_thread(struct migration *m, void *(*fn)(void *), pthread_t *thread)
 {
+	uint64_t stale;
 	int err;
 
-	mig_reap(m);
+	/* A cancel of an earlier migration must not end this one. */
+	if (read(m->cancel_fd, &stale, sizeof(stale)) < 0 && errno != EAGAIN)
+		perrorf("migration: cancel eventfd");
 	__atomic_store_n(&m->cancel, false, __ATOMIC_RELEASE);
 	memset(&m->st, 0, sizeof(m->st));
 	m->st.start_ns = now_ns();
 	m->st.total_ram = m->vm->ram_size;
 	m->error[0] = '\0';
 	m->status = MIG_SETUP;
-	err = pthread_create(&m->thread, NULL, fn, m);
+	err = pthread_create(thread, NULL, fn, m);
 	if (err) {
 		mig_fail(m, "pthread_create: %s", strerror(err));
 		return -1;
 	}
-	m->thread_started = true;
 	return 0;
 }
 
@@ -157,7 +160,8 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 {
 	struct migration *m = vm->migration;
 
-	if (m->incoming || vm_state(vm) == RUN_STATE_POSTMIGRATE ||
+	if (__atomic_load_n(&m->incoming, __ATOMIC_ACQUIRE) ||
+	    vm_state(vm) == RUN_STATE_POSTMIGRATE ||
 	    vm_state(vm) == RUN_STATE_INMIGRATE) {
 		snprintf(err, errlen, "the guest does not run here");
 		return -1;
@@ -168,10 +172,12 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 	}
 	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0)
 		return -1;
-	if (mig_start_thread(m, mig_source_thread) < 0) {
+	mig_reap(m);
+	if (mig_start_thread(m, mig_source_thread, &m->thread) < 0) {
 		snprintf(err, errlen, "%s", m->error);
 		return -1;
 	}
+	m->thread_started = true;
 	return 0;
 }
 
@@ -205,7 +211,7 @@ static void mig_cancel(struct migration *m)
 		perrorf("migration: cancel");
 	/* A thread blocked in send or recv wakes up with an error. */
 	pthread_mutex_lock(&m->lock);
-	if (m->conn_fd >= 0 && !m->incoming)
+	if (m->conn_fd >= 0)
 		shutdown(m->conn_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
 }
@@ -214,7 +220,7 @@ int migration_cancel(struct vm *vm, char *err, size_t errlen)
 {
 	struct migration *m = vm->migration;
 
-	if (m->incoming) {
+	if (__atomic_load_n(&m->incoming, __ATOMIC_ACQUIRE)) {
 		snprintf(err, errlen, "this side waits for an incoming migration; quit to give up");
 		return -1;
 	}
@@ -340,7 +346,10 @@ static int mig_listen(struct migration *m, const char *uri)
 		return -1;
 	}
 	m->incoming = true;
-	return mig_start_thread(m, mig_dest_thread);
+	if (mig_start_thread(m, mig_dest_thread, &m->in_thread) < 0)
+		return -1;
+	m->in_started = true;
+	return 0;
 }
 
 static void cmd_migrate_incoming(struct mon_session *s, int argc, char **argv)
@@ -351,7 +360,7 @@ static void cmd_migrate_incoming(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: usage: migrate_incoming \"tcp:0:4444\"\n");
 		return;
 	}
-	if (vm_state(m->vm) != RUN_STATE_INMIGRATE || m->incoming) {
+	if (vm_state(m->vm) != RUN_STATE_INMIGRATE || m->in_started) {
 		monitor_printf(s, "Error: migrate_incoming needs tern started with -incoming defer\n");
 		return;
 	}
@@ -366,6 +375,18 @@ static void mig_destroy(void *opaque)
 	if (m->thread_started) {
 		mig_cancel(m);
 		mig_reap(m);
+	}
+	if (m->in_started) {
+		uint64_t one = 1;
+
+		/* Wakes an accept or a read of the incoming thread. */
+		if (write(m->cancel_fd, &one, sizeof(one)) < 0)
+			perrorf("migration: cancel");
+		pthread_mutex_lock(&m->lock);
+		if (m->in_fd >= 0)
+			shutdown(m->in_fd, SHUT_RDWR);
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->in_thread, NULL);
 	}
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
@@ -404,9 +425,10 @@ int migration_init(struct vm *vm)
 		.progress_timer = -1,
 		.listen_fd = -1,
 		.conn_fd = -1,
+		.in_fd = -1,
 	};
 	pthread_mutex_init(&m->lock, NULL);
-	m->cancel_fd = eventfd(0, EFD_CLOEXEC);
+	m->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->cancel_fd < 0) {
 		perrorf("migration: eventfd");
 		free(m);

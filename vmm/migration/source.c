@@ -3,6 +3,7 @@
  * destination has said READY and we have sent GO, any failure resumes the guest here; after
  * GO the guest is never resumed here, whatever happens.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,10 @@
 #include "vmm/vm.h"
 
 #define ANSWER_TIMEOUT_MS 10000
+/* How long frames that still reach this side are forwarded after the hand-over. */
+#define FORWARD_MS 1000
+#define FORWARD_QUIET_MS 200
+#define FORWARD_FDS 8
 
 struct src {
 	struct migration *m;
@@ -217,6 +222,47 @@ static void src_end(struct src *c, int r)
 	mig_fail(m, "%s", c->err);
 }
 
+/*
+ * After GO: frames that reach our tap until the bridge has learnt the guest's new port go to
+ * the destination, which delivers them to the guest. Ends after FORWARD_MS or when the
+ * destination hangs up.
+ */
+static void src_forward(struct src *c)
+{
+	struct pollfd p[FORWARD_FDS + 2] = { { .fd = c->s.fd, .events = POLLIN },
+					     { .fd = c->m->cancel_fd, .events = POLLIN } };
+	int dev[FORWARD_FDS + 2], n = 2;
+	uint64_t end = now_ns() + FORWARD_MS * 1000000ULL;
+	uint8_t buf[65536 + 64];
+
+	for (int i = 0; i < c->vm->ndev && n < FORWARD_FDS + 2; i++) {
+		const struct device *d = &c->vm->dev[i];
+		int fd = d->ops->handover_fd ? d->ops->handover_fd(d->opaque) : -1;
+
+		if (fd >= 0) {
+			dev[n] = i;
+			p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+		}
+	}
+	if (n == 2)
+		return;
+	while (now_ns() < end) {
+		/* Quiet for a while: the bridge has moved the guest's MAC. */
+		if (poll(p, n, FORWARD_QUIET_MS) <= 0 || p[0].revents || p[1].revents)
+			break;
+		for (int i = 2; i < n; i++) {
+			ssize_t len;
+
+			if (!(p[i].revents & POLLIN))
+				continue;
+			len = read(p[i].fd, buf, sizeof(buf));
+			if (len > 0 && (stream_put(&c->s, REC_FRAME, dev[i], buf, len) < 0 ||
+					stream_flush(&c->s) < 0))
+				return;
+		}
+	}
+}
+
 void *mig_source_thread(void *arg)
 {
 	struct src c = { .m = arg, .vm = ((struct migration *)arg)->vm };
@@ -240,6 +286,11 @@ void *mig_source_thread(void *arg)
 		snprintf(c.err, sizeof(c.err), "out of memory");
 	}
 	src_end(&c, r);
+	if (r == 0 && c.interactive) {
+		/* The user hears of the success now; forwarding goes on quietly. */
+		mig_finish(c.m);
+		src_forward(&c);
+	}
 	ram_free(&c.ram);
 	stream_free(&c.s);
 	pthread_mutex_lock(&c.m->lock);
@@ -247,7 +298,8 @@ void *mig_source_thread(void *arg)
 	pthread_mutex_unlock(&c.m->lock);
 	if (fd >= 0)
 		close(fd);
-	mig_finish(c.m);
+	if (r < 0 || !c.interactive)
+		mig_finish(c.m);
 	mig_thread_exit(c.m);
 	return NULL;
 }
