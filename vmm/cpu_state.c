@@ -27,23 +27,37 @@ struct cpu_state {
 	int nmsr;
 };
 
-/* KVM lists MSRs the host knows; a vCPU may still refuse some. Keep the readable ones. */
+/*
+ * KVM lists MSRs the host knows; a vCPU may still refuse some. Keep the readable ones. Runs
+ * before the vCPU does: vCPU ioctls wait for KVM_RUN to return, and a guest spinning in ring 0
+ * may take its time about that.
+ */
 static int cpu_find_msrs(struct cpu_state *cs)
 {
 	struct { struct kvm_msr_list l; uint32_t idx[MAX_MSRS]; } list = { .l.nmsrs = MAX_MSRS };
 	struct msr_list m;
-	int fd = cs->vm->vcpu.fd;
+	uint32_t i = 0;
 
 	if (ioctl(cs->vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
 		perrorf("cpu: KVM_GET_MSR_INDEX_LIST");
 		return -1;
 	}
 	cs->nmsr = 0;
-	for (uint32_t i = 0; i < list.l.nmsrs; i++) {
-		m.hdr.nmsrs = 1;
-		m.e[0] = (struct kvm_msr_entry){ .index = list.l.indices[i] };
-		if (ioctl(fd, KVM_GET_MSRS, &m) == 1)
-			cs->msr_index[cs->nmsr++] = list.l.indices[i];
+	/* KVM_GET_MSRS stops at the first MSR it refuses: skip that one and go on. */
+	while (i < list.l.nmsrs) {
+		int n;
+
+		m.hdr.nmsrs = list.l.nmsrs - i;
+		for (uint32_t k = 0; k < m.hdr.nmsrs; k++)
+			m.e[k] = (struct kvm_msr_entry){ .index = list.l.indices[i + k] };
+		n = ioctl(cs->vm->vcpu.fd, KVM_GET_MSRS, &m);
+		if (n < 0) {
+			perrorf("cpu: KVM_GET_MSRS");
+			return -1;
+		}
+		for (int k = 0; k < n; k++)
+			cs->msr_index[cs->nmsr++] = list.l.indices[i + k];
+		i += n + 1;
 	}
 	return 0;
 }
@@ -150,20 +164,11 @@ static int cpu_save(void *opaque, void *fdt)
 	struct cpu_state *cs = opaque;
 	int fd = cs->vm->vcpu.fd;
 
-	if (!cs->nmsr && cpu_find_msrs(cs) < 0)
-		return -1;
 	if (cpu_save_pieces(fd, fdt, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
 	    cpu_save_msrs(cs, fdt) < 0 ||
 	    cpu_save_pieces(fd, fdt, cpu_late, ARRAY_SIZE(cpu_late)) < 0)
 		return -1;
 	return 0;
-}
-
-static int cpu_prepare(void *opaque)
-{
-	struct cpu_state *cs = opaque;
-
-	return cs->nmsr ? 0 : cpu_find_msrs(cs);
 }
 
 static int cpu_load(void *opaque, const void *fdt, int node)
@@ -185,7 +190,6 @@ static void cpu_destroy(void *opaque)
 
 static const struct device_ops cpu_ops = {
 	.name = "cpu@0",
-	.prepare = cpu_prepare,
 	.save = cpu_save,
 	.load = cpu_load,
 	.destroy = cpu_destroy,
@@ -200,7 +204,7 @@ int cpu_state_register(struct vm *vm)
 		return -1;
 	}
 	cs->vm = vm;
-	if (vm_register_device(vm, &cpu_ops, cs) < 0) {
+	if (cpu_find_msrs(cs) < 0 || vm_register_device(vm, &cpu_ops, cs) < 0) {
 		free(cs);
 		return -1;
 	}

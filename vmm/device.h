@@ -15,8 +15,6 @@ struct device_ops {
 	const char *name;
 	/* Properties that must be equal on both sides of a migration, as strings ("mac"). */
 	int (*describe)(void *opaque, void *fdt);
-	/* Called when a migration starts, before the guest stops: slow one-time work. */
-	int (*prepare)(void *opaque);
 	int (*save)(void *opaque, void *fdt);
 	int (*load)(void *opaque, const void *fdt, int node);
 	/* Stop and restart processing (host I/O, timers) around a migration's stop-and-copy. */

@@ -276,12 +276,7 @@ void *mig_source_thread(void *arg)
 		pthread_mutex_unlock(&c.m->lock);
 	}
 	if (fd >= 0 && stream_init(&c.s, fd) == 0 && ram_init(&c.ram, c.vm) == 0) {
-		for (int i = 0; i < c.vm->ndev; i++)
-			if (c.vm->dev[i].ops->prepare && c.vm->dev[i].ops->prepare(c.vm->dev[i].opaque) < 0)
-				snprintf(c.err, sizeof(c.err), "device %s cannot migrate",
-					 c.vm->dev[i].ops->name);
-		if (!c.err[0])
-			r = src_hello(&c) || src_rounds(&c) || src_stop_and_copy(&c) ? -1 : 0;
+		r = src_hello(&c) || src_rounds(&c) || src_stop_and_copy(&c) ? -1 : 0;
 	} else if (fd >= 0) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
 	}
