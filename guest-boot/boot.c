@@ -1,0 +1,105 @@
+/*
+ * boot_load: the order matters only where one piece needs another's result: the kernel's
+ * end and initrd_addr_max place the initrd; the RSDP address goes into the zero page or
+ * start_info; the kernel's entries pick the boot mode.
+ */
+#include <inttypes.h>
+
+#include "guest-boot/internal.h"
+#include "vmm/util.h"
+
+/* Above this the single RAM slot from 0 would cover the 32-bit I/O hole (MMIO, IOAPIC). */
+#define BOOT_RAM_MAX (3ULL << 30)
+/* Low tables plus at least some memory above 1 MiB for the kernel. */
+#define BOOT_RAM_MIN (2ULL << 20)
+
+static int boot_check_mem(const struct guest_mem *mem)
+{
+	if (mem->size > BOOT_RAM_MAX) {
+		errorf("memory: %" PRIu64 " MiB is more than the %llu MiB tern maps below the 32-bit "
+		       "I/O hole",
+		       mem->size >> 20, BOOT_RAM_MAX >> 20);
+		return -1;
+	}
+	if (mem->size < BOOT_RAM_MIN) {
+		errorf("memory: %" PRIu64 " KiB is too small to boot (at least %llu MiB)",
+		       mem->size >> 10, BOOT_RAM_MIN >> 20);
+		return -1;
+	}
+	return 0;
+}
+
+static int boot_kernel(struct guest_mem *mem, const struct boot_cfg *cfg, struct kernel_info *ki)
+{
+	struct boot_file f;
+	int r;
+
+	if (!cfg->kernel) {
+		errorf("kernel: no kernel given");
+		return -1;
+	}
+	if (file_read(&f, "kernel", cfg->kernel) < 0)
+		return -1;
+	if (elf_detect(&f)) {
+		r = elf_load(mem, &f, ki);
+	} else if (bzimage_detect(&f)) {
+		r = bzimage_load(mem, &f, ki);
+	} else {
+		errorf("kernel: %s: not an ELF or bzImage kernel", cfg->kernel);
+		r = -1;
+	}
+	file_free(&f);
+	return r;
+}
+
+static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki,
+		     enum boot_mode *mode, uint64_t *rip)
+{
+	if (ki->has_pvh && (cfg->force_pvh || !ki->has_entry64)) {
+		*mode = BOOT_PVH32;
+		*rip = ki->pvh_entry;
+		return 0;
+	}
+	if (cfg->force_pvh) {
+		errorf("kernel: %s: no PVH entry (ELF note XEN_ELFNOTE_PHYS32_ENTRY inside a loaded "
+		       "segment) for -pvh",
+		       cfg->kernel);
+		return -1;
+	}
+	if (!ki->has_entry64) {
+		errorf("kernel: %s: entry point 0x%" PRIx64 " is outside the loaded segments and "
+		       "there is no PVH note",
+		       cfg->kernel, ki->entry64);
+		return -1;
+	}
+	*mode = BOOT_LINUX64;
+	*rip = ki->entry64;
+	return 0;
+}
+
+int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_entry *out)
+{
+	struct kernel_info ki;
+	struct boot_params_in in = { .ki = &ki };
+	enum boot_mode mode;
+	uint64_t rip;
+	int len;
+
+	if (boot_check_mem(mem) < 0 || boot_kernel(mem, cfg, &ki) < 0 ||
+	    boot_mode(cfg, &ki, &mode, &rip) < 0)
+		return -1;
+	len = cmdline_build(mem, cfg);
+	if (len < 0)
+		return -1;
+	in.cmdline_len = len;
+	if (cfg->initrd && initrd_load(mem, cfg->initrd, &ki, &in.initrd_addr, &in.initrd_size) < 0)
+		return -1;
+	if (acpi_build(mem, cfg, &in.rsdp) < 0)
+		return -1;
+	if (mode == BOOT_PVH32)
+		pvh_build(mem, &in);
+	else
+		zeropage_build(mem, &in);
+	entry_build(mem, mode, rip, out);
+	return 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * Linux bzImages, entered at their 64-bit entry (boot protocol 2.12+, XLF_KERNEL_64): the
+ * protected-mode code goes to 0x100000 and runs from +0x200; the setup header travels in the
+ * zero page. See Linux Documentation/arch/x86/boot.rst.
+ */
+#include <inttypes.h>
+
+#include "guest-boot/internal.h"
+#include "vmm/util.h"
+
+/* Offsets in the file's first sector, as in struct setup_header / boot_params. */
+#define HDR_START 0x1f1		/* setup_sects */
+#define HDR_JUMP 0x200
+#define HDR_MAGIC 0x202		/* "HdrS" */
+#define HDR_VERSION 0x206
+#define HDR_LOADFLAGS 0x211
+#define HDR_INITRD_ADDR_MAX 0x22c
+#define HDR_XLOADFLAGS 0x236
+#define HDR_INIT_SIZE 0x260
+#define HDR_END_MAX 0x290	/* boot_params.edd_mbr_sig_buffer follows the header */
+
+#define LOADED_HIGH 0x01
+#define XLF_KERNEL_64 0x01
+#define BZ_MIN_VERSION 0x020c
+#define BZ_ENTRY64_OFFSET 0x200
+
+bool bzimage_detect(const struct boot_file *f)
+{
+	return f->size >= HDR_MAGIC + 4 && !memcmp(f->data + HDR_MAGIC, "HdrS", 4);
+}
+
+static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
+{
+	const uint8_t *d = f->data;
+	uint16_t version;
+	unsigned sects;
+
+	if (f->size < HDR_END_MAX) {
+		errorf("%s: %s: truncated bzImage setup header", f->what, f->path);
+		return -1;
+	}
+	version = get16(d + HDR_VERSION);
+	if (version < BZ_MIN_VERSION) {
+		errorf("%s: %s: bzImage boot protocol %u.%02u is too old (tern needs 2.12+ for the "
+		       "64-bit entry)",
+		       f->what, f->path, version >> 8, version & 0xff);
+		return -1;
+	}
+	if (!(d[HDR_LOADFLAGS] & LOADED_HIGH) || !(get16(d + HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
+		errorf("%s: %s: bzImage has no 64-bit entry point (xloadflags)", f->what, f->path);
+		return -1;
+	}
+	sects = d[HDR_START] ? d[HDR_START] : 4;	/* 0 means 4, for old kernels */
+	*setup_size = (uint64_t)(sects + 1) * 512;
+	if (*setup_size >= f->size) {
+		errorf("%s: %s: truncated bzImage: no protected-mode code after %" PRIu64
+		       " bytes of setup",
+		       f->what, f->path, *setup_size);
+		return -1;
+	}
+	return 0;
+}
+
+int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_info *ki)
+{
+	uint64_t setup_size, code_size, need;
+	size_t hdr_end;
+
+	if (bzimage_check(f, &setup_size) < 0)
+		return -1;
+	code_size = f->size - setup_size;
+	/* The kernel decompresses in place: it needs init_size bytes from where it is loaded. */
+	need = MAX(code_size, (uint64_t)get32(f->data + HDR_INIT_SIZE));
+	if (!mem_fits(mem, BOOT_KERNEL_ADDR, need)) {
+		errorf("%s: %s: bzImage needs %" PRIu64 " MiB from 0x%llx but guest RAM is %" PRIu64
+		       " MiB",
+		       f->what, f->path, (need + (1 << 20) - 1) >> 20, BOOT_KERNEL_ADDR,
+		       mem->size >> 20);
+		return -1;
+	}
+	memcpy(mem->base + BOOT_KERNEL_ADDR, f->data + setup_size, code_size);
+
+	*ki = (struct kernel_info){
+		.bzimage = true,
+		.has_entry64 = true,
+		.entry64 = BOOT_KERNEL_ADDR + BZ_ENTRY64_OFFSET,
+		.end = BOOT_KERNEL_ADDR + need,
+		.initrd_max = get32(f->data + HDR_INITRD_ADDR_MAX),
+		.version = get16(f->data + HDR_VERSION),
+	};
+	/* The header ends where its leading jump lands: 0x202 + the jump's byte offset. */
+	hdr_end = MIN((size_t)HDR_MAGIC + f->data[HDR_JUMP + 1], (size_t)HDR_END_MAX);
+	ki->setup_hdr_len = hdr_end - HDR_START;
+	memcpy(ki->setup_hdr, f->data + HDR_START, ki->setup_hdr_len);
+	return 0;
+}

@@ -1,0 +1,104 @@
+/*
+ * The guest's CPUID: what KVM supports, trimmed to one CPU per package, plus KVM's paravirt
+ * leaves so that OSv and Linux find kvmclock (OSv halts without a clock source).
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+
+#include "guest-boot/internal.h"
+#include "vmm/util.h"
+
+#define CPUID_MAX_ENTRIES 4096
+#define KVM_CPUID_SIGNATURE 0x40000000u
+#define KVM_CPUID_FEATURES 0x40000001u
+#define LEAF1_ECX_X2APIC (1u << 21)
+#define LEAF1_ECX_HYPERVISOR (1u << 31)
+#define LEAF1_EDX_HTT (1u << 28)
+/* kvmclock (old and new MSRs) and its stable bit; PV features beyond the clock stay off so
+ * the guest depends on nothing more than it needs. */
+#define KVM_FEATURE_CLOCKS ((1u << 0) | (1u << 3) | (1u << 24))
+
+static struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
+{
+	/* Room for two leaves that may have to be added after KVM's list. */
+	for (unsigned n = 64; n <= CPUID_MAX_ENTRIES; n *= 2) {
+		struct kvm_cpuid2 *c =
+			calloc(1, sizeof(*c) + (n + 2) * sizeof(struct kvm_cpuid_entry2));
+
+		if (!c) {
+			errorf("cpuid: out of memory");
+			return NULL;
+		}
+		c->nent = n;
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG) {
+			perrorf("cpuid: KVM_GET_SUPPORTED_CPUID");
+			return NULL;
+		}
+	}
+	errorf("cpuid: KVM_GET_SUPPORTED_CPUID: more than %d entries", CPUID_MAX_ENTRIES);
+	return NULL;
+}
+
+static struct kvm_cpuid_entry2 *cpuid_leaf(struct kvm_cpuid2 *c, uint32_t fn)
+{
+	for (unsigned i = 0; i < c->nent; i++)
+		if (c->entries[i].function == fn)
+			return &c->entries[i];
+	c->entries[c->nent] = (struct kvm_cpuid_entry2){ .function = fn };
+	return &c->entries[c->nent++];
+}
+
+static void cpuid_trim(struct kvm_cpuid2 *c)
+{
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		switch (e->function) {
+		case 1:
+			/* APIC ID 0 (bits 31-24), one logical CPU (23-16); keep CLFLUSH/brand */
+			e->ebx = (e->ebx & 0xffff) | (1u << 16);
+			e->ecx |= LEAF1_ECX_HYPERVISOR;
+			e->edx &= ~LEAF1_EDX_HTT;
+			break;
+		case 4:
+			/* one core per package, no threads sharing a cache */
+			e->eax &= 0x3fff;
+			break;
+		}
+	}
+}
+
+static void cpuid_kvm_leaves(struct kvm_cpuid2 *c)
+{
+	struct kvm_cpuid_entry2 *sig = cpuid_leaf(c, KVM_CPUID_SIGNATURE);
+	struct kvm_cpuid_entry2 *feat = cpuid_leaf(c, KVM_CPUID_FEATURES);
+
+	sig->eax = KVM_CPUID_FEATURES;
+	memcpy(&sig->ebx, "KVMK", 4);
+	memcpy(&sig->ecx, "VMKV", 4);
+	memcpy(&sig->edx, "M\0\0\0", 4);
+	/* feat came from KVM's list if KVM supports it at all: only bits KVM offers survive */
+	feat->eax &= KVM_FEATURE_CLOCKS;
+	feat->ebx = feat->ecx = feat->edx = 0;
+}
+
+int boot_setup_cpuid(int kvm_fd, int vcpu_fd)
+{
+	struct kvm_cpuid2 *c = cpuid_supported(kvm_fd);
+	int r;
+
+	if (!c)
+		return -1;
+	cpuid_trim(c);
+	cpuid_kvm_leaves(c);
+	r = ioctl(vcpu_fd, KVM_SET_CPUID2, c);
+	if (r < 0)
+		perrorf("cpuid: KVM_SET_CPUID2");
+	free(c);
+	return r < 0 ? -1 : 0;
+}

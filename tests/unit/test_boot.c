@@ -1,0 +1,606 @@
+/*
+ * guest-boot/ on a malloc'ed guest RAM: ELF and bzImage loading, every rejected input with
+ * its one error line, the zero page, e820, PVH start_info, cmdline, initrd, ACPI tables,
+ * GDT and page tables. TERN_ACPI_DUMP=DIR writes the ACPI tables there for `iasl -d`.
+ */
+#include <stdint.h>
+
+#include "guest-boot/aml.h"
+#include "guest-boot/internal.h"
+#include "tests/unit/boot_util.h"
+#include "tests/unit/unit.h"
+
+#define RAM (64ULL << 20)
+
+static struct guest_mem mem;
+static uint8_t elfbuf[0x3000];
+
+static void mem_reset(void)
+{
+	/* Garbage, not zeros: loaders must clear what they claim to clear. */
+	memset(mem.base, 0xcc, mem.size);
+}
+
+static const uint8_t code[] = { 0x90, 0x90, 0xf4, 0x11, 0x22, 0x33, 0x44, 0x55 };
+
+static const char *good_elf(uint64_t entry, uint32_t pvh)
+{
+	struct test_elf t = { .paddr = 0x200000, .vaddr = 0x40200000, .entry = entry,
+			      .pvh_entry = pvh, .code = code, .code_len = sizeof(code),
+			      .memsz = 0x3000 };
+
+	return tmp_file("good.elf", elfbuf, build_elf(elfbuf, sizeof(elfbuf), &t));
+}
+
+/* boot_load must fail with exactly one line containing want. */
+static void expect_fail(const struct boot_cfg *cfg, const char *want, int line)
+{
+	struct boot_entry e;
+	const char *err;
+	int r;
+
+	mem_reset();
+	capture_begin();
+	r = boot_load(&mem, cfg, &e);
+	err = capture_end();
+	if (r != -1 || !strstr(err, want) || count_lines(err) != 1 || strncmp(err, "tern: ", 6)) {
+		unit_failed++;
+		printf("FAIL %s:%d: want -1 and one line with \"%s\", got %d and \"%s\"\n", __FILE__,
+		       line, want, r, err);
+	} else {
+		unit_passed++;
+	}
+}
+#define EXPECT_FAIL(cfg, want) expect_fail(cfg, want, __LINE__)
+
+static void test_elf_good(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .ncpus = 1 };
+	struct boot_entry e;
+
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_LINUX64);
+	CHECK_EQ(e.rip, 0x200000);
+	CHECK_EQ(e.rsi, BOOT_ZERO_PAGE_ADDR);
+	CHECK_EQ(e.rsp, BOOT_STACK_TOP);
+	CHECK_EQ(e.cr3, BOOT_PML4_ADDR);
+	CHECK_EQ(e.gdt_base, BOOT_GDT_ADDR);
+	CHECK_EQ(e.gdt_limit, 31);
+	CHECK(!memcmp(mem.base + 0x200000, code, sizeof(code)));
+	/* bss: memsz beyond filesz is zero, and nothing past memsz was touched */
+	CHECK_EQ(mem.base[0x200000 + sizeof(code)], 0);
+	CHECK_EQ(get64(mem.base + 0x202ff8), 0);
+	CHECK_EQ(mem.base[0x203000], 0xcc);
+
+	cfg.force_pvh = true;
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_PVH32);
+	CHECK_EQ(e.rip, 0x200002);
+	CHECK_EQ(e.rbx, BOOT_PVH_INFO_ADDR);
+}
+
+static void test_elf_entry_choice(void)
+{
+	struct boot_cfg cfg = { .ncpus = 1 };
+	struct boot_entry e;
+
+	/* a virtual e_entry is no 64-bit entry: the PVH note is used */
+	cfg.kernel = good_elf(0x40200000, 0x200004);
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_PVH32);
+	CHECK_EQ(e.rip, 0x200004);
+
+	cfg.kernel = good_elf(0, 0x200004);
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_PVH32);
+
+	cfg.kernel = good_elf(0x40200000, 0);
+	EXPECT_FAIL(&cfg, "entry point 0x40200000 is outside the loaded segments");
+	cfg.kernel = good_elf(0x200000, 0);
+	cfg.force_pvh = true;
+	EXPECT_FAIL(&cfg, "no PVH entry");
+	/* a note pointing outside the image does not count */
+	cfg.kernel = good_elf(0x200000, 0x900000);
+	EXPECT_FAIL(&cfg, "no PVH entry");
+}
+
+static void test_elf_bad(void)
+{
+	struct boot_cfg cfg = { .ncpus = 1 };
+	struct test_elf t = { .paddr = 0x200000, .vaddr = 0x200000, .entry = 0x200000,
+			      .code = code, .code_len = sizeof(code), .memsz = 0x1000 };
+	size_t len;
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)elfbuf;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(elfbuf + sizeof(*eh));
+	char path[200];
+
+	snprintf(path, sizeof(path), "%s/missing.elf", tmpdir);
+	cfg.kernel = path;
+	EXPECT_FAIL(&cfg, "kernel: ");
+	EXPECT_FAIL(&cfg, "missing.elf: No such file or directory");
+	cfg.kernel = tmp_file("empty", "", 0);
+	EXPECT_FAIL(&cfg, "empty: empty file");
+	cfg.kernel = tmp_file("text", "hello, world\n", 13);
+	EXPECT_FAIL(&cfg, "text: not an ELF or bzImage kernel");
+	cfg.kernel = tmpdir;
+	EXPECT_FAIL(&cfg, "not a regular file");
+
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	cfg.kernel = tmp_file("short.elf", elfbuf, 40);
+	EXPECT_FAIL(&cfg, "truncated ELF header");
+	cfg.kernel = tmp_file("nophdr.elf", elfbuf, 100);
+	EXPECT_FAIL(&cfg, "program headers past the end");
+	cfg.kernel = tmp_file("cutseg.elf", elfbuf, len - 4);
+	EXPECT_FAIL(&cfg, "segment 0 ends past the end of the file");
+
+	/* offsets that overflow when added must not wrap around */
+	ph->p_offset = UINT64_MAX - 2;
+	cfg.kernel = tmp_file("wrap.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segment 0 ends past the end of the file");
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	eh->e_phoff = UINT64_MAX - 8;
+	cfg.kernel = tmp_file("wrap2.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "program headers past the end");
+
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	elfbuf[EI_CLASS] = ELFCLASS32;
+	cfg.kernel = tmp_file("32.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "not a 64-bit ELF");
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	eh->e_machine = EM_AARCH64;
+	cfg.kernel = tmp_file("arm.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "ELF for machine 183, not x86_64");
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	eh->e_type = ET_DYN;
+	cfg.kernel = tmp_file("dyn.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "not an executable");
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	ph->p_filesz = 0x2000;
+	ph->p_memsz = 0x1000;
+	cfg.kernel = tmp_file("fsz.elf", elfbuf, sizeof(elfbuf));
+	EXPECT_FAIL(&cfg, "filesz > memsz");
+
+	t.paddr = RAM - 0x800;
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	cfg.kernel = tmp_file("high.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segment 0 (0x3fff800+0x1000) lies outside guest RAM (64 MiB)");
+	t.paddr = UINT64_MAX - 0x10;
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	cfg.kernel = tmp_file("wrap3.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "lies outside guest RAM");
+	t.paddr = 0x8000;
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	cfg.kernel = tmp_file("low.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segment 0 (0x8000-0x9000) overlaps tern's boot tables");
+	t.paddr = 0xe0000;
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	cfg.kernel = tmp_file("acpi.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "overlaps tern's reserved area");
+}
+
+static void test_mem_limits(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 1 };
+	struct guest_mem saved = mem;
+	struct boot_entry e;
+	const char *err;
+
+	/* rejected before anything is written, so a fake size is safe here */
+	mem.size = 4ULL << 30;
+	capture_begin();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), -1);
+	err = capture_end();
+	CHECK(strstr(err, "memory: 4096 MiB is more than the 3072 MiB") != NULL);
+	mem.size = 1ULL << 20;
+	capture_begin();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), -1);
+	err = capture_end();
+	CHECK(strstr(err, "too small") != NULL);
+	mem = saved;
+}
+
+static void test_zero_page(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .cmdline = "--nopci",
+				.ncpus = 1 };
+	struct boot_entry e;
+	uint8_t *zp = mem.base + BOOT_ZERO_PAGE_ADDR, *e820 = zp + 0x2d0;
+
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(get16(zp + 0x1fe), 0xaa55);
+	CHECK(!memcmp(zp + 0x202, "HdrS", 4));
+	CHECK(get16(zp + 0x206) >= 0x020c);
+	CHECK_EQ(zp[0x210], 0xff);
+	CHECK_EQ(get32(zp + 0x228), BOOT_CMDLINE_ADDR);
+	CHECK_EQ(get32(zp + 0x238), BOOT_CMDLINE_MAX - 1);
+	CHECK_EQ(get64(zp + 0x070), BOOT_ACPI_ADDR);
+	CHECK_EQ(get32(zp + 0x218), 0);	/* no initrd */
+	CHECK_EQ(get32(zp + 0x21c), 0);
+	CHECK_EQ(zp[0x100], 0);		/* the rest was cleared, not left as garbage */
+	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR, "--nopci");
+
+	CHECK_EQ(zp[0x1e8], 3);
+	CHECK_EQ(get64(e820 + 0), 0);
+	CHECK_EQ(get64(e820 + 8), 0x9fc00);
+	CHECK_EQ(get32(e820 + 16), 1);
+	CHECK_EQ(get64(e820 + 20), 0x9fc00);
+	CHECK_EQ(get64(e820 + 28), 0x100000 - 0x9fc00);
+	CHECK_EQ(get32(e820 + 36), 2);
+	CHECK_EQ(get64(e820 + 40), 0x100000);
+	CHECK_EQ(get64(e820 + 48), RAM - 0x100000);
+	CHECK_EQ(get32(e820 + 56), 1);
+	CHECK_EQ(get64(e820 + 68), 0);	/* no fourth entry */
+}
+
+static void test_pvh_info(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .force_pvh = true,
+				.ncpus = 1 };
+	struct boot_entry e;
+	uint8_t *si = mem.base + BOOT_PVH_INFO_ADDR, *mm;
+
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(get32(si), 0x336ec578);
+	CHECK_EQ(get32(si + 4), 1);
+	CHECK_EQ(get32(si + 12), 0);	/* no modules */
+	CHECK_EQ(get64(si + 24), BOOT_CMDLINE_ADDR);
+	CHECK_EQ(get64(si + 32), BOOT_ACPI_ADDR);
+	CHECK_EQ(get32(si + 48), 3);
+	mm = mem.base + get64(si + 40);
+	CHECK(get64(si + 40) > BOOT_PVH_INFO_ADDR && get64(si + 40) < BOOT_ZERO_PAGE_ADDR);
+	CHECK_EQ(get64(mm + 48), 0x100000);
+	CHECK_EQ(get64(mm + 56), RAM - 0x100000);
+	CHECK_EQ(get32(mm + 64), 1);
+	CHECK_EQ(get32(mm + 24 + 16), 2);
+	CHECK_EQ(mem.base[BOOT_CMDLINE_ADDR], 0);	/* empty cmdline, NUL-terminated */
+	/* the 32-bit GDT: code 0x08 is 32-bit (D set, L clear) */
+	CHECK_EQ(get64(mem.base + BOOT_GDT_ADDR + 8), 0x00cf9b000000ffffULL);
+}
+
+static void test_cmdline(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .cmdline = "--nopci /hello",
+				.ncpus = 1, .ndevs = 3 };
+	struct boot_entry e;
+	char buf[64], longline[BOOT_CMDLINE_MAX + 10];
+
+	cfg.devs[0] = (struct boot_dev){ 0xd0000000, 0x1000, 5 };
+	cfg.devs[1] = (struct boot_dev){ 0xd0001000, 0x200000, 6 };
+	cfg.devs[2] = (struct boot_dev){ 0xd0400000, 0x300, 7 };
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR,
+		  "--nopci /hello virtio_mmio.device=4K@0xd0000000:5 "
+		  "virtio_mmio.device=2M@0xd0001000:6 virtio_mmio.device=768@0xd0400000:7");
+
+	cfg.cmdline = NULL;
+	cfg.ndevs = 1;
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR, "virtio_mmio.device=4K@0xd0000000:5");
+	cmdline_format_dev(buf, sizeof(buf), &(struct boot_dev){ 0xd0000000, 0x1000, 5 });
+	CHECK_STR(buf, "virtio_mmio.device=4K@0xd0000000:5");
+
+	/* exactly at the limit is fine, one byte more with the device entry is not */
+	memset(longline, 'x', sizeof(longline));
+	longline[BOOT_CMDLINE_MAX - 1] = '\0';
+	cfg.cmdline = longline;
+	cfg.ndevs = 0;
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(strlen((char *)mem.base + BOOT_CMDLINE_ADDR), BOOT_CMDLINE_MAX - 1);
+	longline[BOOT_CMDLINE_MAX - 20] = '\0';
+	cfg.ndevs = 1;
+	EXPECT_FAIL(&cfg, "cmdline: 2063 bytes (with 1 virtio_mmio.device= entries) is longer than "
+			  "the limit of 2047");
+	longline[BOOT_CMDLINE_MAX - 20] = 'x';
+	longline[BOOT_CMDLINE_MAX - 1] = 'x';
+	longline[BOOT_CMDLINE_MAX + 9] = '\0';
+	cfg.ndevs = 0;
+	EXPECT_FAIL(&cfg, "cmdline: 2057 bytes");
+}
+
+/* A fake bzImage: 1 setup sector after the boot sector, then 8 KiB of "code". */
+static size_t build_bzimage(uint8_t *b, uint16_t version)
+{
+	size_t len = 1024 + 8192;
+
+	memset(b, 0, len);
+	b[0x1f1] = 1;				/* setup_sects */
+	b[0x1fe] = 0x55;
+	b[0x1ff] = 0xaa;
+	b[0x200] = 0xeb;			/* jmp over the header to 0x268 */
+	b[0x201] = 0x66;
+	memcpy(b + 0x202, "HdrS", 4);
+	put16(b + 0x206, version);
+	b[0x211] = 0x01;			/* LOADED_HIGH */
+	put32(b + 0x214, 0x100000);		/* code32_start */
+	put32(b + 0x22c, 0x37ffffff);		/* initrd_addr_max */
+	put32(b + 0x230, 0x200000);		/* kernel_alignment */
+	put16(b + 0x236, 0x03);			/* XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G */
+	put32(b + 0x260, 0x40000);		/* init_size */
+	b[0x268] = 0x77;			/* past the header: must not be copied */
+	for (size_t i = 1024; i < len; i++)
+		b[i] = i * 7;
+	return len;
+}
+
+static void test_bzimage(void)
+{
+	static uint8_t bz[1024 + 8192];
+	static uint8_t rd[10000];
+	size_t len = build_bzimage(bz, 0x020f);
+	struct boot_cfg cfg = { .kernel = tmp_file("bzImage", bz, len), .cmdline = "console=ttyS0",
+				.ncpus = 1 };
+	struct boot_entry e;
+	uint8_t *zp = mem.base + BOOT_ZERO_PAGE_ADDR;
+	uint32_t rd_addr;
+
+	for (size_t i = 0; i < sizeof(rd); i++)
+		rd[i] = i * 13;
+	cfg.initrd = tmp_file("initrd", rd, sizeof(rd));
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_LINUX64);
+	CHECK_EQ(e.rip, 0x100200);
+	CHECK(!memcmp(mem.base + 0x100000, bz + 1024, 8192));
+	CHECK_EQ(zp[0x1f1], 1);
+	CHECK_EQ(get16(zp + 0x206), 0x020f);
+	CHECK_EQ(get32(zp + 0x230), 0x200000);
+	CHECK_EQ(get32(zp + 0x260), 0x40000);
+	CHECK_EQ(zp[0x268], 0);
+	CHECK_EQ(zp[0x210], 0xff);
+	CHECK_EQ(zp[0x211], 0x81);		/* LOADED_HIGH | CAN_USE_HEAP */
+	CHECK_EQ(get16(zp + 0x224), 0xfe00);
+	CHECK_EQ(get32(zp + 0x228), BOOT_CMDLINE_ADDR);
+	CHECK_EQ(get16(zp + 0x1fe), 0xaa55);
+	CHECK_EQ(zp[0x1e8], 3);
+	rd_addr = get32(zp + 0x218);
+	CHECK_EQ(get32(zp + 0x21c), sizeof(rd));
+	CHECK_EQ(rd_addr % 4096, 0);
+	CHECK(rd_addr >= 0x100000 + 0x40000);
+	CHECK(rd_addr + sizeof(rd) <= RAM && rd_addr + sizeof(rd) > RAM - 8192);
+	CHECK(!memcmp(mem.base + rd_addr, rd, sizeof(rd)));
+
+	cfg.force_pvh = true;
+	EXPECT_FAIL(&cfg, "no PVH entry");
+	cfg.force_pvh = false;
+	cfg.initrd = NULL;
+	cfg.kernel = tmp_file("old-bzImage", bz, build_bzimage(bz, 0x0209));
+	EXPECT_FAIL(&cfg, "bzImage boot protocol 2.09 is too old");
+	build_bzimage(bz, 0x020f);
+	put16(bz + 0x236, 0);
+	cfg.kernel = tmp_file("bz32", bz, len);
+	EXPECT_FAIL(&cfg, "no 64-bit entry point");
+	build_bzimage(bz, 0x020f);
+	cfg.kernel = tmp_file("bzshort", bz, 1024);
+	EXPECT_FAIL(&cfg, "truncated bzImage");
+	cfg.kernel = tmp_file("bzshort2", bz, 0x280);
+	EXPECT_FAIL(&cfg, "truncated bzImage setup header");
+	put32(bz + 0x260, RAM);
+	cfg.kernel = tmp_file("bzbig", bz, len);
+	EXPECT_FAIL(&cfg, "bzImage needs 64 MiB from 0x100000 but guest RAM is 64 MiB");
+}
+
+static void test_initrd(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .ncpus = 1 };
+	struct boot_entry e;
+	uint8_t *big = calloc(1, RAM);
+	char path[200];
+
+	snprintf(path, sizeof(path), "%s/no-initrd", tmpdir);
+	cfg.initrd = path;
+	EXPECT_FAIL(&cfg, "initrd: ");
+	EXPECT_FAIL(&cfg, "no-initrd: No such file or directory");
+	cfg.initrd = tmp_file("empty-initrd", "", 0);
+	EXPECT_FAIL(&cfg, "empty-initrd: empty file");
+	cfg.initrd = tmp_file("big-initrd", big, RAM - 0x200000);
+	EXPECT_FAIL(&cfg, "does not fit between the kernel's end (0x203000)");
+	free(big);
+
+	/* PVH hands the initrd over as module 0 */
+	cfg.initrd = tmp_file("small-initrd", "0123456789", 10);
+	cfg.force_pvh = true;
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	{
+		uint8_t *si = mem.base + BOOT_PVH_INFO_ADDR, *mod;
+
+		CHECK_EQ(get32(si + 12), 1);
+		mod = mem.base + get64(si + 16);
+		CHECK_EQ(get64(mod), RAM - 4096);
+		CHECK_EQ(get64(mod + 8), 10);
+		CHECK(!memcmp(mem.base + RAM - 4096, "0123456789", 10));
+	}
+}
+
+static void check_table(uint64_t addr, const char *sig, int line)
+{
+	uint8_t *t = mem.base + addr, sum = 0;
+	uint32_t len = get32(t + 4);
+
+	for (uint32_t i = 0; i < len; i++)
+		sum += t[i];
+	if (memcmp(t, sig, 4) || sum || len < 36 || addr + len > 0x100000) {
+		unit_failed++;
+		printf("FAIL %s:%d: table %s at 0x%llx: bad signature, length or checksum\n",
+		       __FILE__, line, sig, (unsigned long long)addr);
+	} else {
+		unit_passed++;
+	}
+}
+#define CHECK_TABLE(addr, sig) check_table(addr, sig, __LINE__)
+
+static void dump_table(const char *dir, const char *name, uint64_t addr, uint32_t len)
+{
+	char p[300];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s.dat", dir, name);
+	f = fopen(p, "wb");
+	if (f) {
+		fwrite(mem.base + addr, 1, len, f);
+		fclose(f);
+	}
+}
+
+static void test_acpi(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 2, .ndevs = 2 };
+	struct boot_entry e;
+	uint8_t *r = mem.base + BOOT_ACPI_ADDR, *x, *fadt = NULL, *madt = NULL, *dsdt;
+	uint8_t sum = 0;
+	uint64_t xsdt, dsdt_addr = 0, fadt_addr = 0, madt_addr = 0;
+	const char *dir = getenv("TERN_ACPI_DUMP");
+
+	cfg.devs[0] = (struct boot_dev){ 0xd0000000, 0x1000, 5 };
+	cfg.devs[1] = (struct boot_dev){ 0xd0001000, 0x1000, 6 };
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK(!memcmp(r, "RSD PTR ", 8));
+	CHECK_EQ(r[15], 2);
+	for (int i = 0; i < 20; i++)
+		sum += r[i];
+	CHECK_EQ(sum, 0);
+	for (int i = 20; i < 36; i++)
+		sum += r[i];
+	CHECK_EQ(sum, 0);
+	CHECK_EQ(get32(r + 20), 36);
+	xsdt = get64(r + 24);
+	CHECK_TABLE(xsdt, "XSDT");
+	x = mem.base + xsdt;
+	CHECK_EQ(get32(x + 4), 36 + 16);
+	for (int i = 0; i < 2; i++) {
+		uint64_t a = get64(x + 36 + 8 * i);
+
+		if (!memcmp(mem.base + a, "FACP", 4))
+			fadt_addr = a;
+		if (!memcmp(mem.base + a, "APIC", 4))
+			madt_addr = a;
+	}
+	CHECK(fadt_addr && madt_addr);
+	if (!fadt_addr || !madt_addr)
+		return;
+	fadt = mem.base + fadt_addr;
+	madt = mem.base + madt_addr;
+	CHECK_TABLE(fadt_addr, "FACP");
+	CHECK(fadt[8] >= 5);
+	CHECK(get32(fadt + 112) & (1u << 20));	/* HW_REDUCED_ACPI */
+	dsdt_addr = get64(fadt + 140);
+	CHECK_EQ(get32(fadt + 40), dsdt_addr);
+	CHECK_TABLE(dsdt_addr, "DSDT");
+	CHECK_TABLE(madt_addr, "APIC");
+	CHECK_EQ(get32(madt + 4), 44 + 2 * 8 + 12);
+	CHECK_EQ(get32(madt + 36), 0xfee00000);
+	CHECK_EQ(get32(madt + 40), 0);		/* no PCAT_COMPAT */
+	CHECK_EQ(madt[44], 0);			/* LAPIC, cpu 0 */
+	CHECK_EQ(madt[52 + 3], 1);		/* LAPIC, cpu 1: APIC id 1 */
+	CHECK_EQ(madt[60], 1);			/* IOAPIC */
+	CHECK_EQ(get32(madt + 64), 0xfec00000);
+	CHECK_EQ(get32(madt + 68), 0);
+
+	dsdt = mem.base + dsdt_addr;
+	CHECK(memmem(dsdt, get32(dsdt + 4), "LNRO0005", 9) != NULL);
+	CHECK(memmem(dsdt, get32(dsdt + 4), "COM1", 4) != NULL);
+	/* Memory32Fixed of device 1: RW, base, 4 KiB; then its Interrupt, edge, high, irq 6 */
+	CHECK(memmem(dsdt, get32(dsdt + 4),
+		     "\x86\x09\x00\x01\x00\x10\x00\xd0\x00\x10\x00\x00"
+		     "\x89\x06\x00\x03\x01\x06\x00\x00\x00\x79\x00",
+		     23) != NULL);
+	/* EISAID("PNP0501") */
+	CHECK(memmem(dsdt, get32(dsdt + 4), "\x0c\x41\xd0\x05\x01", 5) != NULL);
+	if (dir) {
+		dump_table(dir, "rsdp", BOOT_ACPI_ADDR, 36);
+		dump_table(dir, "xsdt", xsdt, get32(x + 4));
+		dump_table(dir, "facp", fadt_addr, get32(fadt + 4));
+		dump_table(dir, "apic", madt_addr, get32(madt + 4));
+		dump_table(dir, "dsdt", dsdt_addr, get32(dsdt + 4));
+	}
+}
+
+static void test_aml(void)
+{
+	uint8_t buf[512];
+	struct aml a;
+	size_t m;
+
+	aml_init(&a, buf, sizeof(buf));
+	aml_eisaid(&a, "PNP0501");
+	CHECK_EQ(a.len, 5);
+	CHECK_EQ(get32(buf + 1), 0x0105d041);
+
+	/* a package with 100 bytes of body takes a 2-byte PkgLength of 102 */
+	aml_init(&a, buf, sizeof(buf));
+	m = aml_scope_begin(&a, "\\_SB_");
+	for (int i = 0; i < 95; i++)
+		aml_byte(&a, 0xa3);
+	aml_pkg_end(&a, m);
+	CHECK_EQ(a.len, 1 + 2 + 5 + 95);
+	CHECK_EQ(buf[1], 0x40 | (102 & 0xf));
+	CHECK_EQ(buf[2], 102 >> 4);
+	CHECK_EQ(buf[3], 0x5c);
+
+	aml_init(&a, buf, sizeof(buf));
+	aml_integer(&a, 0x1234);
+	CHECK_EQ(a.len, 3);
+	CHECK_EQ(buf[0], 0x0b);
+	aml_integer(&a, 0x123456789ULL);
+	CHECK_EQ(a.len, 12);
+
+	/* overflow is sticky and reported */
+	aml_init(&a, buf, 4);
+	aml_string(&a, "LNRO0005");
+	CHECK(a.overflow);
+}
+
+static void test_tables(void)
+{
+	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 1 };
+	struct boot_entry e;
+	uint8_t *gdt = mem.base + BOOT_GDT_ADDR, *pd = mem.base + BOOT_PD_ADDR;
+
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(get64(gdt), 0);
+	CHECK_EQ(get64(gdt + 8), 0x00af9b000000ffffULL);	/* 64-bit code, 0x08 */
+	CHECK_EQ(get64(gdt + 16), 0x00cf93000000ffffULL);	/* data, 0x10 */
+	CHECK_EQ(get64(gdt + 24), 0x00008b0000000067ULL);	/* TSS, 0x18 */
+	CHECK_EQ(get64(mem.base + BOOT_PML4_ADDR), BOOT_PDPT_ADDR | 3);
+	CHECK_EQ(get64(mem.base + BOOT_PML4_ADDR + 8), 0);
+	CHECK_EQ(get64(mem.base + BOOT_PDPT_ADDR), BOOT_PD_ADDR | 3);
+	CHECK_EQ(get64(mem.base + BOOT_PDPT_ADDR + 8), 0);
+	CHECK_EQ(get64(pd), 0x83);
+	CHECK_EQ(get64(pd + 8), 0x200083);
+	CHECK_EQ(get64(pd + 511 * 8), (511ULL << 21) | 0x83);
+}
+
+int main(void)
+{
+	mem.size = RAM;
+	mem.base = malloc(RAM);
+	if (!mem.base)
+		return 2;
+	tmp_init();
+	test_elf_good();
+	test_elf_entry_choice();
+	test_elf_bad();
+	test_mem_limits();
+	test_zero_page();
+	test_pvh_info();
+	test_cmdline();
+	test_bzimage();
+	test_initrd();
+	test_acpi();
+	test_aml();
+	test_tables();
+	tmp_cleanup();
+	free(mem.base);
+	return unit_summary();
+}
