@@ -11,9 +11,9 @@
 #include "vmm/util.h"
 
 #define ACPI_AREA_END BOOT_HIMEM_START
-#define HDR_LEN 36		/* every table's header */
+#define HDR_LEN 36 /* every table's header */
 #define RSDP_LEN 36
-#define FADT_LEN 276		/* revision 6 */
+#define FADT_LEN 276 /* revision 6 */
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 #define FADT_RESET_REG_SUP (1u << 10)
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
@@ -37,11 +37,11 @@ static void acpi_header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 	memcpy(t, sig, 4);
 	put32(t + 4, len);
 	t[8] = rev;
-	memcpy(t + 10, "TERN  ", 6);		/* OEM ID */
-	memcpy(t + 16, "TERNVMM ", 8);		/* OEM table ID */
-	put32(t + 24, 1);			/* OEM revision */
-	memcpy(t + 28, "TERN", 4);		/* creator ID */
-	put32(t + 32, 1);			/* creator revision */
+	memcpy(t + 10, "TERN  ", 6);   /* OEM ID */
+	memcpy(t + 16, "TERNVMM ", 8); /* OEM table ID */
+	put32(t + 24, 1);	       /* OEM revision */
+	memcpy(t + 28, "TERN", 4);     /* creator ID */
+	put32(t + 32, 1);	       /* creator revision */
 }
 
 static void acpi_seal(uint8_t *t)
@@ -117,7 +117,7 @@ static int acpi_dsdt(struct acpi_alloc *al, const struct boot_cfg *cfg, uint64_t
 	aml_pkg_end(&a, sb);
 	if (a.overflow || !(t = acpi_alloc(al, HDR_LEN + a.len, addr)))
 		return -1;
-	acpi_header(t, "DSDT", HDR_LEN + a.len, 2);	/* revision 2: 64-bit integers */
+	acpi_header(t, "DSDT", HDR_LEN + a.len, 2); /* revision 2: 64-bit integers */
 	memcpy(t + HDR_LEN, body, a.len);
 	acpi_seal(t);
 	return 0;
@@ -126,10 +126,10 @@ static int acpi_dsdt(struct acpi_alloc *al, const struct boot_cfg *cfg, uint64_t
 /* Generic Address Structure: one byte in I/O space. */
 static void acpi_gas_io8(uint8_t *g, uint64_t port)
 {
-	g[0] = 1;	/* SystemIO */
-	g[1] = 8;	/* bit width */
-	g[2] = 0;	/* bit offset */
-	g[3] = 1;	/* byte access */
+	g[0] = 1; /* SystemIO */
+	g[1] = 8; /* bit width */
+	g[2] = 0; /* bit offset */
+	g[3] = 1; /* byte access */
 	put64(g + 4, port);
 }
 
@@ -140,15 +140,15 @@ static int acpi_fadt(struct acpi_alloc *al, uint64_t dsdt, uint64_t *addr)
 	if (!t)
 		return -1;
 	acpi_header(t, "FACP", FADT_LEN, 6);
-	put32(t + 40, dsdt);				/* DSDT */
+	put32(t + 40, dsdt); /* DSDT */
 	put16(t + 109, IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT);
 	/* No PM blocks, no SCI: hardware-reduced. Reset goes through the i8042 tern has. */
 	put32(t + 112, FADT_HW_REDUCED_ACPI | FADT_RESET_REG_SUP);
-	acpi_gas_io8(t + 116, 0x64);			/* RESET_REG */
-	t[128] = 0xfe;					/* RESET_VALUE */
-	t[131] = 0;					/* minor version: 6.0 */
-	put64(t + 140, dsdt);				/* X_DSDT */
-	memcpy(t + 268, "TERNVMM ", 8);			/* hypervisor vendor identity */
+	acpi_gas_io8(t + 116, 0x64);	/* RESET_REG */
+	t[128] = 0xfe;			/* RESET_VALUE */
+	t[131] = 0;			/* minor version: 6.0 */
+	put64(t + 140, dsdt);		/* X_DSDT */
+	memcpy(t + 268, "TERNVMM ", 8); /* hypervisor vendor identity */
 	acpi_seal(t);
 	return 0;
 }
@@ -162,7 +162,7 @@ static int acpi_madt(struct acpi_alloc *al, unsigned ncpus, uint64_t *addr)
 		return -1;
 	acpi_header(t, "APIC", len, 5);
 	put32(t + 36, LAPIC_ADDR);
-	put32(t + 40, 0);		/* no PCAT_COMPAT: there is no 8259 to disable */
+	put32(t + 40, 0); /* no PCAT_COMPAT: there is no 8259 to disable */
 	e = t + 44;
 	for (unsigned i = 0; i < ncpus; i++, e += 8) {
 		/* Processor Local APIC: type 0, length 8, UID, APIC ID, flags (enabled) */
@@ -172,7 +172,7 @@ static int acpi_madt(struct acpi_alloc *al, unsigned ncpus, uint64_t *addr)
 		e[3] = i;
 		put32(e + 4, 1);
 	}
-	e[0] = 1;			/* I/O APIC: type 1, length 12, id 0, address, GSI base 0 */
+	e[0] = 1; /* I/O APIC: type 1, length 12, id 0, address, GSI base 0 */
 	e[1] = 12;
 	put32(e + 4, IOAPIC_ADDR);
 	acpi_seal(t);
@@ -198,17 +198,17 @@ static void acpi_rsdp(uint8_t *r, uint64_t xsdt)
 	memset(r, 0, RSDP_LEN);
 	memcpy(r, "RSD PTR ", 8);
 	memcpy(r + 9, "TERN  ", 6);
-	r[15] = 2;			/* revision: ACPI 2.0+, XSDT */
+	r[15] = 2; /* revision: ACPI 2.0+, XSDT */
 	put32(r + 20, RSDP_LEN);
 	put64(r + 24, xsdt);
-	r[8] = acpi_checksum(r, 20);	/* covers the ACPI 1.0 part */
+	r[8] = acpi_checksum(r, 20); /* covers the ACPI 1.0 part */
 	r[32] = acpi_checksum(r, RSDP_LEN);
 }
 
 int acpi_build(struct guest_mem *mem, const struct boot_cfg *cfg, uint64_t *rsdp)
 {
 	/* The RSDP comes first, at the 16-byte boundary a BIOS-area scan checks. */
-	struct acpi_alloc al = { mem, BOOT_ACPI_ADDR + RSDP_LEN };
+	struct acpi_alloc al = {mem, BOOT_ACPI_ADDR + RSDP_LEN};
 	unsigned ncpus = cfg->ncpus ? cfg->ncpus : 1;
 	uint64_t dsdt, tables[2], xsdt;
 

@@ -14,12 +14,12 @@
 #define AML_SCOPE 0x10
 #define AML_BUFFER 0x11
 #define AML_EXT_PREFIX 0x5b
-#define AML_DEVICE 0x82		/* after AML_EXT_PREFIX */
+#define AML_DEVICE 0x82 /* after AML_EXT_PREFIX */
 #define AML_ROOT_CHAR 0x5c
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap)
 {
-	*a = (struct aml){ .buf = buf, .cap = cap };
+	*a = (struct aml){.buf = buf, .cap = cap};
 }
 
 void aml_bytes(struct aml *a, const void *p, size_t n)
@@ -89,7 +89,7 @@ void aml_namestring(struct aml *a, const char *name)
 		name++;
 	}
 	if (strlen(name) != 4) {
-		a->overflow = true;	/* a programming error: only single segments are used */
+		a->overflow = true; /* a programming error: only single segments are used */
 		return;
 	}
 	aml_bytes(a, name, 4);
@@ -181,7 +181,7 @@ void aml_restemplate_end(struct aml *a, size_t mark)
 	struct aml size;
 	uint8_t tmp[9];
 
-	aml_byte(a, 0x79);	/* end tag; checksum 0 means "not checked" */
+	aml_byte(a, 0x79); /* end tag; checksum 0 means "not checked" */
 	aml_byte(a, 0x00);
 	if (a->overflow || mark > a->len) {
 		a->overflow = true;
@@ -195,7 +195,7 @@ void aml_restemplate_end(struct aml *a, size_t mark)
 
 void aml_memory32_fixed(struct aml *a, bool rw, uint32_t base, uint32_t size)
 {
-	aml_byte(a, 0x86);	/* large item, Memory32Fixed */
+	aml_byte(a, 0x86); /* large item, Memory32Fixed */
 	aml_le(a, 9, 2);
 	aml_byte(a, rw ? 1 : 0);
 	aml_le(a, base, 4);
@@ -204,18 +204,18 @@ void aml_memory32_fixed(struct aml *a, bool rw, uint32_t base, uint32_t size)
 
 void aml_interrupt(struct aml *a, bool edge, bool active_low, uint32_t irq)
 {
-	aml_byte(a, 0x89);	/* large item, Extended Interrupt */
+	aml_byte(a, 0x89); /* large item, Extended Interrupt */
 	aml_le(a, 6, 2);
 	/* bit 0 consumer, bit 1 edge, bit 2 active low, bit 3 shared (clear: exclusive) */
 	aml_byte(a, 0x01 | (edge ? 0x02 : 0) | (active_low ? 0x04 : 0));
-	aml_byte(a, 1);		/* one interrupt number follows */
+	aml_byte(a, 1); /* one interrupt number follows */
 	aml_le(a, irq, 4);
 }
 
 void aml_io16(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len)
 {
-	aml_byte(a, 0x47);	/* small item, I/O port, 7 bytes */
-	aml_byte(a, 0x01);	/* decodes 16 address bits */
+	aml_byte(a, 0x47); /* small item, I/O port, 7 bytes */
+	aml_byte(a, 0x01); /* decodes 16 address bits */
 	aml_le(a, min, 2);
 	aml_le(a, max, 2);
 	aml_byte(a, align);
@@ -224,6 +224,6 @@ void aml_io16(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t 
 
 void aml_irq_noflags(struct aml *a, unsigned irq)
 {
-	aml_byte(a, 0x22);	/* small item, IRQ without the flags byte */
+	aml_byte(a, 0x22); /* small item, IRQ without the flags byte */
 	aml_le(a, 1u << irq, 2);
 }

@@ -13,7 +13,7 @@
 struct aml {
 	uint8_t *buf;
 	size_t cap, len;
-	bool overflow;		/* something did not fit: the output is unusable */
+	bool overflow; /* something did not fit: the output is unusable */
 };
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap);

@@ -16,7 +16,8 @@
 static int boot_check_mem(const struct guest_mem *mem)
 {
 	if (mem->size > BOOT_RAM_MAX) {
-		errorf("memory: %" PRIu64 " MiB is more than the %llu MiB tern maps below the 32-bit "
+		errorf("memory: %" PRIu64
+		       " MiB is more than the %llu MiB tern maps below the 32-bit "
 		       "I/O hole",
 		       mem->size >> 20, BOOT_RAM_MAX >> 20);
 		return -1;
@@ -52,8 +53,8 @@ static int boot_kernel(struct guest_mem *mem, const struct boot_cfg *cfg, struct
 	return r;
 }
 
-static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki,
-		     enum boot_mode *mode, uint64_t *rip)
+static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki, enum boot_mode *mode,
+		     uint64_t *rip)
 {
 	if (ki->has_pvh && (cfg->force_pvh || !ki->has_entry64)) {
 		*mode = BOOT_PVH32;
@@ -61,9 +62,10 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki,
 		return 0;
 	}
 	if (cfg->force_pvh) {
-		errorf("kernel: %s: no PVH entry (ELF note XEN_ELFNOTE_PHYS32_ENTRY inside a loaded "
-		       "segment) for -pvh",
-		       cfg->kernel);
+		errorf(
+		    "kernel: %s: no PVH entry (ELF note XEN_ELFNOTE_PHYS32_ENTRY inside a loaded "
+		    "segment) for -pvh",
+		    cfg->kernel);
 		return -1;
 	}
 	if (!ki->has_entry64) {
@@ -80,7 +82,7 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki,
 int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_entry *out)
 {
 	struct kernel_info ki;
-	struct boot_params_in in = { .ki = &ki };
+	struct boot_params_in in = {.ki = &ki};
 	enum boot_mode mode;
 	uint64_t rip;
 	int len;
@@ -91,6 +93,11 @@ int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_ent
 	len = cmdline_build(mem, cfg);
 	if (len < 0)
 		return -1;
+	if ((uint32_t)len > ki.cmdline_max) {
+		errorf("cmdline: %d bytes is longer than the kernel's limit of %" PRIu32, len,
+		       ki.cmdline_max);
+		return -1;
+	}
 	in.cmdline_len = len;
 	if (cfg->initrd && initrd_load(mem, cfg->initrd, &ki, &in.initrd_addr, &in.initrd_size) < 0)
 		return -1;

@@ -9,15 +9,16 @@
 #include "vmm/util.h"
 
 /* Offsets in the file's first sector, as in struct setup_header / boot_params. */
-#define HDR_START 0x1f1		/* setup_sects */
+#define HDR_START 0x1f1 /* setup_sects */
 #define HDR_JUMP 0x200
-#define HDR_MAGIC 0x202		/* "HdrS" */
+#define HDR_MAGIC 0x202 /* "HdrS" */
 #define HDR_VERSION 0x206
 #define HDR_LOADFLAGS 0x211
 #define HDR_INITRD_ADDR_MAX 0x22c
 #define HDR_XLOADFLAGS 0x236
+#define HDR_CMDLINE_SIZE 0x238
 #define HDR_INIT_SIZE 0x260
-#define HDR_END_MAX 0x290	/* boot_params.edd_mbr_sig_buffer follows the header */
+#define HDR_END_MAX 0x290 /* boot_params.edd_mbr_sig_buffer follows the header */
 
 #define LOADED_HIGH 0x01
 #define XLF_KERNEL_64 0x01
@@ -50,7 +51,7 @@ static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
 		errorf("%s: %s: bzImage has no 64-bit entry point (xloadflags)", f->what, f->path);
 		return -1;
 	}
-	sects = d[HDR_START] ? d[HDR_START] : 4;	/* 0 means 4, for old kernels */
+	sects = d[HDR_START] ? d[HDR_START] : 4; /* 0 means 4, for old kernels */
 	*setup_size = (uint64_t)(sects + 1) * 512;
 	if (*setup_size >= f->size) {
 		errorf("%s: %s: truncated bzImage: no protected-mode code after %" PRIu64
@@ -81,12 +82,13 @@ int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel
 	memcpy(mem->base + BOOT_KERNEL_ADDR, f->data + setup_size, code_size);
 
 	*ki = (struct kernel_info){
-		.bzimage = true,
-		.has_entry64 = true,
-		.entry64 = BOOT_KERNEL_ADDR + BZ_ENTRY64_OFFSET,
-		.end = BOOT_KERNEL_ADDR + need,
-		.initrd_max = get32(f->data + HDR_INITRD_ADDR_MAX),
-		.version = get16(f->data + HDR_VERSION),
+	    .bzimage = true,
+	    .has_entry64 = true,
+	    .entry64 = BOOT_KERNEL_ADDR + BZ_ENTRY64_OFFSET,
+	    .end = BOOT_KERNEL_ADDR + need,
+	    .initrd_max = get32(f->data + HDR_INITRD_ADDR_MAX),
+	    .version = get16(f->data + HDR_VERSION),
+	    .cmdline_max = MIN(get32(f->data + HDR_CMDLINE_SIZE), BOOT_CMDLINE_MAX - 1),
 	};
 	/* The header ends where its leading jump lands: 0x202 + the jump's byte offset. */
 	hdr_end = MIN((size_t)HDR_MAGIC + f->data[HDR_JUMP + 1], (size_t)HDR_END_MAX);

@@ -52,9 +52,10 @@ int cmdline_build(struct guest_mem *mem, const struct boot_cfg *cfg)
 		cmdline_add(line, sizeof(line), &len, dev);
 	}
 	if (len > BOOT_CMDLINE_MAX - 1) {
-		errorf("cmdline: %zu bytes (with %d virtio_mmio.device= entries) is longer than the "
-		       "limit of %d",
-		       len, cfg->ndevs, BOOT_CMDLINE_MAX - 1);
+		errorf(
+		    "cmdline: %zu bytes (with %d virtio_mmio.device= entries) is longer than the "
+		    "limit of %d",
+		    len, cfg->ndevs, BOOT_CMDLINE_MAX - 1);
 		return -1;
 	}
 	if (!mem_fits(mem, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX))

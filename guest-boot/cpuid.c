@@ -25,7 +25,7 @@ static struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
 	/* Room for two leaves that may have to be added after KVM's list. */
 	for (unsigned n = 64; n <= CPUID_MAX_ENTRIES; n *= 2) {
 		struct kvm_cpuid2 *c =
-			calloc(1, sizeof(*c) + (n + 2) * sizeof(struct kvm_cpuid_entry2));
+		    calloc(1, sizeof(*c) + (n + 2) * sizeof(struct kvm_cpuid_entry2));
 
 		if (!c) {
 			errorf("cpuid: out of memory");
@@ -49,7 +49,7 @@ static struct kvm_cpuid_entry2 *cpuid_leaf(struct kvm_cpuid2 *c, uint32_t fn)
 	for (unsigned i = 0; i < c->nent; i++)
 		if (c->entries[i].function == fn)
 			return &c->entries[i];
-	c->entries[c->nent] = (struct kvm_cpuid_entry2){ .function = fn };
+	c->entries[c->nent] = (struct kvm_cpuid_entry2){.function = fn};
 	return &c->entries[c->nent++];
 }
 

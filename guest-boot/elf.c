@@ -18,9 +18,10 @@ static const struct {
 	uint64_t start, end;
 	const char *what;
 } boot_areas[] = {
-	{ BOOT_GDT_ADDR, BOOT_PD_ADDR + 0x1000, "boot tables (GDT, PVH info, zero page, stack, page tables)" },
-	{ BOOT_CMDLINE_ADDR, BOOT_CMDLINE_ADDR + BOOT_CMDLINE_MAX, "cmdline" },
-	{ BOOT_EBDA_START, BOOT_HIMEM_START, "reserved area (EBDA, ACPI tables)" },
+    {BOOT_GDT_ADDR, BOOT_PD_ADDR + 0x1000,
+     "boot tables (GDT, PVH info, zero page, stack, page tables)"},
+    {BOOT_CMDLINE_ADDR, BOOT_CMDLINE_ADDR + BOOT_CMDLINE_MAX, "cmdline"},
+    {BOOT_EBDA_START, BOOT_HIMEM_START, "reserved area (EBDA, ACPI tables)"},
 };
 
 bool elf_detect(const struct boot_file *f)
@@ -35,7 +36,8 @@ static int elf_check_header(const struct boot_file *f, const Elf64_Ehdr *eh)
 		return -1;
 	}
 	if (f->size < sizeof(*eh)) {
-		errorf("%s: %s: truncated ELF header (%" PRIu64 " bytes)", f->what, f->path, f->size);
+		errorf("%s: %s: truncated ELF header (%" PRIu64 " bytes)", f->what, f->path,
+		       f->size);
 		return -1;
 	}
 	if (f->data[EI_DATA] != ELFDATA2LSB) {
@@ -79,15 +81,15 @@ static int elf_check_segment(const struct guest_mem *mem, const struct boot_file
 		return -1;
 	}
 	if (!mem_fits(mem, start, ph->p_memsz)) {
-		errorf("%s: %s: segment %d (0x%" PRIx64 "+0x%" PRIx64 ") lies outside guest RAM (%" PRIu64
-		       " MiB)",
+		errorf("%s: %s: segment %d (0x%" PRIx64 "+0x%" PRIx64
+		       ") lies outside guest RAM (%" PRIu64 " MiB)",
 		       f->what, f->path, i, start, ph->p_memsz, mem->size >> 20);
 		return -1;
 	}
 	for (size_t a = 0; a < ARRAY_SIZE(boot_areas); a++) {
 		if (start < boot_areas[a].end && end > boot_areas[a].start) {
-			errorf("%s: %s: segment %d (0x%" PRIx64 "-0x%" PRIx64 ") overlaps tern's %s at 0x%" PRIx64
-			       "-0x%" PRIx64,
+			errorf("%s: %s: segment %d (0x%" PRIx64 "-0x%" PRIx64
+			       ") overlaps tern's %s at 0x%" PRIx64 "-0x%" PRIx64,
 			       f->what, f->path, i, start, end, boot_areas[a].what,
 			       boot_areas[a].start, boot_areas[a].end);
 			return -1;
@@ -135,7 +137,9 @@ int elf_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_inf
 	memcpy(&eh, f->data, MIN(sizeof(eh), f->size));
 	if (elf_check_header(f, &eh) < 0)
 		return -1;
-	*ki = (struct kernel_info){ .initrd_max = ELF_INITRD_ADDR_MAX, .version = 0x020c };
+	*ki = (struct kernel_info){.initrd_max = ELF_INITRD_ADDR_MAX,
+				   .version = 0x020c,
+				   .cmdline_max = BOOT_CMDLINE_MAX - 1};
 	for (int i = 0; i < eh.e_phnum; i++) {
 		Elf64_Phdr ph;
 

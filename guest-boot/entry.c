@@ -40,24 +40,24 @@ static void gdt_table(enum boot_mode mode, uint64_t gdt[GDT_ENTRIES])
 	gdt[0] = 0;
 	/* 0xa09b: 64-bit (L), present, exec/read, accessed; 0xc09b: the same, 32-bit (D) */
 	gdt[1] = gdt_entry(mode == BOOT_LINUX64 ? 0xa09b : 0xc09b, 0, 0xfffff);
-	gdt[2] = gdt_entry(0xc093, 0, 0xfffff);	/* flat read/write data, 4 GiB */
+	gdt[2] = gdt_entry(0xc093, 0, 0xfffff); /* flat read/write data, 4 GiB */
 	gdt[3] = gdt_entry(0x008b, 0, 0x67);	/* busy TSS: VM entry wants a usable TR */
 }
 
 static struct kvm_segment gdt_segment(uint64_t e, uint16_t sel)
 {
 	struct kvm_segment s = {
-		.base = ((e >> 16) & 0xffffff) | ((e >> 32) & 0xff000000),
-		.limit = (e & 0xffff) | ((e >> 32) & 0xf0000),
-		.selector = sel,
-		.type = (e >> 40) & 0xf,
-		.s = (e >> 44) & 1,
-		.dpl = (e >> 45) & 3,
-		.present = (e >> 47) & 1,
-		.avl = (e >> 52) & 1,
-		.l = (e >> 53) & 1,
-		.db = (e >> 54) & 1,
-		.g = (e >> 55) & 1,
+	    .base = ((e >> 16) & 0xffffff) | ((e >> 32) & 0xff000000),
+	    .limit = (e & 0xffff) | ((e >> 32) & 0xf0000),
+	    .selector = sel,
+	    .type = (e >> 40) & 0xf,
+	    .s = (e >> 44) & 1,
+	    .dpl = (e >> 45) & 3,
+	    .present = (e >> 47) & 1,
+	    .avl = (e >> 52) & 1,
+	    .l = (e >> 53) & 1,
+	    .db = (e >> 54) & 1,
+	    .g = (e >> 55) & 1,
 	};
 
 	if (s.g)
@@ -87,11 +87,11 @@ void entry_build(struct guest_mem *mem, enum boot_mode mode, uint64_t rip, struc
 	for (int i = 0; i < GDT_ENTRIES; i++)
 		put64(mem->base + BOOT_GDT_ADDR + 8 * i, gdt[i]);
 	*out = (struct boot_entry){
-		.mode = mode,
-		.rip = rip,
-		.rsp = BOOT_STACK_TOP,
-		.gdt_base = BOOT_GDT_ADDR,
-		.gdt_limit = sizeof(gdt) - 1,
+	    .mode = mode,
+	    .rip = rip,
+	    .rsp = BOOT_STACK_TOP,
+	    .gdt_base = BOOT_GDT_ADDR,
+	    .gdt_limit = sizeof(gdt) - 1,
 	};
 	if (mode == BOOT_LINUX64) {
 		entry_page_tables(mem);
@@ -131,14 +131,14 @@ int boot_setup_vcpu(int vcpu_fd, const struct boot_entry *e)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = {
-		.rflags = 0x2,
-		.rip = e->rip,
-		.rsi = e->rsi,
-		.rbx = e->rbx,
-		.rsp = e->rsp,
-		.rbp = e->rsp,
+	    .rflags = 0x2,
+	    .rip = e->rip,
+	    .rsi = e->rsi,
+	    .rbx = e->rbx,
+	    .rsp = e->rsp,
+	    .rbp = e->rsp,
 	};
-	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
 
 	/* Start from KVM's reset state so that LDT, APIC base and the rest stay sane. */
 	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0) {

@@ -41,7 +41,7 @@ int file_read(struct boot_file *f, const char *what, const char *path)
 	uint64_t size;
 	int fd = file_open_sized(what, path, &size);
 
-	*f = (struct boot_file){ .what = what, .path = path };
+	*f = (struct boot_file){.what = what, .path = path};
 	if (fd < 0)
 		return -1;
 	if (size > SIZE_MAX) {

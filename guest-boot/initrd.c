@@ -17,14 +17,16 @@ int initrd_load(struct guest_mem *mem, const char *path, const struct kernel_inf
 	if (fd < 0)
 		return -1;
 	if (*size > top || ((top - *size) & ~(PAGE_SIZE - 1)) < ALIGN_UP(ki->end, PAGE_SIZE)) {
-		errorf("initrd: %s: %" PRIu64 " KiB does not fit between the kernel's end (0x%" PRIx64
-		       ") and 0x%" PRIx64 " (guest RAM %" PRIu64 " MiB)",
+		errorf("initrd: %s: %" PRIu64
+		       " KiB does not fit between the kernel's end (0x%" PRIx64 ") and 0x%" PRIx64
+		       " (guest RAM %" PRIu64 " MiB)",
 		       path, *size >> 10, ki->end, top, mem->size >> 20);
 		close(fd);
 		return -1;
 	}
 	*addr = (top - *size) & ~(PAGE_SIZE - 1);
-	/* Straight into guest RAM: an initrd can be far larger than anything worth copying twice. */
+	/* Straight into guest RAM: an initrd can be far larger than anything worth copying twice.
+	 */
 	if (read_full(fd, mem->base + *addr, *size) < 0) {
 		if (errno == EPIPE)
 			errorf("initrd: %s: file shrank while being read", path);

@@ -60,7 +60,7 @@ static inline bool mem_fits(const struct guest_mem *mem, uint64_t addr, uint64_t
 
 /* file.c: a whole file read into memory. */
 struct boot_file {
-	const char *what;	/* "kernel", "initrd": the start of every error line */
+	const char *what; /* "kernel", "initrd": the start of every error line */
 	const char *path;
 	uint8_t *data;
 	uint64_t size;
@@ -75,12 +75,13 @@ int file_open_sized(const char *what, const char *path, uint64_t *size);
 struct kernel_info {
 	bool bzimage;
 	bool has_entry64;
-	uint64_t entry64;	/* Linux 64-bit boot protocol entry */
+	uint64_t entry64; /* Linux 64-bit boot protocol entry */
 	bool has_pvh;
-	uint32_t pvh_entry;	/* XEN_ELFNOTE_PHYS32_ENTRY */
-	uint64_t end;		/* first byte above the kernel: the initrd goes higher */
-	uint64_t initrd_max;	/* highest address the initrd may touch (inclusive) */
-	uint16_t version;	/* boot protocol version written to the zero page */
+	uint32_t pvh_entry;   /* XEN_ELFNOTE_PHYS32_ENTRY */
+	uint64_t end;	      /* first byte above the kernel: the initrd goes higher */
+	uint64_t initrd_max;  /* highest address the initrd may touch (inclusive) */
+	uint16_t version;     /* boot protocol version written to the zero page */
+	uint32_t cmdline_max; /* longest cmdline the kernel takes, without the NUL */
 	/* bzImage: its setup header, copied into the zero page from 0x1f1 */
 	uint8_t setup_hdr[0x290 - 0x1f1];
 	size_t setup_hdr_len;
@@ -131,7 +132,6 @@ void pvh_build(struct guest_mem *mem, const struct boot_params_in *in);
 int acpi_build(struct guest_mem *mem, const struct boot_cfg *cfg, uint64_t *rsdp);
 
 /* entry.c: GDT and (64-bit) page tables, and the entry state in out. */
-void entry_build(struct guest_mem *mem, enum boot_mode mode, uint64_t rip,
-		 struct boot_entry *out);
+void entry_build(struct guest_mem *mem, enum boot_mode mode, uint64_t rip, struct boot_entry *out);
 
 #endif

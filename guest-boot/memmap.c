@@ -8,9 +8,9 @@
 
 int memmap_build(const struct guest_mem *mem, struct memmap_entry *map)
 {
-	map[0] = (struct memmap_entry){ 0, BOOT_EBDA_START, E820_RAM };
-	map[1] = (struct memmap_entry){ BOOT_EBDA_START, BOOT_HIMEM_START - BOOT_EBDA_START,
-					E820_RESERVED };
-	map[2] = (struct memmap_entry){ BOOT_HIMEM_START, mem->size - BOOT_HIMEM_START, E820_RAM };
+	map[0] = (struct memmap_entry){0, BOOT_EBDA_START, E820_RAM};
+	map[1] = (struct memmap_entry){BOOT_EBDA_START, BOOT_HIMEM_START - BOOT_EBDA_START,
+				       E820_RESERVED};
+	map[2] = (struct memmap_entry){BOOT_HIMEM_START, mem->size - BOOT_HIMEM_START, E820_RAM};
 	return 3;
 }

@@ -50,19 +50,20 @@ void zeropage_build(struct guest_mem *mem, const struct boot_params_in *in)
 	memset(zp, 0, 4096);
 	if (ki->bzimage) {
 		memcpy(zp + ZP_SETUP_HDR, ki->setup_hdr, ki->setup_hdr_len);
-		/* KEEP_SEGMENTS is obsolete and only matters to the 32-bit entry: leave it clear. */
+		/* KEEP_SEGMENTS is obsolete and only matters to the 32-bit entry: leave it clear.
+		 */
 		zp[ZP_LOADFLAGS] |= CAN_USE_HEAP;
 		put16(zp + ZP_HEAP_END_PTR, HEAP_END);
 	} else {
 		/* No setup header in an ELF: fill in what a bzImage would have said. */
 		put32(zp + ZP_KERNEL_ALIGNMENT, 0x01000000);
+		put32(zp + ZP_CMDLINE_SIZE, ki->cmdline_max);
 	}
 	put16(zp + ZP_BOOT_FLAG, 0xaa55);
 	memcpy(zp + ZP_HEADER, "HdrS", 4);
 	put16(zp + ZP_VERSION, ki->version);
 	zp[ZP_TYPE_OF_LOADER] = LOADER_UNDEFINED;
 	put32(zp + ZP_CMD_LINE_PTR, BOOT_CMDLINE_ADDR);
-	put32(zp + ZP_CMDLINE_SIZE, BOOT_CMDLINE_MAX - 1);
 	put32(zp + ZP_RAMDISK_IMAGE, in->initrd_addr);
 	put32(zp + ZP_RAMDISK_SIZE, in->initrd_size);
 	put64(zp + ZP_ACPI_RSDP_ADDR, in->rsdp);

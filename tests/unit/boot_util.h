@@ -11,7 +11,7 @@
 
 static char tmpdir[64];
 
-static void tmp_init(void)
+static inline void tmp_init(void)
 {
 	strcpy(tmpdir, "/tmp/tern-boot-XXXXXX");
 	if (!mkdtemp(tmpdir)) {
@@ -20,7 +20,7 @@ static void tmp_init(void)
 	}
 }
 
-static void tmp_cleanup(void)
+static inline void tmp_cleanup(void)
 {
 	char cmd[128];
 
@@ -30,7 +30,7 @@ static void tmp_cleanup(void)
 }
 
 /* Writes len bytes to tmpdir/name and returns the path (static storage per call slot). */
-static const char *tmp_file(const char *name, const void *data, size_t len)
+static inline const char *tmp_file(const char *name, const void *data, size_t len)
 {
 	static char paths[8][128];
 	static int slot;
@@ -50,7 +50,7 @@ static const char *tmp_file(const char *name, const void *data, size_t len)
 static int saved_stderr = -1;
 static char captured[4096];
 
-static void capture_begin(void)
+static inline void capture_begin(void)
 {
 	char p[128];
 	int fd;
@@ -63,7 +63,7 @@ static void capture_begin(void)
 	close(fd);
 }
 
-static const char *capture_end(void)
+static inline const char *capture_end(void)
 {
 	char p[128];
 	ssize_t n;
@@ -82,7 +82,7 @@ static const char *capture_end(void)
 }
 
 /* Counts lines: every failure must print exactly one. */
-static int count_lines(const char *s)
+static inline int count_lines(const char *s)
 {
 	int n = 0;
 
@@ -94,13 +94,13 @@ static int count_lines(const char *s)
 /* A minimal x86_64 ELF: one PT_LOAD and optionally a PT_NOTE with Xen's PVH entry. */
 struct test_elf {
 	uint64_t paddr, vaddr, entry;
-	uint32_t pvh_entry;		/* 0: no note */
+	uint32_t pvh_entry; /* 0: no note */
 	const void *code;
 	size_t code_len;
 	uint64_t memsz;
 };
 
-static size_t build_elf(uint8_t *buf, size_t cap, const struct test_elf *t)
+static inline size_t build_elf(uint8_t *buf, size_t cap, const struct test_elf *t)
 {
 	Elf64_Ehdr *eh = (Elf64_Ehdr *)buf;
 	Elf64_Phdr *ph = (Elf64_Phdr *)(buf + sizeof(*eh));
@@ -120,18 +120,23 @@ static size_t build_elf(uint8_t *buf, size_t cap, const struct test_elf *t)
 	eh->e_ehsize = sizeof(*eh);
 	eh->e_phentsize = sizeof(*ph);
 
-	ph[n++] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = code_off,
-				.p_vaddr = t->vaddr, .p_paddr = t->paddr, .p_filesz = t->code_len,
-				.p_memsz = t->memsz, .p_align = 0x1000 };
+	ph[n++] = (Elf64_Phdr){.p_type = PT_LOAD,
+			       .p_flags = PF_R | PF_X,
+			       .p_offset = code_off,
+			       .p_vaddr = t->vaddr,
+			       .p_paddr = t->paddr,
+			       .p_filesz = t->code_len,
+			       .p_memsz = t->memsz,
+			       .p_align = 0x1000};
 	if (t->pvh_entry) {
 		uint8_t *note = buf + note_off;
-		uint32_t hdr[3] = { 4, 4, 18 };
+		uint32_t hdr[3] = {4, 4, 18};
 
 		memcpy(note, hdr, 12);
 		memcpy(note + 12, "Xen", 4);
 		memcpy(note + 16, &t->pvh_entry, 4);
-		ph[n++] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = note_off, .p_filesz = 20,
-					.p_align = 4 };
+		ph[n++] = (Elf64_Phdr){
+		    .p_type = PT_NOTE, .p_offset = note_off, .p_filesz = 20, .p_align = 4};
 	}
 	eh->e_phnum = n;
 	memcpy(buf + code_off, t->code, t->code_len);

@@ -21,13 +21,17 @@ static void mem_reset(void)
 	memset(mem.base, 0xcc, mem.size);
 }
 
-static const uint8_t code[] = { 0x90, 0x90, 0xf4, 0x11, 0x22, 0x33, 0x44, 0x55 };
+static const uint8_t code[] = {0x90, 0x90, 0xf4, 0x11, 0x22, 0x33, 0x44, 0x55};
 
 static const char *good_elf(uint64_t entry, uint32_t pvh)
 {
-	struct test_elf t = { .paddr = 0x200000, .vaddr = 0x40200000, .entry = entry,
-			      .pvh_entry = pvh, .code = code, .code_len = sizeof(code),
-			      .memsz = 0x3000 };
+	struct test_elf t = {.paddr = 0x200000,
+			     .vaddr = 0x40200000,
+			     .entry = entry,
+			     .pvh_entry = pvh,
+			     .code = code,
+			     .code_len = sizeof(code),
+			     .memsz = 0x3000};
 
 	return tmp_file("good.elf", elfbuf, build_elf(elfbuf, sizeof(elfbuf), &t));
 }
@@ -45,8 +49,8 @@ static void expect_fail(const struct boot_cfg *cfg, const char *want, int line)
 	err = capture_end();
 	if (r != -1 || !strstr(err, want) || count_lines(err) != 1 || strncmp(err, "tern: ", 6)) {
 		unit_failed++;
-		printf("FAIL %s:%d: want -1 and one line with \"%s\", got %d and \"%s\"\n", __FILE__,
-		       line, want, r, err);
+		printf("FAIL %s:%d: want -1 and one line with \"%s\", got %d and \"%s\"\n",
+		       __FILE__, line, want, r, err);
 	} else {
 		unit_passed++;
 	}
@@ -55,7 +59,7 @@ static void expect_fail(const struct boot_cfg *cfg, const char *want, int line)
 
 static void test_elf_good(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .ncpus = 1 };
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0x200002), .ncpus = 1};
 	struct boot_entry e;
 
 	mem_reset();
@@ -83,7 +87,7 @@ static void test_elf_good(void)
 
 static void test_elf_entry_choice(void)
 {
-	struct boot_cfg cfg = { .ncpus = 1 };
+	struct boot_cfg cfg = {.ncpus = 1};
 	struct boot_entry e;
 
 	/* a virtual e_entry is no 64-bit entry: the PVH note is used */
@@ -110,9 +114,13 @@ static void test_elf_entry_choice(void)
 
 static void test_elf_bad(void)
 {
-	struct boot_cfg cfg = { .ncpus = 1 };
-	struct test_elf t = { .paddr = 0x200000, .vaddr = 0x200000, .entry = 0x200000,
-			      .code = code, .code_len = sizeof(code), .memsz = 0x1000 };
+	struct boot_cfg cfg = {.ncpus = 1};
+	struct test_elf t = {.paddr = 0x200000,
+			     .vaddr = 0x200000,
+			     .entry = 0x200000,
+			     .code = code,
+			     .code_len = sizeof(code),
+			     .memsz = 0x1000};
 	size_t len;
 	Elf64_Ehdr *eh = (Elf64_Ehdr *)elfbuf;
 	Elf64_Phdr *ph = (Elf64_Phdr *)(elfbuf + sizeof(*eh));
@@ -184,7 +192,7 @@ static void test_elf_bad(void)
 
 static void test_mem_limits(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 1 };
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 1};
 	struct guest_mem saved = mem;
 	struct boot_entry e;
 	const char *err;
@@ -205,8 +213,8 @@ static void test_mem_limits(void)
 
 static void test_zero_page(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .cmdline = "--nopci",
-				.ncpus = 1 };
+	struct boot_cfg cfg = {
+	    .kernel = good_elf(0x200000, 0x200002), .cmdline = "--nopci", .ncpus = 1};
 	struct boot_entry e;
 	uint8_t *zp = mem.base + BOOT_ZERO_PAGE_ADDR, *e820 = zp + 0x2d0;
 
@@ -219,9 +227,9 @@ static void test_zero_page(void)
 	CHECK_EQ(get32(zp + 0x228), BOOT_CMDLINE_ADDR);
 	CHECK_EQ(get32(zp + 0x238), BOOT_CMDLINE_MAX - 1);
 	CHECK_EQ(get64(zp + 0x070), BOOT_ACPI_ADDR);
-	CHECK_EQ(get32(zp + 0x218), 0);	/* no initrd */
+	CHECK_EQ(get32(zp + 0x218), 0); /* no initrd */
 	CHECK_EQ(get32(zp + 0x21c), 0);
-	CHECK_EQ(zp[0x100], 0);		/* the rest was cleared, not left as garbage */
+	CHECK_EQ(zp[0x100], 0); /* the rest was cleared, not left as garbage */
 	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR, "--nopci");
 
 	CHECK_EQ(zp[0x1e8], 3);
@@ -234,13 +242,13 @@ static void test_zero_page(void)
 	CHECK_EQ(get64(e820 + 40), 0x100000);
 	CHECK_EQ(get64(e820 + 48), RAM - 0x100000);
 	CHECK_EQ(get32(e820 + 56), 1);
-	CHECK_EQ(get64(e820 + 68), 0);	/* no fourth entry */
+	CHECK_EQ(get64(e820 + 68), 0); /* no fourth entry */
 }
 
 static void test_pvh_info(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .force_pvh = true,
-				.ncpus = 1 };
+	struct boot_cfg cfg = {
+	    .kernel = good_elf(0x200000, 0x200002), .force_pvh = true, .ncpus = 1};
 	struct boot_entry e;
 	uint8_t *si = mem.base + BOOT_PVH_INFO_ADDR, *mm;
 
@@ -248,7 +256,7 @@ static void test_pvh_info(void)
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK_EQ(get32(si), 0x336ec578);
 	CHECK_EQ(get32(si + 4), 1);
-	CHECK_EQ(get32(si + 12), 0);	/* no modules */
+	CHECK_EQ(get32(si + 12), 0); /* no modules */
 	CHECK_EQ(get64(si + 24), BOOT_CMDLINE_ADDR);
 	CHECK_EQ(get64(si + 32), BOOT_ACPI_ADDR);
 	CHECK_EQ(get32(si + 48), 3);
@@ -258,21 +266,21 @@ static void test_pvh_info(void)
 	CHECK_EQ(get64(mm + 56), RAM - 0x100000);
 	CHECK_EQ(get32(mm + 64), 1);
 	CHECK_EQ(get32(mm + 24 + 16), 2);
-	CHECK_EQ(mem.base[BOOT_CMDLINE_ADDR], 0);	/* empty cmdline, NUL-terminated */
+	CHECK_EQ(mem.base[BOOT_CMDLINE_ADDR], 0); /* empty cmdline, NUL-terminated */
 	/* the 32-bit GDT: code 0x08 is 32-bit (D set, L clear) */
 	CHECK_EQ(get64(mem.base + BOOT_GDT_ADDR + 8), 0x00cf9b000000ffffULL);
 }
 
 static void test_cmdline(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .cmdline = "--nopci /hello",
-				.ncpus = 1, .ndevs = 3 };
+	struct boot_cfg cfg = {
+	    .kernel = good_elf(0x200000, 0), .cmdline = "--nopci /hello", .ncpus = 1, .ndevs = 3};
 	struct boot_entry e;
 	char buf[64], longline[BOOT_CMDLINE_MAX + 10];
 
-	cfg.devs[0] = (struct boot_dev){ 0xd0000000, 0x1000, 5 };
-	cfg.devs[1] = (struct boot_dev){ 0xd0001000, 0x200000, 6 };
-	cfg.devs[2] = (struct boot_dev){ 0xd0400000, 0x300, 7 };
+	cfg.devs[0] = (struct boot_dev){0xd0000000, 0x1000, 5};
+	cfg.devs[1] = (struct boot_dev){0xd0001000, 0x200000, 6};
+	cfg.devs[2] = (struct boot_dev){0xd0400000, 0x300, 7};
 	mem_reset();
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR,
@@ -284,7 +292,7 @@ static void test_cmdline(void)
 	mem_reset();
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK_STR((char *)mem.base + BOOT_CMDLINE_ADDR, "virtio_mmio.device=4K@0xd0000000:5");
-	cmdline_format_dev(buf, sizeof(buf), &(struct boot_dev){ 0xd0000000, 0x1000, 5 });
+	cmdline_format_dev(buf, sizeof(buf), &(struct boot_dev){0xd0000000, 0x1000, 5});
 	CHECK_STR(buf, "virtio_mmio.device=4K@0xd0000000:5");
 
 	/* exactly at the limit is fine, one byte more with the device entry is not */
@@ -312,20 +320,21 @@ static size_t build_bzimage(uint8_t *b, uint16_t version)
 	size_t len = 1024 + 8192;
 
 	memset(b, 0, len);
-	b[0x1f1] = 1;				/* setup_sects */
+	b[0x1f1] = 1; /* setup_sects */
 	b[0x1fe] = 0x55;
 	b[0x1ff] = 0xaa;
-	b[0x200] = 0xeb;			/* jmp over the header to 0x268 */
+	b[0x200] = 0xeb; /* jmp over the header to 0x268 */
 	b[0x201] = 0x66;
 	memcpy(b + 0x202, "HdrS", 4);
 	put16(b + 0x206, version);
-	b[0x211] = 0x01;			/* LOADED_HIGH */
-	put32(b + 0x214, 0x100000);		/* code32_start */
-	put32(b + 0x22c, 0x37ffffff);		/* initrd_addr_max */
-	put32(b + 0x230, 0x200000);		/* kernel_alignment */
-	put16(b + 0x236, 0x03);			/* XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G */
-	put32(b + 0x260, 0x40000);		/* init_size */
-	b[0x268] = 0x77;			/* past the header: must not be copied */
+	b[0x211] = 0x01;	      /* LOADED_HIGH */
+	put32(b + 0x214, 0x100000);   /* code32_start */
+	put32(b + 0x22c, 0x37ffffff); /* initrd_addr_max */
+	put32(b + 0x230, 0x200000);   /* kernel_alignment */
+	put16(b + 0x236, 0x03);	      /* XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G */
+	put32(b + 0x238, 255);	      /* cmdline_size, the kernel's own limit */
+	put32(b + 0x260, 0x40000);    /* init_size */
+	b[0x268] = 0x77;	      /* past the header: must not be copied */
 	for (size_t i = 1024; i < len; i++)
 		b[i] = i * 7;
 	return len;
@@ -336,8 +345,8 @@ static void test_bzimage(void)
 	static uint8_t bz[1024 + 8192];
 	static uint8_t rd[10000];
 	size_t len = build_bzimage(bz, 0x020f);
-	struct boot_cfg cfg = { .kernel = tmp_file("bzImage", bz, len), .cmdline = "console=ttyS0",
-				.ncpus = 1 };
+	struct boot_cfg cfg = {
+	    .kernel = tmp_file("bzImage", bz, len), .cmdline = "console=ttyS0", .ncpus = 1};
 	struct boot_entry e;
 	uint8_t *zp = mem.base + BOOT_ZERO_PAGE_ADDR;
 	uint32_t rd_addr;
@@ -356,9 +365,10 @@ static void test_bzimage(void)
 	CHECK_EQ(get32(zp + 0x260), 0x40000);
 	CHECK_EQ(zp[0x268], 0);
 	CHECK_EQ(zp[0x210], 0xff);
-	CHECK_EQ(zp[0x211], 0x81);		/* LOADED_HIGH | CAN_USE_HEAP */
+	CHECK_EQ(zp[0x211], 0x81); /* LOADED_HIGH | CAN_USE_HEAP */
 	CHECK_EQ(get16(zp + 0x224), 0xfe00);
 	CHECK_EQ(get32(zp + 0x228), BOOT_CMDLINE_ADDR);
+	CHECK_EQ(get32(zp + 0x238), 255); /* the kernel's, not overwritten */
 	CHECK_EQ(get16(zp + 0x1fe), 0xaa55);
 	CHECK_EQ(zp[0x1e8], 3);
 	rd_addr = get32(zp + 0x218);
@@ -372,6 +382,9 @@ static void test_bzimage(void)
 	EXPECT_FAIL(&cfg, "no PVH entry");
 	cfg.force_pvh = false;
 	cfg.initrd = NULL;
+	put32(bz + 0x238, 8);
+	cfg.kernel = tmp_file("bz-shortcmd", bz, len);
+	EXPECT_FAIL(&cfg, "cmdline: 13 bytes is longer than the kernel's limit of 8");
 	cfg.kernel = tmp_file("old-bzImage", bz, build_bzimage(bz, 0x0209));
 	EXPECT_FAIL(&cfg, "bzImage boot protocol 2.09 is too old");
 	build_bzimage(bz, 0x020f);
@@ -390,7 +403,7 @@ static void test_bzimage(void)
 
 static void test_initrd(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0x200002), .ncpus = 1 };
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0x200002), .ncpus = 1};
 	struct boot_entry e;
 	uint8_t *big = calloc(1, RAM);
 	char path[200];
@@ -453,15 +466,15 @@ static void dump_table(const char *dir, const char *name, uint64_t addr, uint32_
 
 static void test_acpi(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 2, .ndevs = 2 };
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 2, .ndevs = 2};
 	struct boot_entry e;
 	uint8_t *r = mem.base + BOOT_ACPI_ADDR, *x, *fadt = NULL, *madt = NULL, *dsdt;
 	uint8_t sum = 0;
 	uint64_t xsdt, dsdt_addr = 0, fadt_addr = 0, madt_addr = 0;
 	const char *dir = getenv("TERN_ACPI_DUMP");
 
-	cfg.devs[0] = (struct boot_dev){ 0xd0000000, 0x1000, 5 };
-	cfg.devs[1] = (struct boot_dev){ 0xd0001000, 0x1000, 6 };
+	cfg.devs[0] = (struct boot_dev){0xd0000000, 0x1000, 5};
+	cfg.devs[1] = (struct boot_dev){0xd0001000, 0x1000, 6};
 	mem_reset();
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK(!memcmp(r, "RSD PTR ", 8));
@@ -492,17 +505,17 @@ static void test_acpi(void)
 	madt = mem.base + madt_addr;
 	CHECK_TABLE(fadt_addr, "FACP");
 	CHECK(fadt[8] >= 5);
-	CHECK(get32(fadt + 112) & (1u << 20));	/* HW_REDUCED_ACPI */
+	CHECK(get32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
 	dsdt_addr = get64(fadt + 140);
 	CHECK_EQ(get32(fadt + 40), dsdt_addr);
 	CHECK_TABLE(dsdt_addr, "DSDT");
 	CHECK_TABLE(madt_addr, "APIC");
 	CHECK_EQ(get32(madt + 4), 44 + 2 * 8 + 12);
 	CHECK_EQ(get32(madt + 36), 0xfee00000);
-	CHECK_EQ(get32(madt + 40), 0);		/* no PCAT_COMPAT */
-	CHECK_EQ(madt[44], 0);			/* LAPIC, cpu 0 */
-	CHECK_EQ(madt[52 + 3], 1);		/* LAPIC, cpu 1: APIC id 1 */
-	CHECK_EQ(madt[60], 1);			/* IOAPIC */
+	CHECK_EQ(get32(madt + 40), 0); /* no PCAT_COMPAT */
+	CHECK_EQ(madt[44], 0);	       /* LAPIC, cpu 0 */
+	CHECK_EQ(madt[52 + 3], 1);     /* LAPIC, cpu 1: APIC id 1 */
+	CHECK_EQ(madt[60], 1);	       /* IOAPIC */
 	CHECK_EQ(get32(madt + 64), 0xfec00000);
 	CHECK_EQ(get32(madt + 68), 0);
 
@@ -562,16 +575,16 @@ static void test_aml(void)
 
 static void test_tables(void)
 {
-	struct boot_cfg cfg = { .kernel = good_elf(0x200000, 0), .ncpus = 1 };
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 1};
 	struct boot_entry e;
 	uint8_t *gdt = mem.base + BOOT_GDT_ADDR, *pd = mem.base + BOOT_PD_ADDR;
 
 	mem_reset();
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK_EQ(get64(gdt), 0);
-	CHECK_EQ(get64(gdt + 8), 0x00af9b000000ffffULL);	/* 64-bit code, 0x08 */
-	CHECK_EQ(get64(gdt + 16), 0x00cf93000000ffffULL);	/* data, 0x10 */
-	CHECK_EQ(get64(gdt + 24), 0x00008b0000000067ULL);	/* TSS, 0x18 */
+	CHECK_EQ(get64(gdt + 8), 0x00af9b000000ffffULL);  /* 64-bit code, 0x08 */
+	CHECK_EQ(get64(gdt + 16), 0x00cf93000000ffffULL); /* data, 0x10 */
+	CHECK_EQ(get64(gdt + 24), 0x00008b0000000067ULL); /* TSS, 0x18 */
 	CHECK_EQ(get64(mem.base + BOOT_PML4_ADDR), BOOT_PDPT_ADDR | 3);
 	CHECK_EQ(get64(mem.base + BOOT_PML4_ADDR + 8), 0);
 	CHECK_EQ(get64(mem.base + BOOT_PDPT_ADDR), BOOT_PD_ADDR | 3);

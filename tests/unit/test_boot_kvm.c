@@ -1,0 +1,207 @@
+/*
+ * guest-boot/ on a real vCPU: boot a crafted ELF through the 64-bit entry and through PVH,
+ * with tern's CPUID, and let the guest report what it sees over port 0xf4:
+ * its RSI/EBX (zero page / start_info), CR3, RSP, CPUID 0x40000000's signature, and a value
+ * read through the identity map. Skipped (not failed) where /dev/kvm cannot be opened.
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "guest-boot/internal.h"
+#include "tests/unit/boot_util.h"
+#include "tests/unit/unit.h"
+
+#define RAM (32ULL << 20)
+#define REPORT_PORT 0xf4
+
+/*
+ * Valid in both 32- and 64-bit mode: each `out %eax, $0xf4` reports one value.
+ *   mov %esi,%eax; out      (zero page, 64-bit) / garbage in PVH
+ *   mov %ebx,%eax; out      (start_info in PVH)
+ *   mov %esp,%eax; out
+ *   mov $0x40000000,%eax; cpuid; mov %ebx,%eax; out
+ *   mov 0x200000+0x80,%eax (absolute); out   -- reads through paging / flat segments
+ *   hlt
+ */
+/* clang-format off */
+static const uint8_t guest_code[] = {
+	0x89, 0xf0, 0xe7, REPORT_PORT,
+	0x89, 0xd8, 0xe7, REPORT_PORT,
+	0x89, 0xe0, 0xe7, REPORT_PORT,
+	0xb8, 0x00, 0x00, 0x00, 0x40, 0x0f, 0xa2, 0x89, 0xd8, 0xe7, REPORT_PORT,
+	0x8b, 0x04, 0x25, 0x80, 0x00, 0x20, 0x00, 0xe7, REPORT_PORT,
+	0xf4,
+};
+/* clang-format on */
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	struct guest_mem mem;
+};
+
+static int vm_open(struct vm *vm)
+{
+	struct kvm_userspace_memory_region r = {.slot = 0, .memory_size = RAM};
+	long run_size;
+
+	vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm < 0)
+		return -1;
+	vm->fd = ioctl(vm->kvm, KVM_CREATE_VM, 0);
+	vm->mem.size = RAM;
+	vm->mem.base = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r.userspace_addr = (uintptr_t)vm->mem.base;
+	if (vm->fd < 0 || vm->mem.base == MAP_FAILED ||
+	    ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return -1;
+	vm->vcpu = ioctl(vm->fd, KVM_CREATE_VCPU, 0);
+	run_size = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu < 0 || run_size <= 0)
+		return -1;
+	vm->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->vcpu, 0);
+	return vm->run == MAP_FAILED ? -1 : 0;
+}
+
+/* Runs until hlt, collecting the reported values; returns how many, or -1. */
+static int vm_run(struct vm *vm, uint32_t *out, int max)
+{
+	int n = 0;
+
+	for (int exits = 0; exits < 100; exits++) {
+		if (ioctl(vm->vcpu, KVM_RUN, 0) < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("KVM_RUN");
+			return -1;
+		}
+		switch (vm->run->exit_reason) {
+		case KVM_EXIT_HLT:
+			return n;
+		case KVM_EXIT_IO:
+			if (vm->run->io.port == REPORT_PORT && vm->run->io.size == 4 && n < max)
+				memcpy(&out[n++], (uint8_t *)vm->run + vm->run->io.data_offset, 4);
+			break;
+		default:
+			printf("unexpected exit %u\n", vm->run->exit_reason);
+			return -1;
+		}
+	}
+	return -1;
+}
+
+static void vm_close(struct vm *vm)
+{
+	close(vm->vcpu);
+	close(vm->fd);
+	close(vm->kvm);
+	munmap(vm->mem.base, RAM);
+}
+
+static void test_boot_mode(bool pvh)
+{
+	static uint8_t elf[0x2000];
+	struct test_elf t = {.paddr = 0x200000,
+			     .vaddr = 0x200000,
+			     .entry = 0x200000,
+			     .pvh_entry = 0x200000,
+			     .code = guest_code,
+			     .code_len = sizeof(guest_code),
+			     .memsz = 0x1000};
+	struct boot_cfg cfg = {.force_pvh = pvh, .ncpus = 1};
+	struct boot_entry e;
+	struct kvm_sregs s;
+	struct vm vm;
+	uint32_t v[8];
+	int n;
+
+	if (vm_open(&vm) < 0) {
+		printf("FAIL: cannot set up a VM: %s\n", strerror(errno));
+		unit_failed++;
+		return;
+	}
+	cfg.kernel = tmp_file("kvm.elf", elf, build_elf(elf, sizeof(elf), &t));
+	CHECK_EQ(boot_load(&vm.mem, &cfg, &e), 0);
+	put32(vm.mem.base + 0x200080, 0x5eed1234);
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu), 0);
+	CHECK_EQ(boot_setup_vcpu(vm.vcpu, &e), 0);
+	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_SREGS, &s), 0);
+	if (pvh) {
+		CHECK_EQ(s.cr0 & 0x80000001, 1);
+		CHECK_EQ(s.efer, 0);
+		CHECK_EQ(s.cs.db, 1);
+	} else {
+		CHECK_EQ(s.cr0 & 0x80000001, 0x80000001);
+		CHECK_EQ(s.efer & 0x500, 0x500);
+		CHECK_EQ(s.cs.l, 1);
+	}
+	n = vm_run(&vm, v, 8);
+	CHECK_EQ(n, 5);
+	if (n == 5) {
+		if (!pvh)
+			CHECK_EQ(v[0], BOOT_ZERO_PAGE_ADDR);
+		else
+			CHECK_EQ(v[1], BOOT_PVH_INFO_ADDR);
+		CHECK_EQ(v[2], BOOT_STACK_TOP);
+		CHECK_EQ(v[3], 0x4b4d564b); /* "KVMK" */
+		CHECK_EQ(v[4], 0x5eed1234);
+	}
+	vm_close(&vm);
+}
+
+/* The CPUID the vCPU got: one logical CPU, hypervisor bit, KVM leaves with kvmclock. */
+static void test_cpuid(void)
+{
+	struct {
+		struct kvm_cpuid2 c;
+		struct kvm_cpuid_entry2 e[512];
+	} c = {.c.nent = 512};
+	struct vm vm;
+	bool sig = false, feat = false;
+
+	if (vm_open(&vm) < 0) {
+		unit_failed++;
+		return;
+	}
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu), 0);
+	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_CPUID2, &c), 0);
+	for (unsigned i = 0; i < c.c.nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c.e[i];
+
+		if (e->function == 1) {
+			CHECK_EQ(e->ebx >> 16, 1);
+			CHECK(e->ecx & (1u << 31));
+		}
+		if (e->function == 0x40000000) {
+			sig = true;
+			CHECK_EQ(e->eax, 0x40000001);
+			CHECK(!memcmp(&e->ebx, "KVMK", 4) && !memcmp(&e->ecx, "VMKV", 4));
+		}
+		if (e->function == 0x40000001) {
+			feat = true;
+			CHECK(e->eax & ((1u << 0) | (1u << 3))); /* kvmclock */
+		}
+	}
+	CHECK(sig && feat);
+	vm_close(&vm);
+}
+
+int main(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		printf("skipped: /dev/kvm: %s\n", strerror(errno));
+		return unit_summary();
+	}
+	close(fd);
+	tmp_init();
+	test_cpuid();
+	test_boot_mode(false);
+	test_boot_mode(true);
+	tmp_cleanup();
+	return unit_summary();
+}
