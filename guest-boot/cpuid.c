@@ -69,6 +69,13 @@ static void cpuid_trim(struct kvm_cpuid2 *c)
 			/* one core per package, no threads sharing a cache */
 			e->eax &= 0x3fff;
 			break;
+		case 0xb:
+		case 0x1f:
+			/* x2APIC topology: every level holds just this CPU, x2APIC ID 0 */
+			e->eax = 0;
+			e->ebx = (e->ecx & 0xff00) ? 1 : 0;
+			e->edx = 0;
+			break;
 		}
 	}
 }

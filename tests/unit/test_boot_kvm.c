@@ -175,6 +175,10 @@ static void test_cpuid(void)
 			CHECK_EQ(e->ebx >> 16, 1);
 			CHECK(e->ecx & (1u << 31));
 		}
+		if (e->function == 0xb && e->index == 0) {
+			CHECK_EQ(e->eax & 0x1f, 0);
+			CHECK_EQ(e->edx, 0);
+		}
 		if (e->function == 0x40000000) {
 			sig = true;
 			CHECK_EQ(e->eax, 0x40000001);
@@ -186,6 +190,14 @@ static void test_cpuid(void)
 		}
 	}
 	CHECK(sig && feat);
+
+	/* failures are one line naming the ioctl */
+	capture_begin();
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.kvm), -1);
+	CHECK(!strncmp(capture_end(), "tern: cpuid: KVM_SET_CPUID2: ", 29));
+	capture_begin();
+	CHECK_EQ(boot_setup_vcpu(-1, &(struct boot_entry){ 0 }), -1);
+	CHECK_STR(capture_end(), "tern: boot: KVM_GET_SREGS: Bad file descriptor\n");
 	vm_close(&vm);
 }
 
