@@ -1,0 +1,217 @@
+/*
+ * tern's test unikernel, ring 3 from here on. kmain sets up the interrupt controllers and
+ * the clock (MSR accesses are system calls), prints OSv's boot lines, acts on the cmdline
+ * words and runs the services.
+ *
+ * Cmdline words: echo, ticks, poweroff, crash, memtest=MIB, dirty=MIBPS (unknown ones are
+ * ignored). Console commands (a line on COM1): help, time, check, uptime.
+ */
+#include "apic.h"
+#include "bootinfo.h"
+#include "kvmclock.h"
+#include "lib.h"
+#include "serial.h"
+#include "service.h"
+#include "sys.h"
+
+void idt_init(void);
+extern uint64_t tsc_entry;	/* rdtsc at the first instruction (boot64.S, pvh.S) */
+void kmain(uint64_t kind, uint64_t info) __attribute__((noreturn));
+
+static int echo;
+
+static void print_ms(const char *prefix, uint64_t ns, const char *suffix)
+{
+	printf("%s%lu.%02lu%s", prefix, ns / 1000000, ns / 10000 % 100, suffix);
+}
+
+__attribute__((noreturn)) static void poweroff(void)
+{
+	outb(0x64, 0xfe);	/* i8042 reset, as OSv; then a triple fault if still here */
+	crash();
+}
+
+/* --- console: input, echo, commands ---------------------------------------------------- */
+
+static void cmd_help(const char *args);
+
+static void cmd_time(const char *args)
+{
+	(void)args;
+	kvmclock_refresh_wall();
+	printf("time: wall_ns=%lu now_ns=%lu\n", wall_ns(), now_ns());
+}
+
+static void cmd_uptime(const char *args)
+{
+	(void)args;
+	print_ms("uptime: ", now_ns(), " ms\n");
+}
+
+static const struct command commands[] = {
+	{ "help", "list commands", cmd_help },
+	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
+	{ "uptime", "print kvmclock in ms", cmd_uptime },
+	{ "check", "verify the memtest pattern", memtest_check_cmd },
+};
+
+static void cmd_help(const char *args)
+{
+	(void)args;
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		printf("  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+static void run_line(char *line)
+{
+	char *args = strchr(line, ' ');
+
+	if (args)
+		*args++ = '\0';
+	else
+		args = line + strlen(line);
+	if (!*line)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (!strcmp(line, commands[i].name)) {
+			commands[i].run(args);
+			return;
+		}
+	}
+	printf("unknown command '%s' (try help)\n", line);
+}
+
+static int console_start(void)
+{
+	return 1;
+}
+
+static int console_poll(uint64_t pending)
+{
+	static char line[256];
+	static size_t len;
+	int c;
+
+	/* IRQ 4 normally; the timer tick doubles as a polled fallback. */
+	if (!(pending & (IRQ_BIT(VEC_IRQ(COM1_IRQ)) | IRQ_BIT(VEC_TIMER))))
+		return 0;
+	serial_poll();
+	while ((c = serial_getc()) >= 0) {
+		if (c == '\r' || c == '\n') {
+			if (echo)
+				serial_write("\n", 1);
+			line[len] = '\0';
+			len = 0;
+			run_line(line);
+		} else if (c == 0x7f || c == '\b') {
+			if (len) {
+				len--;
+				if (echo)
+					serial_write("\b \b", 3);
+			}
+		} else {
+			if (echo)
+				serial_putc((char)c);
+			if (len < sizeof(line) - 1)
+				line[len++] = (char)c;
+		}
+	}
+	return 0;
+}
+
+/* --- ticks: "tick N T ms" every 100 ms of kvmclock ------------------------------------- */
+
+static uint64_t tick_next, tick_n;
+
+static int ticks_start(void)
+{
+	if (!cmdline_has("ticks"))
+		return 0;
+	tick_next = now_ns() + 100000000ULL;
+	return 1;
+}
+
+static int ticks_poll(uint64_t pending)
+{
+	uint64_t t;
+
+	(void)pending;
+	t = now_ns();
+	if (t < tick_next)
+		return 0;
+	printf("tick %lu %lu ms\n", ++tick_n, t / 1000000);
+	tick_next += 100000000ULL;
+	if (tick_next <= t)	/* we were stopped: do not print a burst */
+		tick_next = t + 100000000ULL;
+	return 0;
+}
+
+static int clock_start(void)
+{
+	return 1;
+}
+
+/* Add new services here; they are polled in this order. */
+static struct {
+	struct service s;
+	int active;
+} services[] = {
+	{ { "console", console_start, console_poll }, 0 },
+	{ { "kvmclock", clock_start, kvmclock_poll }, 0 },
+	{ { "ticks", ticks_start, ticks_poll }, 0 },
+	{ { "memtest", memtest_start, memtest_poll }, 0 },
+};
+
+void kmain(uint64_t kind, uint64_t info)
+{
+	int have_clock, have_apic;
+	uint64_t booted, entry_to_booted;
+	uint32_t mhz, measured = 0;
+
+	serial_init();
+	idt_init();
+	if (bootinfo_parse(kind, info) < 0) {
+		printf("boot: giving up\n");
+		crash();
+	}
+	have_clock = kvmclock_init() == 0;
+	alloc_init();
+	have_apic = apic_init() == 0;
+	ioapic_init();
+	irq_enable(1);
+	if (have_apic)
+		apic_timer_start(TIMER_PERIOD_US);
+	ioapic_route(COM1_IRQ, VEC_IRQ(COM1_IRQ));
+	serial_enable_irq();
+
+	outb(PORT_MARKER, 123);
+	booted = now_ns();
+	entry_to_booted = tsc_to_ns(rdtsc() - tsc_entry);
+	print_ms("Booted up in ", booted, " ms\n");
+	printf("Cmdline: %s\n", cmdline);
+
+	if (cmdline_has("crash"))
+		crash();
+	if (cmdline_has("poweroff"))
+		poweroff();
+
+	mhz = have_apic ? apic_timer_mhz(&measured) : 0;
+	printf("guest: %s entry, %lu MiB free RAM, %s, apic timer %u MHz (measured %u)\n",
+	       boot_protocol, alloc_free_bytes() >> 20, have_clock ? "kvmclock" : "no kvmclock",
+	       mhz, measured);
+	print_ms("guest: first instruction to booted ", entry_to_booted, " ms\n");
+	echo = cmdline_has("echo");
+	for (size_t i = 0; i < ARRAY_SIZE(services); i++)
+		services[i].active = services[i].s.start();
+
+	for (;;) {
+		uint64_t pending = irq_take();
+		int busy = 0;
+
+		for (size_t i = 0; i < ARRAY_SIZE(services); i++)
+			if (services[i].active)
+				busy |= services[i].s.poll(pending);
+		if (!busy)
+			sys_halt();
+	}
+}
