@@ -7,7 +7,8 @@ import pytest
 
 from conftest import UNIT_DIR
 
-BINS = sorted(glob.glob(os.path.join(UNIT_DIR, "test_*")))
+BINS = sorted(b for b in glob.glob(os.path.join(UNIT_DIR, "test_*"))
+              if os.access(b, os.X_OK) and not b.endswith(".d"))
 
 
 @pytest.mark.parametrize("binary", BINS, ids=[os.path.basename(b) for b in BINS])
