@@ -32,10 +32,10 @@ static uint32_t measured_mhz;
 int apic_init(void)
 {
 	uint32_t r[4];
-
 	/* The PIC would deliver through LINT0 (ExtINT) with vectors we never set up. */
-	outb(0x21, 0xff);
-	outb(0xa1, 0xff);
+	static const uint32_t pic_mask[] = { OUTB_ENTRY(0x21, 0xff), OUTB_ENTRY(0xa1, 0xff) };
+
+	sys_outb_list(pic_mask, 2);
 
 	cpuid(1, 0, r);
 	if (!(r[2] & (1 << 21))) {

@@ -34,6 +34,12 @@ ud_entry:
 	je sys_crash
 	cmp $SYS_READ_CR2, %rax
 	je sys_read_cr2
+	cmp $SYS_SERIAL_WRITE, %rax
+	je sys_serial_write
+	cmp $SYS_SERIAL_READ, %rax
+	je sys_serial_read
+	cmp $SYS_OUTB_LIST, %rax
+	je sys_outb_list
 	mov $-1, %rax
 	iretq
 9:	pushq $0
@@ -75,6 +81,50 @@ sys_irq:
 	jz 1f
 	orq $0x200, 16(%rsp)
 1:	iretq
+
+/* Port I/O is ~6x cheaper from ring 0 here (guest.h): the serial byte pumps. */
+sys_serial_write:
+	test %rsi, %rsi
+	jz 3f
+2:	mov $0x3fd, %dx
+	in %dx, %al
+	test $0x20, %al
+	jz 2b
+	mov $0x3f8, %dx
+	mov (%rdi), %al
+	out %al, %dx
+	inc %rdi
+	dec %rsi
+	jnz 2b
+3:	iretq
+
+sys_serial_read:
+	xor %ecx, %ecx
+1:	cmp %rsi, %rcx
+	jae 2f
+	mov $0x3fd, %dx
+	in %dx, %al
+	test $0x01, %al
+	jz 2f
+	mov $0x3f8, %dx
+	in %dx, %al
+	mov %al, (%rdi, %rcx)
+	inc %rcx
+	jmp 1b
+2:	mov %rcx, %rax
+	iretq
+
+sys_outb_list:
+	test %rsi, %rsi
+	jz 2f
+1:	mov (%rdi), %eax
+	mov %eax, %edx
+	shr $16, %eax
+	out %al, %dx
+	add $4, %rdi
+	dec %rsi
+	jnz 1b
+2:	iretq
 
 sys_read_cr2:
 	mov %cr2, %rax

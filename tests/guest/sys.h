@@ -15,6 +15,19 @@ static inline uint64_t syscall2(uint64_t n, uint64_t a, uint64_t b)
 	return n;
 }
 
+static inline void sys_serial_write(const char *buf, uint64_t n)
+{
+	syscall2(SYS_SERIAL_WRITE, (uint64_t)(uintptr_t)buf, n);
+}
+static inline uint64_t sys_serial_read(char *buf, uint64_t max)
+{
+	return syscall2(SYS_SERIAL_READ, (uint64_t)(uintptr_t)buf, max);
+}
+#define OUTB_ENTRY(port, val) ((uint32_t)(port) | (uint32_t)(val) << 16)
+static inline void sys_outb_list(const uint32_t *list, uint64_t n)
+{
+	syscall2(SYS_OUTB_LIST, (uint64_t)(uintptr_t)list, n);
+}
 static inline void sys_halt(void) { syscall2(SYS_HALT, 0, 0); }
 static inline void wrmsr(uint32_t msr, uint64_t v) { syscall2(SYS_WRMSR, msr, v); }
 static inline uint64_t rdmsr(uint32_t msr) { return syscall2(SYS_RDMSR, msr, 0); }
