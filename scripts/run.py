@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Run a guest on tern with OSv's scripts/run.py flags, so that OSv habits carry over.
+
+The guest's console is this terminal (-nographic -serial stdio; C-a x exits, C-a c is the
+monitor). Differences from OSv's run.py, all on purpose:
+  -m/--memsize   default 512M (OSv: 2G); K/M/G suffixes as QEMU takes them
+  -c/--vcpus     default 1 (OSv: 4): tern runs one vCPU for now, more is an error here
+  -p/--hypervisor  kvm only ('auto' means kvm); anything else is an error
+  -b/--bridge    default osvbr0, the lab's bridge (scripts/lab.sh; OSv: virbr0). tern attaches
+                 its own tap to it, no qemu-bridge-helper: run inside the lab namespace, e.g.
+                 ip netns exec ternlab scripts/run.py -n --mac 52:54:30:30:30:30
+  -t/--tap TAP   use that tap (implies -n); with an explicit -b, tern also puts it on BRIDGE
+  -k/--kernel    accepted: tern always boots the kernel directly (--kernel-path, default
+                 build/guest/guest.elf, the test guest)
+  -V/--verbose, --novnc, --nogdb  accepted; tern has no VNC or gdb stub
+Networking without -n/-t: none (tern has no user-mode networking).
+"""
+import argparse
+import os
+import re
+import shlex
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TERN = os.path.join(ROOT, "build", "tern")
+DEFAULT_KERNEL = os.path.join(ROOT, "build", "guest", "guest.elf")
+DEFAULT_MEMSIZE = "512M"
+DEFAULT_BRIDGE = "osvbr0"
+NETDEV_ID = "n0"
+OTHER_HYPERVISORS = ("qemu", "none", "xen", "xenpv", "firecracker", "qemu_microvm", "vmware",
+                     "virtualbox", "hyperkit", "cloud-hypervisor")
+
+
+def parser():
+    ap = argparse.ArgumentParser(
+        prog="run.py", description=__doc__.split("\n\n")[0],
+        epilog="\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--memsize", default=DEFAULT_MEMSIZE,
+                    help="guest memory, e.g. 128M, 1G (default %s)" % DEFAULT_MEMSIZE)
+    ap.add_argument("-c", "--vcpus", default="1", help="number of vCPUs (only 1 for now)")
+    ap.add_argument("-p", "--hypervisor", default="kvm",
+                    help="hypervisor: kvm (the only one tern is; 'auto' means kvm)")
+    ap.add_argument("-n", "--networking", action="store_true",
+                    help="tap networking: a tap on BRIDGE (needs root; see -b, -t)")
+    ap.add_argument("-b", "--bridge", default=None,
+                    help="bridge for tap networking (default %s)" % DEFAULT_BRIDGE)
+    ap.add_argument("-t", "--tap", default=None, help="use this tap interface (implies -n)")
+    ap.add_argument("--mac", default=None, help="MAC address of the NIC, e.g. 52:54:30:30:30:30")
+    ap.add_argument("-e", "--execute", default=None, metavar="CMD",
+                    help="kernel command line (tern's -append)")
+    ap.add_argument("-k", "--kernel", action="store_true",
+                    help="boot the kernel directly (what tern always does)")
+    ap.add_argument("--kernel-path", default=DEFAULT_KERNEL, metavar="PATH",
+                    help="kernel to boot (default: the test guest, build/guest/guest.elf)")
+    ap.add_argument("-V", "--verbose", action="store_true", help="accepted for OSv's sake")
+    ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
+    ap.add_argument("--nogdb", action="store_true", help="accepted; tern has no gdb stub")
+    ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
+                    help="more arguments for tern, split like a shell does; may repeat. "
+                         "ARGS starting with '-' need a leading space or '=' "
+                         "(--pass-args ' -incoming tcp:0:4444', --pass-args='-name vm')")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the tern command line and exit")
+    ap.add_argument("--tern", default=DEFAULT_TERN, metavar="PATH",
+                    help="the tern binary (default build/tern)")
+    return ap
+
+
+def tern_command(a, ap):
+    """The tern argv for the parsed options; errors go through ap.error (exit 2)."""
+    hv = a.hypervisor.lower()
+    if hv == "auto":
+        hv = "kvm"
+    if hv != "kvm":
+        known = " (it runs OSv on %s; this launcher only on tern)" % hv \
+            if hv in OTHER_HYPERVISORS else ""
+        ap.error("-p %s: tern is a KVM VMM, use -p kvm%s" % (a.hypervisor, known))
+    if not re.fullmatch(r"\s*(size=)?\d+(\.\d+)?\s*[kKmMgGtT]?[bB]?\s*", a.memsize):
+        ap.error("-m %s: not a memory size (e.g. 512M, 1G)" % a.memsize)
+    if not a.vcpus.isdigit() or int(a.vcpus) < 1:
+        ap.error("-c %s: not a number of vCPUs" % a.vcpus)
+    if int(a.vcpus) != 1:
+        ap.error("-c %s: tern runs one vCPU for now (use -c 1)" % a.vcpus)
+
+    cmd = [a.tern, "-kernel", a.kernel_path, "-m", a.memsize.strip(), "-smp", a.vcpus,
+           "-nographic", "-serial", "stdio"]
+    if a.execute is not None:
+        cmd += ["-append", a.execute]
+
+    networking = a.networking or a.tap is not None
+    if networking:
+        if a.tap is not None:
+            netdev = "tap,id=%s,ifname=%s,script=no,downscript=no" % (NETDEV_ID, a.tap)
+            if a.bridge is not None:
+                netdev += ",br=%s" % a.bridge
+        else:
+            netdev = "bridge,id=%s,br=%s" % (NETDEV_ID, a.bridge or DEFAULT_BRIDGE)
+        device = "virtio-net,netdev=%s" % NETDEV_ID
+        if a.mac is not None:
+            if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", a.mac):
+                ap.error("--mac %s: not a MAC address like 52:54:00:12:34:56" % a.mac)
+            device += ",mac=%s" % a.mac
+        cmd += ["-netdev", netdev, "-device", device]
+    elif a.mac is not None or a.bridge is not None:
+        ap.error("--mac/--bridge need tap networking (-n or -t TAP)")
+
+    for extra in a.pass_args:
+        try:
+            cmd += shlex.split(extra)
+        except ValueError as e:
+            ap.error("--pass-args %r: %s" % (extra, e))
+    return cmd
+
+
+def main(argv=None):
+    ap = parser()
+    a = ap.parse_args(argv)
+    cmd = tern_command(a, ap)
+    if a.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    if not os.access(a.tern, os.X_OK) and os.sep in a.tern:
+        print("run.py: %s: no tern binary there (build it with make, or use --tern)" % a.tern,
+              file=sys.stderr)
+        return 1
+    if not os.path.exists(a.kernel_path):
+        print("run.py: %s: no such kernel (make guest builds the test guest, or use "
+              "--kernel-path)" % a.kernel_path, file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    try:
+        os.execvp(cmd[0], cmd)
+    except OSError as e:
+        print("run.py: cannot run %s: %s" % (cmd[0], e.strerror), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

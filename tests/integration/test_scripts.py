@@ -1,0 +1,356 @@
+"""scripts/run.py (OSv's launcher flags, checked with --dry-run) and scripts/lab.sh (the lab
+network: namespace, bridge, dnsmasq), including a DHCP lease for the pinned MAC from a second
+namespace. The lab tests need root, iproute2 and dnsmasq, and use a private namespace name; every
+namespace they create is deleted again, whatever the asserts say."""
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_PY = os.path.join(ROOT, "scripts", "run.py")
+LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
+DHCP_CLIENT = os.path.join(ROOT, "scripts", "dhcp-client.py")
+TERN = os.path.join(ROOT, "build", "tern")
+GUEST = os.path.join(ROOT, "build", "guest", "guest.elf")
+PINNED_MAC = "52:54:30:30:30:30"
+PINNED_IP = "192.168.123.10"
+
+
+# ---- run.py --------------------------------------------------------------------------------
+
+def dry_run(*args):
+    p = subprocess.run([sys.executable, RUN_PY, "--dry-run", *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def command_of(*args):
+    code, out, err = dry_run(*args)
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1, out
+    return shlex.split(out)
+
+
+BASE = [TERN, "-kernel", GUEST, "-m", "512M", "-smp", "1", "-nographic", "-serial", "stdio"]
+
+
+def test_run_py_defaults():
+    assert command_of() == BASE
+
+
+def test_run_py_memory_vcpus_cmdline_kernel():
+    cmd = command_of("-m", "1G", "-c", "1", "-e", "hello  'quoted' world", "-k",
+                     "--kernel-path", "/some/loader.elf", "-p", "kvm")
+    assert cmd == [TERN, "-kernel", "/some/loader.elf", "-m", "1G", "-smp", "1", "-nographic",
+                   "-serial", "stdio", "-append", "hello  'quoted' world"]
+    assert command_of("--memsize", "128M", "--vcpus", "1", "--execute", "x") == \
+        [TERN, "-kernel", GUEST, "-m", "128M", "-smp", "1", "-nographic", "-serial", "stdio",
+         "-append", "x"]
+
+
+def test_run_py_accepted_noops():
+    assert command_of("-V", "--verbose", "--novnc", "--nogdb", "-k", "--kernel",
+                      "-p", "auto") == BASE
+
+
+def test_run_py_bridge_networking():
+    assert command_of("-n") == BASE + ["-netdev", "bridge,id=n0,br=osvbr0",
+                                       "-device", "virtio-net,netdev=n0"]
+    assert command_of("-n", "-b", "br7", "--mac", PINNED_MAC) == BASE + [
+        "-netdev", "bridge,id=n0,br=br7", "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC]
+    assert command_of("--networking", "--bridge", "osvbr0") == BASE + [
+        "-netdev", "bridge,id=n0,br=osvbr0", "-device", "virtio-net,netdev=n0"]
+
+
+def test_run_py_tap_networking():
+    tap = ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]
+    assert command_of("-n", "-t", "tap0") == BASE + tap + ["-device", "virtio-net,netdev=n0"]
+    # -t alone implies -n; with an explicit bridge tern puts the tap on it.
+    assert command_of("--tap", "tap0", "--mac", PINNED_MAC) == BASE + tap + [
+        "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC]
+    assert command_of("-t", "tap0", "-b", "osvbr0") == BASE + [
+        "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,br=osvbr0",
+        "-device", "virtio-net,netdev=n0"]
+
+
+def test_run_py_pass_args():
+    # OSv's spelling: a leading space keeps argparse from taking them as run.py's own flags.
+    assert command_of("--pass-args", " -incoming tcp:0:4444") == BASE + [
+        "-incoming", "tcp:0:4444"]
+    assert command_of("--pass-args", " -incoming tcp:0:4444", "--pass-args=-name 'my vm'",
+                      "-e", "echo") == BASE + ["-append", "echo", "-incoming", "tcp:0:4444",
+                                               "-name", "my vm"]
+
+
+def test_run_py_tern_path_and_quoting():
+    code, out, _ = dry_run("--tern", "/opt/my tern/tern", "-e", "a b")
+    assert code == 0
+    assert out.startswith("'/opt/my tern/tern' -kernel ")
+    assert shlex.split(out)[0] == "/opt/my tern/tern"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-p", "xen"], "-p xen"),
+    (["-p", "qemu"], "-p qemu"),
+    (["--hypervisor", "firecracker"], "firecracker"),
+    (["-c", "2"], "one vCPU"),
+    (["-c", "x"], "-c x"),
+    (["-m", "lots"], "-m lots"),
+    (["--mac", PINNED_MAC], "--mac"),
+    (["-n", "--mac", "52:54:30"], "--mac 52:54:30"),
+    (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+    (["--pass-args", " -append 'unbalanced"], "--pass-args"),
+])
+def test_run_py_errors(args, words):
+    code, out, err = dry_run(*args)
+    assert code == 2, (out, err)
+    assert out == ""
+    assert "run.py: error:" in err and words in err, err
+
+
+def test_run_py_missing_tern_is_one_line():
+    p = subprocess.run([sys.executable, RUN_PY, "--tern", "/nonexistent/tern"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "/nonexistent/tern" in p.stderr, p.stderr
+
+
+@pytest.mark.skipif(not (os.path.exists(TERN) and os.path.exists(GUEST)
+                         and os.access("/dev/kvm", os.R_OK | os.W_OK)),
+                    reason="needs build/tern, build/guest/guest.elf and /dev/kvm")
+def test_run_py_execs_tern():
+    p = subprocess.run([sys.executable, RUN_PY, "-m", "128M", "-e", "poweroff"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout
+    assert "Booted up" in p.stdout and "Cmdline: poweroff" in p.stdout, p.stdout
+
+
+# ---- lab.sh --------------------------------------------------------------------------------
+
+LAB_NS = "ternlab-test-%d" % os.getpid()
+CLIENT_NS = LAB_NS + "-c"
+STATE = "/run/tern-lab/" + LAB_NS
+
+needs_lab = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("dnsmasq"),
+    reason="the lab needs root, iproute2 and dnsmasq")
+
+
+def lab(*args, check=True, env_ns=LAB_NS):
+    env = dict(os.environ, TERN_LAB_NS=env_ns)
+    p = subprocess.run([LAB_SH, *args], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, "lab.sh %s: rc %d\n%s%s" % (args, p.returncode, p.stdout,
+                                                              p.stderr)
+    return p
+
+
+def sh(*cmd, check=True):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60)
+    if check:
+        assert p.returncode == 0, "%s: rc %d\n%s%s" % (cmd, p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def netns_list():
+    return [l.split()[0] for l in sh("ip", "netns", "list").stdout.splitlines() if l.strip()]
+
+
+def lab_dnsmasqs():
+    """Pids of dnsmasq processes whose command line points at this lab's state dir."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"dnsmasq" and \
+                any((STATE + "/").encode() in a for a in argv):
+            pids.append(int(d))
+    return pids
+
+
+def force_cleanup():
+    """What the finalizer does whatever state the tests left: lab.sh down, then by hand."""
+    sh("ip", "netns", "del", CLIENT_NS, check=False)
+    lab("down", check=False)
+    for pid in lab_dnsmasqs():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    sh("ip", "netns", "del", LAB_NS, check=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab_up():
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("dnsmasq"):
+        pytest.skip("the lab needs root, iproute2 and dnsmasq")
+    try:
+        lab("up")
+        yield LAB_NS
+    finally:
+        force_cleanup()
+
+
+@pytest.fixture
+def client_ns(lab_up):
+    """A second namespace with a veth whose other end is on the lab's bridge."""
+    sh("ip", "netns", "del", CLIENT_NS, check=False)
+    try:
+        sh("ip", "netns", "add", CLIENT_NS)
+        sh("ip", "-n", LAB_NS, "link", "add", "vlab0", "type", "veth",
+           "peer", "name", "vcli0", "netns", CLIENT_NS)
+        sh("ip", "-n", LAB_NS, "link", "set", "vlab0", "master", "osvbr0", "up")
+        sh("ip", "-n", CLIENT_NS, "link", "set", "vcli0", "address", PINNED_MAC)
+        sh("ip", "-n", CLIENT_NS, "link", "set", "lo", "up")
+        sh("ip", "-n", CLIENT_NS, "link", "set", "vcli0", "up")
+        yield CLIENT_NS
+    finally:
+        # Deleting the client namespace deletes the veth pair, the lab's end included.
+        sh("ip", "netns", "del", CLIENT_NS, check=False)
+
+
+@needs_lab
+def test_lab_up_creates_namespace_bridge_dnsmasq(lab_up):
+    assert LAB_NS in netns_list()
+    link = sh("ip", "-n", LAB_NS, "-d", "link", "show", "osvbr0").stdout
+    assert "bridge" in link and "state DOWN" not in link.split("\n")[0], link
+    addr = sh("ip", "-n", LAB_NS, "-4", "addr", "show", "dev", "osvbr0").stdout
+    assert "inet 192.168.123.1/24" in addr, addr
+    assert "UP" in sh("ip", "-n", LAB_NS, "-br", "link", "show", "lo").stdout
+    pids = lab_dnsmasqs()
+    assert len(pids) == 1, pids
+    assert sh("ip", "netns", "identify", str(pids[0])).stdout.strip() == LAB_NS
+    assert os.path.isfile(os.path.join(STATE, "dnsmasq.pid"))
+
+
+@needs_lab
+def test_lab_up_twice_is_fine(lab_up):
+    before = lab_dnsmasqs()
+    p = lab("up")
+    assert "up" in p.stdout
+    assert lab_dnsmasqs() == before
+    addr = sh("ip", "-n", LAB_NS, "-4", "-o", "addr", "show", "dev", "osvbr0").stdout
+    assert addr.count("inet ") == 1, addr
+
+
+@needs_lab
+def test_lab_up_restarts_a_dead_dnsmasq(lab_up):
+    (pid,) = lab_dnsmasqs()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while pid in lab_dnsmasqs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "dnsmasq: not running" in lab("status", check=False).stdout
+    lab("up")
+    assert len(lab_dnsmasqs()) == 1
+    assert lab("status").returncode == 0
+
+
+@needs_lab
+def test_lab_status(lab_up):
+    out = lab("status").stdout
+    assert "namespace %s: present" % LAB_NS in out, out
+    assert "bridge osvbr0:" in out and "192.168.123.1/24" in out, out
+    assert "dnsmasq: running, pid %d" % lab_dnsmasqs()[0] in out, out
+    assert "leases" in out, out
+
+
+@needs_lab
+def test_dhcp_pinned_lease(client_ns):
+    p = sh("ip", "netns", "exec", client_ns, sys.executable, DHCP_CLIENT, "vcli0",
+           "--timeout", "15", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("vcli0: %s/24 from 192.168.123.1 lease infinite" % PINNED_IP), \
+        p.stdout
+    out = lab("status").stdout
+    assert "%s %s" % (PINNED_MAC, PINNED_IP) in out and "infinite" in out, out
+    # The same lease again: a pinned host keeps its address.
+    p = sh("ip", "netns", "exec", client_ns, sys.executable, DHCP_CLIENT, "vcli0", "--json")
+    assert '"address": "%s"' % PINNED_IP in p.stdout, p.stdout
+
+
+@needs_lab
+def test_dhcp_other_mac_gets_range_address(client_ns):
+    sh("ip", "-n", client_ns, "link", "set", "vcli0", "address", "52:54:00:12:34:99")
+    p = sh("ip", "netns", "exec", client_ns, sys.executable, DHCP_CLIENT, "vcli0",
+           "--timeout", "15")
+    addr = p.stdout.split()[1].split("/")[0]
+    assert addr.startswith("192.168.123.") and 100 <= int(addr.rsplit(".", 1)[1]) <= 200, \
+        p.stdout
+
+
+def udhcpc_command():
+    if shutil.which("udhcpc"):
+        return ["udhcpc"]
+    if shutil.which("busybox"):
+        return ["busybox", "udhcpc"]
+    return None
+
+
+@needs_lab
+@pytest.mark.skipif(udhcpc_command() is None, reason="no udhcpc (busybox) installed")
+def test_dhcp_with_udhcpc(client_ns):
+    # -s /bin/true: take the lease, configure nothing.
+    p = sh("ip", "netns", "exec", client_ns, *udhcpc_command(), "-i", "vcli0", "-f", "-q",
+           "-n", "-t", "5", "-T", "2", "-s", "/bin/true", check=False)
+    assert p.returncode == 0 and "lease of %s obtained" % PINNED_IP in p.stdout + p.stderr, \
+        p.stdout + p.stderr
+
+
+@needs_lab
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+def test_lab_not_root_is_one_line():
+    env = dict(os.environ, TERN_LAB_NS=LAB_NS)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        LAB_SH, "status"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 1
+    assert p.stderr.strip() == \
+        "lab.sh: must run as root (network namespaces need CAP_NET_ADMIN)", p.stderr
+
+
+@needs_lab
+def test_lab_usage_and_bad_name():
+    p = lab("bogus", check=False)
+    assert p.returncode == 2 and "usage:" in p.stderr
+    p = lab("up", check=False, env_ns="bad name")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "TERN_LAB_NS" in p.stderr
+
+
+@needs_lab
+def test_lab_down_leaves_nothing(lab_up):
+    # Something else still running in the lab (as tern would) is stopped too.
+    sleeper = subprocess.Popen(["ip", "netns", "exec", LAB_NS, "sleep", "300"])
+    try:
+        time.sleep(0.2)
+        p = lab("down")
+        assert "down" in p.stdout
+        assert sleeper.wait(timeout=10) != 0
+        assert LAB_NS not in netns_list()
+        assert not os.path.exists("/run/netns/" + LAB_NS)
+        assert lab_dnsmasqs() == []
+        assert not os.path.exists(STATE)
+        p = lab("status", check=False)
+        assert p.returncode == 3 and "absent" in p.stdout
+        lab("down")  # twice is fine
+        assert LAB_NS not in netns_list()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
