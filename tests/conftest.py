@@ -1,4 +1,10 @@
-"""Shared helpers for tern's tests: start tern on the test guest and talk to it."""
+"""Shared helpers for tern's tests: start tern on the test guest and talk to it.
+
+Tests that boot a guest carry the `kvm` marker: where /dev/kvm cannot run a VM they are
+skipped, with the reason, rather than failed (TERN_REQUIRE_KVM=1 makes that a failure, for
+machines that must have KVM). Everything else, bad input included, runs everywhere."""
+import fcntl
+import functools
 import os
 import pty
 import re
@@ -15,11 +21,51 @@ GUEST = os.path.join(ROOT, "build", "guest", "guest.elf")
 UNIT_DIR = os.path.join(ROOT, "build", "unit")
 
 
+KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
+KVM_CREATE_VM = 0xAE01  # _IO(KVMIO, 0x01)
+KVM_API_VERSION = 12
+
+
+@functools.lru_cache(maxsize=None)
+def kvm_unusable():
+    """Why this machine cannot run a KVM guest ("/dev/kvm: ..."), or None if it can.
+
+    The same steps as tern's own start: open, API version, create (and drop) a VM."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return "/dev/kvm: " + e.strerror
+    try:
+        ver = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+        if ver != KVM_API_VERSION:
+            return "/dev/kvm: API version %d, not %d" % (ver, KVM_API_VERSION)
+        os.close(fcntl.ioctl(fd, KVM_CREATE_VM))
+    except OSError as e:
+        return "/dev/kvm: %s" % (e.strerror or e)
+    finally:
+        os.close(fd)
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "kvm: boots a guest, so needs a usable /dev/kvm")
+
+
+def pytest_runtest_setup(item):
+    why = kvm_unusable() if item.get_closest_marker("kvm") else None
+    if why:
+        reason = "no usable /dev/kvm on this machine (%s)" % why
+        if os.environ.get("TERN_REQUIRE_KVM") == "1":
+            pytest.fail(reason + " and TERN_REQUIRE_KVM=1", pytrace=False)
+        pytest.skip(reason)
+
+
 class Tern:
     """A running tern whose console is a pipe (or a pty) we can read and type into."""
 
-    def __init__(self, args, use_pty=False, env=None, netns=None):
-        self.args = [TERN] + list(args)
+    def __init__(self, args, use_pty=False, env=None, netns=None, prog=TERN):
+        """prog: what to run with args (a launcher such as scripts/run.py, say)."""
+        self.args = [prog] + list(args)
         cmd = self.args if not netns else ["ip", "netns", "exec", netns] + self.args
         self.out = b""
         self.master = None

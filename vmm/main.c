@@ -1,6 +1,7 @@
 /*
- * tern: parse the command line, build the VM and its devices, load the kernel, run the vCPU
- * thread, and serve I/O on this thread until the guest or the user ends it.
+ * tern: parse the command line, load the kernel into guest RAM, build the VM and its devices
+ * around it, run the vCPU thread, and serve I/O on this thread until the guest or the user
+ * ends it.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -31,6 +32,7 @@ struct tern {
 	struct console *console;
 	struct chardev *serial_file;
 	int sigfd;
+	struct boot_entry entry;	/* where the loaded kernel starts (tern_load) */
 };
 
 static void tern_signal(void *opaque, uint32_t events)
@@ -100,10 +102,24 @@ static int tern_devices(struct tern *t)
 		return -1;
 	if (t->cfg.qmp && qmp_create(vm, t->cfg.qmp) < 0)
 		return -1;
-	return net_create(vm);
+	if (net_create(vm) < 0)
+		return -1;
+	/* The guest was told of the devices before they existed (tern_load): keep it true. */
+	if (vm->nmmio_dev != t->cfg.n_nic) {
+		errorf("internal: %d virtio-mmio devices, but tern_load announced %d to the guest",
+		       vm->nmmio_dev, t->cfg.n_nic);
+		return -1;
+	}
+	return 0;
 }
 
-static int tern_boot(struct tern *t)
+/*
+ * Loads the kernel while there is no VM yet, so that bad input (kernel, initrd, cmdline) is the
+ * error a user sees, even on a host without a usable /dev/kvm. The cmdline and ACPI already
+ * announce the virtio-mmio devices: one per NIC, in the slots vm_alloc_mmio will hand them
+ * (tern_devices checks that it did).
+ */
+static int tern_load(struct tern *t)
 {
 	struct vm *vm = &t->vm;
 	struct guest_mem mem = { vm->ram, vm->ram_size };
@@ -114,15 +130,14 @@ static int tern_boot(struct tern *t)
 		.force_pvh = t->cfg.pvh,
 		.ncpus = 1,
 	};
-	struct boot_entry e;
 
-	for (int i = 0; i < vm->nmmio_dev && i < BOOT_MAX_DEVS; i++)
-		bc.devs[bc.ndevs++] = (struct boot_dev){ vm->mmio_dev[i].base,
-							 vm->mmio_dev[i].size,
-							 vm->mmio_dev[i].irq };
-	if (boot_load(&mem, &bc, &e) < 0)
-		return -1;
-	return boot_setup_vcpu(vm->vcpu.fd, &e);
+	_Static_assert(CONFIG_MAX_NICS <= BOOT_MAX_DEVS, "every NIC must fit the boot tables");
+	for (int i = 0; i < t->cfg.n_nic; i++) {
+		struct boot_mmio_dev d = vm_mmio_slot(i);
+
+		bc.devs[bc.ndevs++] = (struct boot_dev){ d.base, d.size, d.irq };
+	}
+	return boot_load(&mem, &bc, &t->entry);
 }
 
 static int tern_pidfile(const char *path)
@@ -172,12 +187,18 @@ static int tern_setup(struct tern *t)
 		errorf("-daemonize: the serial console cannot be on stdio (use -serial file:PATH or none)");
 		return -1;
 	}
-	if (vm_create(vm, &t->cfg) < 0 || tern_signals(t) < 0 || tern_devices(t) < 0 ||
-	    vcpu_create(vm, &vm->vcpu) < 0 || boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0 ||
-	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0 ||
-	    kvmclock_register(vm) < 0)
+	/*
+	 * A destination gets its memory from the source, so only a booting guest loads a kernel.
+	 * State is restored in registration order: the clock before the vCPU's MSRs, because
+	 * restoring MSR_KVM_WALL_CLOCK_NEW makes KVM rewrite the guest's wall clock base from
+	 * the VM's clock as it is at that moment, which must already be the source's.
+	 */
+	if (vm_create(vm, &t->cfg) < 0 || (!incoming && tern_load(t) < 0) || vm_open(vm) < 0 ||
+	    tern_signals(t) < 0 || tern_devices(t) < 0 || vcpu_create(vm, &vm->vcpu) < 0 ||
+	    boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0 || kvmclock_register(vm) < 0 ||
+	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0)
 		return -1;
-	if (!incoming && tern_boot(t) < 0)
+	if (!incoming && boot_setup_vcpu(vm->vcpu.fd, &t->entry) < 0)
 		return -1;
 	if (t->cfg.daemonize && tern_daemonize() < 0)
 		return -1;

@@ -101,7 +101,7 @@ int vm_set_ram_slot(struct vm *vm, uint32_t flags)
 	return 0;
 }
 
-static int vm_setup_ram(struct vm *vm, uint64_t size)
+static int vm_alloc_ram(struct vm *vm, uint64_t size)
 {
 	/* NORESERVE: an idle guest only costs the pages it touches. */
 	vm->ram = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -112,18 +112,28 @@ static int vm_setup_ram(struct vm *vm, uint64_t size)
 		return -1;
 	}
 	vm->ram_size = size;
-	return vm_set_ram_slot(vm, 0);
+	return 0;
 }
 
+/*
+ * No KVM yet: guest RAM and what needs no VM fd. main loads the kernel in between, so that bad
+ * input is reported as such even on a host whose /dev/kvm is missing or broken.
+ */
 int vm_create(struct vm *vm, struct tern_config *cfg)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->fd = -1;
 	vm->cfg = cfg;
 	pthread_mutex_init(&vm->lock, NULL);
-	if (vm_check_ram_size(cfg->mem_size) < 0 || vm_open_kvm(vm) < 0 ||
-	    vm_setup_chipset(vm) < 0 || vm_setup_ram(vm, cfg->mem_size) < 0 ||
+	if (vm_check_ram_size(cfg->mem_size) < 0 || vm_alloc_ram(vm, cfg->mem_size) < 0 ||
 	    dirty_init(&vm->dirty, cfg->mem_size) < 0 || evloop_init(&vm->loop) < 0)
+		return -1;
+	return 0;
+}
+
+int vm_open(struct vm *vm)
+{
+	if (vm_open_kvm(vm) < 0 || vm_setup_chipset(vm) < 0 || vm_set_ram_slot(vm, 0) < 0)
 		return -1;
 	return 0;
 }
@@ -165,11 +175,17 @@ int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq)
 		errorf("vm: more than %d virtio-mmio devices", VM_MAX_DEVICES);
 		return -1;
 	}
-	*base = VM_MMIO_BASE + n * VM_MMIO_SIZE;
-	*irq = VM_MMIO_IRQ_BASE + n;
-	vm->mmio_dev[n] = (struct boot_mmio_dev){ *base, VM_MMIO_SIZE, *irq };
+	vm->mmio_dev[n] = vm_mmio_slot(n);
 	vm->nmmio_dev++;
+	*base = vm->mmio_dev[n].base;
+	*irq = vm->mmio_dev[n].irq;
 	return 0;
+}
+
+struct boot_mmio_dev vm_mmio_slot(int n)
+{
+	return (struct boot_mmio_dev){ VM_MMIO_BASE + n * VM_MMIO_SIZE, VM_MMIO_SIZE,
+				       VM_MMIO_IRQ_BASE + n };
 }
 
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)

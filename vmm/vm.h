@@ -81,13 +81,21 @@ struct vm {
 	struct dirty_log dirty;	/* pages the VMM wrote itself; see dirty.h */
 };
 
+/*
+ * Two steps, so that the kernel is loaded into vm->ram (and bad input reported) before
+ * /dev/kvm is opened: vm_create allocates RAM and the event loop, vm_open makes the KVM VM,
+ * its chipset, and registers the RAM as slot 0.
+ */
 int vm_create(struct vm *vm, struct tern_config *cfg);
+int vm_open(struct vm *vm);
 void vm_destroy(struct vm *vm);
 /* (Re)register guest RAM as KVM slot 0 with flags (KVM_MEM_LOG_DIRTY_PAGES). */
 int vm_set_ram_slot(struct vm *vm, uint32_t flags);
 int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque);
 /* Reserve the next virtio-mmio slot: its base and IRQ, announced to the guest at boot. */
 int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq);
+/* The n-th slot that vm_alloc_mmio hands out, for announcing devices before they exist. */
+struct boot_mmio_dev vm_mmio_slot(int n);
 
 /* Guest physical -> host pointer, NULL unless [gpa, gpa+len) lies inside RAM. */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);

@@ -4,29 +4,35 @@ import struct
 import termios
 import time
 
+import pytest
+
 from conftest import GUEST, run_tern
 
 BOOT = ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M"]
 
 
+@pytest.mark.kvm
 def test_boot_prints_booted_and_cmdline(tern):
     t = tern(*BOOT, "-append", "hello world")
     t.expect(r"Booted up in [0-9.]+ ms")
     t.expect(r"hello world")
 
 
+@pytest.mark.kvm
 def test_pvh_entry_boots(tern):
     t = tern(*BOOT, "-pvh", "-append", "pvh-check")
     t.expect(r"Booted up in [0-9.]+ ms")
     t.expect(r"pvh-check")
 
 
+@pytest.mark.kvm
 def test_poweroff_exits_zero():
     code, out = run_tern(BOOT + ["-append", "poweroff"])
     assert code == 0, out
     assert "Booted up" in out
 
 
+@pytest.mark.kvm
 def test_crash_exits_nonzero_with_one_line():
     code, out = run_tern(BOOT + ["-append", "crash"])
     assert code != 0, out
@@ -34,6 +40,7 @@ def test_crash_exits_nonzero_with_one_line():
     assert len(lines) == 1 and "triple fault" in lines[0] and "RIP 0x" in lines[0], out
 
 
+@pytest.mark.kvm
 def test_echo_reaches_guest(tern):
     t = tern(*BOOT, "-append", "echo")
     m = t.expect(r"Booted up")
@@ -42,6 +49,7 @@ def test_echo_reaches_guest(tern):
     t.expect(r"abc-xyz", start=m.end())
 
 
+@pytest.mark.kvm
 def test_monitor_info_status_and_quit(tern):
     t = tern(*BOOT, "-append", "echo")
     t.expect(r"Booted up")
@@ -54,6 +62,7 @@ def test_monitor_info_status_and_quit(tern):
     assert t.wait() == 0
 
 
+@pytest.mark.kvm
 def test_stop_and_cont_pause_ticks(tern):
     t = tern(*BOOT, "-append", "ticks")
     t.expect(r"tick 3 ")
@@ -71,6 +80,7 @@ def test_stop_and_cont_pause_ticks(tern):
     assert t.wait() == 0
 
 
+@pytest.mark.kvm
 def test_ctrl_a_x_exits_and_restores_terminal(tern):
     t = tern(*BOOT, "-append", "echo", use_pty=True)
     t.expect(r"Booted up")
@@ -81,6 +91,7 @@ def test_ctrl_a_x_exits_and_restores_terminal(tern):
     assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
 
 
+@pytest.mark.kvm
 def test_quit_on_pty_restores_terminal(tern):
     t = tern(*BOOT, "-append", "ticks", use_pty=True)
     t.expect(r"Booted up")
@@ -92,6 +103,7 @@ def test_quit_on_pty_restores_terminal(tern):
     assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
 
 
+@pytest.mark.kvm
 def test_crash_on_pty_restores_terminal(tern):
     t = tern(*BOOT, "-append", "crash", use_pty=True)
     assert t.wait() != 0
@@ -99,6 +111,7 @@ def test_crash_on_pty_restores_terminal(tern):
     assert attrs[3] & termios.ICANON and attrs[3] & termios.ECHO
 
 
+@pytest.mark.kvm
 def test_sigterm_exits_cleanly(tern):
     t = tern(*BOOT, "-append", "ticks", use_pty=True)
     t.expect(r"Booted up")
@@ -109,6 +122,7 @@ def test_sigterm_exits_cleanly(tern):
     assert attrs[3] & termios.ICANON
 
 
+@pytest.mark.kvm
 def test_monitor_socket(tern, tmp_path):
     import socket
     path = str(tmp_path / "mon.sock")
@@ -128,6 +142,7 @@ def test_monitor_socket(tern, tmp_path):
     assert not os.path.exists(path), "monitor socket left behind"
 
 
+@pytest.mark.kvm
 def test_serial_file(tmp_path):
     log = tmp_path / "serial.log"
     code, out = run_tern(["-kernel", GUEST, "-nographic", "-serial", "file:%s" % log,
@@ -137,6 +152,7 @@ def test_serial_file(tmp_path):
 
 
 # --- bad input: one clear line, non-zero exit, never a hang ------------------------------
+# tern checks all of it before it opens /dev/kvm, so these run on any machine.
 
 def bad(args, *needles):
     code, out = run_tern(args)
@@ -219,8 +235,17 @@ def test_no_kernel():
     bad([], "kernel")
 
 
+@pytest.mark.kvm
 def test_ignored_options_are_named():
     code, out = run_tern(["-enable-kvm", "-cpu", "host", "-kernel", GUEST, "-nographic",
                           "-append", "poweroff"])
     assert code == 0, out
     assert "-enable-kvm: ignored" in out and "-cpu: ignored" in out
+
+
+def test_ignored_options_are_named_before_kernel_errors(tmp_path):
+    code, out = run_tern(["-enable-kvm", "-cpu", "host", "-kernel", str(tmp_path / "nope.elf")])
+    lines = out.splitlines()
+    assert code != 0 and len(lines) == 3, out
+    assert "-enable-kvm: ignored" in lines[0] and "-cpu: ignored" in lines[1], out
+    assert "nope.elf" in lines[2] and "No such file" in lines[2], out
