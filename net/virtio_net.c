@@ -1,0 +1,504 @@
+/*
+ * virtio-net on a tap. The tap carries the same virtio-net header as the guest (its
+ * TUNSETVNETHDRSZ is set to the negotiated length), so transmit is one writev() of the
+ * guest's buffers and checksum/TSO offloads pass straight through to the host kernel.
+ *
+ * Header length: 12 bytes with VIRTIO_F_VERSION_1 or MRG_RXBUF, else 10 (the legacy rule that
+ * OSv's driver, which never acknowledges VERSION_1, relies on).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/if_tun.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+
+#include "net/announce.h"
+#include "net/tap.h"
+#include "net/virtio_net.h"
+#include "vmm/state.h"
+#include "vmm/util.h"
+#include "vmm/virtio_mmio.h"
+#include "vmm/vm.h"
+
+#define VIRTIO_ID_NET 1
+
+enum {
+	F_CSUM = 0,
+	F_GUEST_CSUM = 1,
+	F_MAC = 5,
+	F_GUEST_TSO4 = 7,
+	F_GUEST_ECN = 9,
+	F_HOST_TSO4 = 11,
+	F_HOST_ECN = 13,
+	F_MRG_RXBUF = 15,
+	F_STATUS = 16,
+};
+
+#define BIT(f) (1ULL << (f))
+#define NET_FEATURES                                                                        \
+	(BIT(F_CSUM) | BIT(F_GUEST_CSUM) | BIT(F_MAC) | BIT(F_GUEST_TSO4) | BIT(F_GUEST_ECN) | \
+	 BIT(F_HOST_TSO4) | BIT(F_HOST_ECN) | BIT(F_MRG_RXBUF) | BIT(F_STATUS) |               \
+	 BIT(VIRTIO_F_RING_INDIRECT_DESC) | BIT(VIRTIO_F_RING_EVENT_IDX) |                     \
+	 BIT(VIRTIO_F_VERSION_1))
+
+#define RXQ 0
+#define TXQ 1
+#define NET_S_LINK_UP 1
+#define NET_HDR_NUM_BUFFERS 10	/* offset of num_buffers in the 12-byte header */
+#define NET_FRAME_MAX (12 + 65536)
+
+struct virtio_net_config {
+	uint8_t mac[6];
+	uint16_t status;
+	uint16_t max_virtqueue_pairs;
+} __attribute__((packed));
+
+struct virtio_net {
+	struct vm *vm;
+	struct virtio_mmio v;
+	struct virtio_net_config config;
+	int tap;
+	char ifname[IFNAMSIZ], br[IFNAMSIZ];
+	unsigned hdr_len;
+	bool polling;	/* the tap is in the I/O loop */
+	bool paused;	/* migration's stop-and-copy: no guest memory writes */
+	struct announce announce;
+	uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
+	/* A frame read from the tap that waits for receive buffers. */
+	uint8_t frame[NET_FRAME_MAX];
+	size_t frame_len;
+	struct virtq_chain chain[VIRTQ_MAX_SIZE];
+};
+
+static void virtio_net_tap_ready(void *opaque, uint32_t events);
+
+/*
+ * Stops or restarts reading the tap: no point while the guest has no receive buffers.
+ * I/O thread only, as every change to the loop's handlers.
+ */
+static void virtio_net_poll_tap(struct virtio_net *n, bool on)
+{
+	if (on == n->polling)
+		return;
+	if (on && evloop_add(&n->vm->loop, n->tap, EPOLLIN, virtio_net_tap_ready, n) < 0)
+		return;
+	if (!on)
+		evloop_del(&n->vm->loop, n->tap);
+	n->polling = on;
+}
+
+static void virtio_net_tx(struct virtio_net *n)
+{
+	struct virtq *vq = &n->v.vq[TXQ];
+	struct virtq_chain *c = &n->chain[0];
+	int r;
+
+	do {
+		while ((r = virtq_pop(n->vm, vq, c)) > 0) {
+			if (c->out_len <= n->hdr_len ||
+			    writev(n->tap, c->iov, c->nout) != (ssize_t)c->out_len) {
+				/* A full tap queue drops the frame, as a busy wire would. */
+				n->tx_dropped++;
+			} else {
+				n->tx_packets++;
+				n->tx_bytes += c->out_len - n->hdr_len;
+			}
+			virtq_push(n->vm, vq, c->head, 0);
+		}
+		if (r < 0) {
+			virtio_mmio_broken(&n->v, TXQ);
+			return;
+		}
+		virtio_mmio_used(&n->v, TXQ);
+	} while (virtq_enable_notify(n->vm, vq));
+}
+
+/* Takes chains until len bytes fit. Returns how many, 0 if the ring ran dry, -1 if broken. */
+static int virtio_net_rx_chains(struct virtio_net *n, size_t len)
+{
+	struct virtq *vq = &n->v.vq[RXQ];
+	bool mrg = virtio_mmio_has(&n->v, F_MRG_RXBUF);
+	uint64_t room = 0;
+	int k = 0, r;
+
+	while (room < len && k < VIRTQ_MAX_SIZE && (k == 0 || mrg)) {
+		r = virtq_pop(n->vm, vq, &n->chain[k]);
+		if (r <= 0) {
+			vq->last_avail -= k;	/* nothing pushed yet: give the chains back */
+			return r;
+		}
+		room += n->chain[k++].in_len;
+	}
+	if (room < len) {
+		/* Too big for the guest's buffers (e.g. GSO without MRG_RXBUF): drop it. */
+		n->rx_dropped++;
+		for (int i = 0; i < k; i++)
+			virtq_push(n->vm, vq, n->chain[i].head, 0);
+	}
+	return k;
+}
+
+/* Copies the pending frame into the guest. false: no buffers (or broken), keep it. */
+static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len)
+{
+	struct virtq *vq = &n->v.vq[RXQ];
+	uint64_t done = 0;
+	uint16_t used = vq->used_idx;
+	int k = virtio_net_rx_chains(n, len);
+
+	if (k <= 0) {
+		if (k < 0)
+			virtio_mmio_broken(&n->v, RXQ);
+		return false;
+	}
+	if (vq->used_idx != used)	/* dropped as too big */
+		return true;
+	if (n->hdr_len == 12) {
+		frame[NET_HDR_NUM_BUFFERS] = k;
+		frame[NET_HDR_NUM_BUFFERS + 1] = k >> 8;
+	}
+	for (int i = 0; i < k; i++) {
+		uint64_t c = virtq_copy_to_chain(n->vm, &n->chain[i], frame + done, len - done);
+
+		virtq_push(n->vm, vq, n->chain[i].head, c);
+		done += c;
+	}
+	n->rx_packets++;
+	n->rx_bytes += len - n->hdr_len;
+	return true;
+}
+
+/* Moves frames from the tap into the guest until one side runs dry. */
+static void virtio_net_rx(struct virtio_net *n)
+{
+	struct virtq *vq = &n->v.vq[RXQ];
+	ssize_t r;
+
+	if (n->paused || !virtio_mmio_running(&n->v))
+		return;
+	for (;;) {
+		if (!n->frame_len) {
+			r = read(n->tap, n->frame, sizeof(n->frame));
+			if (r <= (ssize_t)n->hdr_len) {
+				if (r < 0 && errno != EAGAIN && errno != EINTR)
+					perrorf("%s: read tap %s", n->v.name, n->ifname);
+				break;
+			}
+			n->frame_len = r;
+		}
+		if (!virtio_net_rx_frame(n, n->frame, n->frame_len)) {
+			/* Out of buffers: wait for the guest's kick on the receive queue. */
+			virtio_net_poll_tap(n, false);
+			if (!virtio_mmio_running(&n->v) || !virtq_enable_notify(n->vm, vq))
+				break;
+			continue;
+		}
+		n->frame_len = 0;
+	}
+	virtio_mmio_used(&n->v, RXQ);
+}
+
+static void virtio_net_tap_ready(void *opaque, uint32_t events)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	/* A reset on the vCPU thread leaves the loop alone; the handler retires itself here. */
+	if (!virtio_mmio_running(&n->v))
+		virtio_net_poll_tap(n, false);
+	else
+		virtio_net_rx(n);
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+static void virtio_net_notify(void *opaque, unsigned q)
+{
+	struct virtio_net *n = opaque;
+
+	if (n->paused)
+		return;
+	if (q == TXQ) {
+		virtio_net_tx(n);
+		return;
+	}
+	/* New receive buffers: deliver what waits, then read the tap again. */
+	virtio_net_poll_tap(n, true);
+	virtio_net_rx(n);
+}
+
+/* The tap must speak the header and offloads the guest negotiated. */
+static int virtio_net_setup_tap(struct virtio_net *n)
+{
+	struct virtio_mmio *v = &n->v;
+	unsigned off = 0;
+
+	n->hdr_len = virtio_mmio_has(v, VIRTIO_F_VERSION_1) || virtio_mmio_has(v, F_MRG_RXBUF)
+			     ? 12 : 10;
+	if (virtio_mmio_has(v, F_GUEST_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (virtio_mmio_has(v, F_GUEST_TSO4))
+			off |= TUN_F_TSO4;
+		if (virtio_mmio_has(v, F_GUEST_ECN))
+			off |= TUN_F_TSO_ECN;
+	}
+	if (tap_set_vnet_hdr_len(n->tap, n->ifname, n->hdr_len) < 0 ||
+	    tap_set_offload(n->tap, n->ifname, off) < 0)
+		return -1;
+	return 0;
+}
+
+static void virtio_net_start(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	if (virtio_net_setup_tap(n) < 0) {
+		virtio_mmio_broken(&n->v, RXQ);
+		return;
+	}
+	n->frame_len = 0;
+	/* We are on the vCPU thread: the I/O thread starts reading the tap, on this kick. */
+	virtio_mmio_kick(&n->v, RXQ);
+}
+
+static void virtio_net_reset(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	n->frame_len = 0;
+}
+
+static void virtio_net_config_read(void *opaque, unsigned off, uint8_t *data, unsigned len)
+{
+	struct virtio_net *n = opaque;
+
+	memcpy(data, (uint8_t *)&n->config + off, len);
+}
+
+static void virtio_net_config_write(void *opaque, unsigned off, const uint8_t *data,
+				    unsigned len)
+{
+	/* Legacy drivers may write the MAC; it is pinned from the command line. */
+}
+
+static const struct virtio_dev_ops virtio_net_dev_ops = {
+	.device_id = VIRTIO_ID_NET,
+	.features = NET_FEATURES,
+	.nqueues = 2,
+	.config_size = sizeof(struct virtio_net_config),
+	.config_read = virtio_net_config_read,
+	.config_write = virtio_net_config_write,
+	.notify = virtio_net_notify,
+	.start = virtio_net_start,
+	.reset = virtio_net_reset,
+};
+
+/* --- the device as the core sees it: migration, monitor, teardown ---------------------- */
+
+static void virtio_net_send_rarp(void *opaque)
+{
+	struct virtio_net *n = opaque;
+	uint8_t buf[12 + ANNOUNCE_FRAME_LEN] = { 0 };
+	unsigned hl = n->hdr_len ? n->hdr_len : 10;
+
+	/* The tap expects its header even before the guest negotiated one: 10 by default. */
+	announce_rarp_frame(n->config.mac, buf + hl);
+	if (write(n->tap, buf, hl + ANNOUNCE_FRAME_LEN) < 0)
+		perrorf("%s: announce on %s", n->v.name, n->ifname);
+}
+
+void virtio_net_announce(struct virtio_net *n)
+{
+	announce_start(&n->announce);
+}
+
+static int virtio_net_describe(void *opaque, void *fdt)
+{
+	struct virtio_net *n = opaque;
+	char mac[18];
+
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->config.mac[0],
+		 n->config.mac[1], n->config.mac[2], n->config.mac[3], n->config.mac[4],
+		 n->config.mac[5]);
+	return state_put_blob(fdt, "mac", mac, sizeof(mac)) ? -1 : 0;
+}
+
+static int virtio_net_save(void *opaque, void *fdt)
+{
+	struct virtio_net *n = opaque;
+	int r;
+
+	pthread_mutex_lock(&n->v.lock);
+	r = virtio_mmio_save(&n->v, fdt);
+	if (!r)
+		r = state_put_u32(fdt, "status", n->config.status) ? -1 : 0;
+	pthread_mutex_unlock(&n->v.lock);
+	return r;
+}
+
+static int virtio_net_load(void *opaque, const void *fdt, int node)
+{
+	struct virtio_net *n = opaque;
+	uint32_t status;
+	int r;
+
+	pthread_mutex_lock(&n->v.lock);
+	r = virtio_mmio_load(&n->v, fdt, node);
+	if (!r)
+		r = state_get_u32(fdt, node, "status", &status);
+	if (!r) {
+		n->config.status = status;
+		if (virtio_mmio_running(&n->v))
+			r = virtio_net_setup_tap(n);
+	}
+	pthread_mutex_unlock(&n->v.lock);
+	return r;
+}
+
+static void virtio_net_pause(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	n->paused = true;
+	virtio_net_poll_tap(n, false);
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+static void virtio_net_resume(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	n->paused = false;
+	if (virtio_mmio_running(&n->v)) {
+		virtio_net_poll_tap(n, true);
+		virtio_net_tx(n);
+		virtio_net_rx(n);
+	}
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+static void virtio_net_post_migrate(void *opaque)
+{
+	virtio_net_announce(opaque);
+}
+
+static int virtio_net_handover_fd(void *opaque)
+{
+	return ((struct virtio_net *)opaque)->tap;
+}
+
+/* A frame (with the tap's header) that reached the source after the hand-over. */
+static void virtio_net_inject(void *opaque, const void *buf, size_t len)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	if (len > n->hdr_len && len <= sizeof(n->frame) && virtio_mmio_running(&n->v)) {
+		uint8_t *copy = malloc(len);
+
+		/* frame[] may hold a frame of our own tap that still waits. */
+		if (copy) {
+			memcpy(copy, buf, len);
+			if (!virtio_net_rx_frame(n, copy, len))
+				n->rx_dropped++;
+			virtio_mmio_used(&n->v, RXQ);
+			free(copy);
+		}
+	}
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+static void virtio_net_info(void *opaque, const char *what, char *buf, unsigned len)
+{
+	struct virtio_net *n = opaque;
+	const uint8_t *m = n->config.mac;
+
+	if (strcmp(what, "network"))
+		return;
+	pthread_mutex_lock(&n->v.lock);
+	snprintf(buf, len,
+		 "%s: irq %u, macaddr=%02x:%02x:%02x:%02x:%02x:%02x, tap %s%s%s, %s\n"
+		 "  rx %llu packets %llu bytes %llu dropped, tx %llu packets %llu bytes "
+		 "%llu dropped\n",
+		 n->v.name, n->v.irq, m[0], m[1], m[2], m[3], m[4], m[5], n->ifname,
+		 *n->br ? ", bridge " : "", n->br,
+		 n->v.status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
+		 : virtio_mmio_running(&n->v)		   ? "running"
+							   : "not started by the guest",
+		 (unsigned long long)n->rx_packets, (unsigned long long)n->rx_bytes,
+		 (unsigned long long)n->rx_dropped, (unsigned long long)n->tx_packets,
+		 (unsigned long long)n->tx_bytes, (unsigned long long)n->tx_dropped);
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+static void virtio_net_destroy(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	announce_destroy(&n->announce);
+	virtio_net_poll_tap(n, false);
+	virtio_mmio_destroy(&n->v);
+	if (n->tap >= 0)
+		close(n->tap);	/* a tap we created goes away with its last fd */
+	free(n);
+}
+
+static const struct device_ops virtio_net_ops = {
+	.name = "virtio-net",
+	.describe = virtio_net_describe,
+	.save = virtio_net_save,
+	.load = virtio_net_load,
+	.pause = virtio_net_pause,
+	.resume = virtio_net_resume,
+	.post_migrate = virtio_net_post_migrate,
+	.handover_fd = virtio_net_handover_fd,
+	.inject = virtio_net_inject,
+	.info = virtio_net_info,
+	.destroy = virtio_net_destroy,
+};
+
+struct virtio_net *virtio_net_of(const struct device *d)
+{
+	return d->ops == &virtio_net_ops ? d->opaque : NULL;
+}
+
+static int virtio_net_backend(struct virtio_net *n, const struct netdev_cfg *nd)
+{
+	n->tap = tap_open(nd->ifname, n->ifname);
+	if (n->tap < 0)
+		return -1;
+	snprintf(n->br, sizeof(n->br), "%s", nd->br);
+	if (*n->br && bridge_attach(n->br, n->ifname) < 0)
+		return -1;
+	/* Until the guest negotiates, the tap speaks the 10-byte header (announce frames). */
+	return tap_set_vnet_hdr_len(n->tap, n->ifname, 10);
+}
+
+struct virtio_net *virtio_net_create(struct vm *vm, const struct netdev_cfg *nd,
+				     const uint8_t mac[6])
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		perrorf("virtio-net: calloc");
+		return NULL;
+	}
+	n->vm = vm;
+	n->tap = -1;
+	n->announce.timerfd = -1;
+	memcpy(n->config.mac, mac, 6);
+	n->config.status = NET_S_LINK_UP;
+	n->config.max_virtqueue_pairs = 1;
+	if (virtio_mmio_init(&n->v, vm, &virtio_net_dev_ops, n, "virtio-net") < 0 ||
+	    virtio_net_backend(n, nd) < 0 ||
+	    announce_init(&n->announce, &vm->loop, virtio_net_send_rarp, n) < 0 ||
+	    vm_register_device(vm, &virtio_net_ops, n) < 0) {
+		virtio_net_destroy(n);
+		return NULL;
+	}
+	return n;
+}

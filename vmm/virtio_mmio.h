@@ -1,0 +1,91 @@
+/*
+ * The virtio-mmio transport (virtio 1.x, 4.2.2, Version 2 register layout), shared by every
+ * virtio device. A device gives its ID, features, queues and config space through
+ * virtio_dev_ops; the transport owns the registers, the feature handshake, the queues'
+ * addresses, ioeventfd notifications and irqfd interrupts.
+ *
+ * Threads: registers are accessed from the vCPU thread, queues are processed on the I/O
+ * thread. Both hold v->lock; device callbacks are always called with it held.
+ */
+#ifndef TERN_VIRTIO_MMIO_H
+#define TERN_VIRTIO_MMIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/virtq.h"
+
+struct vm;
+
+#define VIRTIO_MAX_QUEUES 2
+
+#define VIRTIO_F_RING_INDIRECT_DESC 28
+#define VIRTIO_F_RING_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+
+struct virtio_mmio;
+
+struct virtio_dev_ops {
+	uint32_t device_id;
+	uint64_t features;
+	unsigned nqueues;
+	unsigned config_size;
+	/* Config space accesses; off + len <= config_size. */
+	void (*config_read)(void *opaque, unsigned off, uint8_t *data, unsigned len);
+	void (*config_write)(void *opaque, unsigned off, const uint8_t *data, unsigned len);
+	/* The driver kicked queue q (I/O thread). */
+	void (*notify)(void *opaque, unsigned q);
+	/* DRIVER_OK: features are final, queues are set up. */
+	void (*start)(void *opaque);
+	/* Status written 0, or the device was found broken: stop using the queues. */
+	void (*reset)(void *opaque);
+};
+
+struct virtio_mmio {
+	struct vm *vm;
+	const struct virtio_dev_ops *ops;
+	void *opaque;
+	char name[40];		/* for error lines: "virtio-net@0xd0000000" */
+	uint64_t base;
+	uint32_t irq;
+	pthread_mutex_t lock;
+
+	/* Registers; these and vq[] are what a migration saves. */
+	uint32_t status, isr, dev_features_sel, drv_features_sel, queue_sel, config_gen;
+	uint64_t driver_features;
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+
+	int irqfd;
+	struct virtio_kick {
+		struct virtio_mmio *v;
+		unsigned q;
+		int fd;
+	} kick[VIRTIO_MAX_QUEUES];
+};
+
+/* Takes the next MMIO slot, registers it on the bus, sets up ioeventfds and the irqfd. */
+int virtio_mmio_init(struct virtio_mmio *v, struct vm *vm, const struct virtio_dev_ops *ops,
+		     void *opaque, const char *kind);
+void virtio_mmio_destroy(struct virtio_mmio *v);
+
+bool virtio_mmio_has(struct virtio_mmio *v, unsigned feature);
+bool virtio_mmio_running(struct virtio_mmio *v);
+/* Used buffers were returned on queue q: interrupt the guest if it wants one. */
+void virtio_mmio_used(struct virtio_mmio *v, unsigned q);
+/* Has queue q processed on the I/O thread, as if the driver had notified it. */
+void virtio_mmio_kick(struct virtio_mmio *v, unsigned q);
+/* The config space changed (e.g. link status). */
+void virtio_mmio_config_changed(struct virtio_mmio *v);
+/* The guest broke a ring: one line, NEEDS_RESET, no further processing until reset. */
+void virtio_mmio_broken(struct virtio_mmio *v, unsigned q);
+
+/* Migration: transport state as FDT properties of the device's node. Lock held by caller. */
+int virtio_mmio_save(struct virtio_mmio *v, void *fdt);
+int virtio_mmio_load(struct virtio_mmio *v, const void *fdt, int node);
+
+#endif
