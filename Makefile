@@ -12,10 +12,11 @@ CFLAGS  += -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -MMD -M
 LDLIBS  += -lpthread -lfdt $(shell pkg-config --libs libseccomp yajl 2>/dev/null || echo -lseccomp -lyajl)
 PYTHON  := /usr/bin/python3
 
-# Debian packages the build, the test guest and the tests need.
+# Debian packages the build, the test guest and the tests need. The guest's lwIP comes from
+# Debian's source package (apt-get source, unpacked by dpkg-source: dpkg-dev, xz-utils).
 DEPS := build-essential pkg-config libseccomp-dev libfdt-dev libyajl-dev device-tree-compiler \
 	python3 python3-pytest iproute2 dnsmasq-base iputils-ping curl socat qemu-system-x86 \
-	dpkg-dev
+	dpkg-dev xz-utils
 
 VMM_SRCS  := $(wildcard vmm/*.c vmm/migration/*.c guest-boot/*.c net/*.c)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/%.o)
@@ -57,6 +58,8 @@ deps:
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# The test guest; its first build fetches Debian's lwip source into $(BUILD)/guest/lwip-src
+# (tests/guest/fetch-lwip.sh), later ones reuse it without the network.
 guest:
 	$(MAKE) -C tests/guest BUILD=$(abspath $(BUILD))/guest
 

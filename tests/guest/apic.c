@@ -1,6 +1,8 @@
 /*
  * x2APIC through MSRs (rdmsr/wrmsr are system calls: ring 0 only), IOAPIC through MMIO
  * from ring 3 (its page is mapped with the U bit), PIC through ports (IOPL=3).
+ * Without x2APIC (QEMU 7.2 with TCG offers none) the local APIC is used in xAPIC mode
+ * through its MMIO page from ring 3, and the interrupt stubs EOI through MMIO (entry.S).
  */
 #include "apic.h"
 #include "kvmclock.h"
@@ -25,7 +27,28 @@
 #define IOAPIC_REGSEL	(IOAPIC_BASE + 0x00)
 #define IOAPIC_WIN	(IOAPIC_BASE + 0x10)
 
+#define XAPIC_BASE	0xfee00000ULL
+
 static uint32_t apic_id;
+static int xapic;			/* 1: MMIO (xAPIC) mode instead of x2APIC */
+extern uint64_t apic_eoi_mmio;		/* entry.S: 0 = EOI through the x2APIC MSR */
+
+/* x2APIC MSR 0x800 + n is the xAPIC register at offset n << 4. */
+static uint64_t apic_read(uint32_t msr)
+{
+	if (xapic)
+		return mmio_read32(XAPIC_BASE + ((msr - 0x800) << 4));
+	return rdmsr(msr);
+}
+
+static void apic_write(uint32_t msr, uint64_t v)
+{
+	if (xapic)
+		mmio_write32(XAPIC_BASE + ((msr - 0x800) << 4), (uint32_t)v);
+	else
+		wrmsr(msr, v);
+}
+
 static uint32_t timer_mhz = 1000;	/* KVM's APIC bus: 1 GHz */
 static uint32_t measured_mhz;
 
@@ -39,14 +62,26 @@ int apic_init(void)
 
 	cpuid(1, 0, r);
 	if (!(r[2] & (1 << 21))) {
-		printf("apic: no x2APIC in cpuid 1 (ecx=%#x)\n", r[2]);
-		return -1;
+		if (!(r[3] & (1 << 9))) {
+			printf("apic: no local APIC in cpuid 1 (ecx=%#x edx=%#x)\n", r[2], r[3]);
+			return -1;
+		}
+		printf("apic: no x2APIC in cpuid 1 (ecx=%#x), using the xAPIC through MMIO\n",
+		       r[2]);
+		uint64_t base = rdmsr(MSR_APIC_BASE);
+
+		if ((base & ~0xfffULL) != XAPIC_BASE || !(base & APIC_BASE_EN))
+			wrmsr(MSR_APIC_BASE, XAPIC_BASE | APIC_BASE_EN | (base & 0x100));
+		xapic = 1;
+		apic_eoi_mmio = XAPIC_BASE + 0xb0;
+		apic_id = mmio_read32(XAPIC_BASE + 0x20) >> 24;
+	} else {
+		wrmsr(MSR_APIC_BASE, (rdmsr(MSR_APIC_BASE) & ~0xfffULL) | 0xfee00000ULL |
+				     APIC_BASE_EN | APIC_BASE_EXTD);
+		apic_id = (uint32_t)rdmsr(X2APIC_ID);
 	}
-	wrmsr(MSR_APIC_BASE, (rdmsr(MSR_APIC_BASE) & ~0xfffULL) | 0xfee00000ULL |
-			     APIC_BASE_EN | APIC_BASE_EXTD);
-	apic_id = (uint32_t)rdmsr(X2APIC_ID);
-	wrmsr(X2APIC_SVR, 0x100 | VEC_SPURIOUS);	/* software enable */
-	wrmsr(X2APIC_LVT_LINT0, LVT_MASKED);
+	apic_write(X2APIC_SVR, 0x100 | VEC_SPURIOUS);	/* software enable */
+	apic_write(X2APIC_LVT_LINT0, LVT_MASKED);
 	return 0;
 }
 
@@ -57,21 +92,21 @@ static void timer_calibrate(void)
 
 	if (!now_ns())
 		return;
-	wrmsr(X2APIC_TDCR, 0xb);		/* divide by 1 */
-	wrmsr(X2APIC_LVT_TIMER, LVT_MASKED | VEC_TIMER);
-	wrmsr(X2APIC_TMICT, 0xffffffff);
+	apic_write(X2APIC_TDCR, 0xb);		/* divide by 1 */
+	apic_write(X2APIC_LVT_TIMER, LVT_MASKED | VEC_TIMER);
+	apic_write(X2APIC_TMICT, 0xffffffff);
 	/* Each rdmsr is a trip through ring 0 (tens of us here): time its midpoint. */
 	ta = now_ns();
-	c0 = rdmsr(X2APIC_TMCCT);
+	c0 = apic_read(X2APIC_TMCCT);
 	tb = now_ns();
 	t0 = (ta + tb) / 2;
 	while (now_ns() - t0 < 500000)
 		cpu_relax();
 	ta = now_ns();
-	c1 = rdmsr(X2APIC_TMCCT);
+	c1 = apic_read(X2APIC_TMCCT);
 	tb = now_ns();
 	t1 = (ta + tb) / 2;
-	wrmsr(X2APIC_TMICT, 0);
+	apic_write(X2APIC_TMICT, 0);
 	if (c1 < c0 && t1 > t0) {
 		uint64_t mhz = (c0 - c1) * 1000 / (t1 - t0);
 
@@ -85,9 +120,9 @@ static void timer_calibrate(void)
 void apic_timer_start(uint32_t period_us)
 {
 	timer_calibrate();
-	wrmsr(X2APIC_TDCR, 0xb);
-	wrmsr(X2APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
-	wrmsr(X2APIC_TMICT, (uint64_t)period_us * timer_mhz);
+	apic_write(X2APIC_TDCR, 0xb);
+	apic_write(X2APIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
+	apic_write(X2APIC_TMICT, (uint64_t)period_us * timer_mhz);
 }
 
 uint32_t apic_timer_mhz(uint32_t *measured)

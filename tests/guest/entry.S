@@ -149,6 +149,9 @@ irq_common:
 	je 1f				/* spurious: no EOI */
 	sub $VEC_FIRST, %eax
 	bts %rax, irq_pending
+	mov apic_eoi_mmio, %rcx
+	test %rcx, %rcx
+	jnz 3f
 	mov $0x80b, %ecx
 	xor %eax, %eax
 	xor %edx, %edx
@@ -161,6 +164,8 @@ irq_common:
 	jnz 2f
 	mov $kstack_top - 40, %rsp
 2:	iretq
+3:	movl $0, (%rcx)			/* xAPIC (no x2APIC, e.g. QEMU TCG): EOI register */
+	jmp 1b
 
 /* Exceptions: all registers saved, then fault() prints them and triple-faults. */
 exc_common:
@@ -228,4 +233,8 @@ spurious_stub:
 	.balign 8
 	.globl irq_pending
 irq_pending:
+	.quad 0
+	/* Address of the xAPIC EOI register, or 0 for the x2APIC EOI MSR (apic.c). */
+	.globl apic_eoi_mmio
+apic_eoi_mmio:
 	.quad 0

@@ -23,13 +23,37 @@ static const char *const names[32] = {
 
 void fault(struct trapframe *f) __attribute__((noreturn));
 
+/* Ring 0 cannot use the system calls (their iretq would return to ring 0): plain port I/O. */
+static void report(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
+	for (int i = 0; i < n; i++) {
+		if (buf[i] == '\n') {
+			while (!(inb(0x3fd) & 0x20))
+				;
+			outb(0x3f8, '\r');
+		}
+		while (!(inb(0x3fd) & 0x20))
+			;
+		outb(0x3f8, buf[i]);
+	}
+}
+
 void fault(struct trapframe *f)
 {
 	uint64_t cr2;
 	const char *name = f->vector < 32 && names[f->vector] ? names[f->vector] : "?";
 
 	asm volatile("mov %%cr2, %0" : "=r"(cr2));
-	printf("\nFATAL: exception %lu (%s) error %#lx in ring %lu\n"
+	report("\nFATAL: exception %lu (%s) error %#lx in ring %lu\n"
 	       "  rip %#lx cr2 %#lx rsp %#lx rflags %#lx\n"
 	       "  rax %#lx rbx %#lx rcx %#lx rdx %#lx\n"
 	       "  rsi %#lx rdi %#lx rbp %#lx\n",

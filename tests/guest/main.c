@@ -3,16 +3,21 @@
  * the clock (MSR accesses are system calls), prints OSv's boot lines, acts on the cmdline
  * words and runs the services.
  *
- * Cmdline words: echo, ticks, poweroff, crash, memtest=MIB, dirty=MIBPS (unknown ones are
- * ignored). Console commands (a line on COM1): help, time, check, uptime.
+ * Cmdline words: echo, ticks, poweroff, crash, memtest=MIB, dirty=MIBPS, and for the network
+ * (net.c): --ip=eth0,ADDR,NETMASK --defaultgw=GW --nameserver=NS (else DHCP),
+ * netgarbage[=MS], netversion1; virtio_mmio.device= entries are taken off the cmdline as OSv
+ * does (unknown words are ignored). Console commands (a line on COM1): help, time, check,
+ * uptime, net, fault, bench, serialbench.
  */
 #include "apic.h"
 #include "bootinfo.h"
 #include "kvmclock.h"
 #include "lib.h"
+#include "net.h"
 #include "serial.h"
 #include "service.h"
 #include "sys.h"
+#include "virtio_mmio.h"
 
 void idt_init(void);
 extern uint64_t tsc_entry;	/* rdtsc at the first instruction (boot64.S, pvh.S) */
@@ -90,11 +95,28 @@ static void cmd_bench(const char *args)
 #undef BENCH
 }
 
+/* Deliberate faults, to see the exception report (and tern's view of the triple fault). */
+static void cmd_fault(const char *args)
+{
+	if (!strcmp(args, "ud"))
+		asm volatile("ud2");
+	else if (!strcmp(args, "gp"))
+		asm volatile("mov %%cr0, %%rax" ::: "rax");	/* privileged in ring 3 */
+	else if (!strcmp(args, "msr"))
+		wrmsr(0xdeadbeef, 0);	/* #GP in ring 0, inside the system call */
+	else if (!strcmp(args, "de"))
+		asm volatile("xor %%ecx, %%ecx; div %%ecx" ::: "eax", "ecx", "edx");
+	else
+		*(volatile uint64_t *)0x100000000000ULL = 1;	/* #PF: above what we map */
+}
+
 static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
 	{ "uptime", "print kvmclock in ms", cmd_uptime },
 	{ "check", "verify the memtest pattern", memtest_check_cmd },
+	{ "net", "network address and link", net_info_cmd },
+	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },
 	{ "bench", "time port I/O, system calls, MMIO, clock reads", cmd_bench },
 	{ "serialbench", "[N] write N bytes, print the time per byte", cmd_serialbench },
 };
@@ -204,6 +226,7 @@ static struct {
 	{ { "kvmclock", clock_start, kvmclock_poll }, 0 },
 	{ { "ticks", ticks_start, ticks_poll }, 0 },
 	{ { "memtest", memtest_start, memtest_poll }, 0 },
+	{ { "net", net_start, net_poll }, 0 },
 };
 
 void kmain(uint64_t kind, uint64_t info)
@@ -218,7 +241,10 @@ void kmain(uint64_t kind, uint64_t info)
 		printf("boot: giving up\n");
 		crash();
 	}
+	virtio_mmio_scan_cmdline();	/* OSv strips these from the cmdline it shows */
 	have_clock = kvmclock_init() == 0;
+	if (!have_clock)
+		tscclock_init();	/* e.g. QEMU with TCG */
 	alloc_init();
 	have_apic = apic_init() == 0;
 	ioapic_init();

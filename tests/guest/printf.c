@@ -77,6 +77,10 @@ int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 		if (*fmt == '.') {
 			prec = 0;
 			fmt++;
+			if (*fmt == '*') {
+				prec = va_arg(ap, int);
+				fmt++;
+			}
 			while (*fmt >= '0' && *fmt <= '9')
 				prec = prec * 10 + *fmt++ - '0';
 		}
