@@ -353,6 +353,14 @@ static int virtio_net_load(void *opaque, const void *fdt, int node)
 		if (virtio_mmio_running(&n->v))
 			r = virtio_net_setup_tap(n);
 	}
+	if (!r && virtio_mmio_running(&n->v)) {
+		/*
+		 * Buffers the source left unprocessed, and frames for the guest, wait for no kick
+		 * from the guest: the I/O thread takes up both queues (and the tap) at once.
+		 */
+		virtio_mmio_kick(&n->v, RXQ);
+		virtio_mmio_kick(&n->v, TXQ);
+	}
 	pthread_mutex_unlock(&n->v.lock);
 	return r;
 }
