@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from conftest import GUEST, ROOT, Monitor, Tern
+from conftest import GUEST, ROOT, Monitor, Tern, free_port
 
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 RUN_PY = os.path.join(ROOT, "scripts", "run.py")
@@ -81,7 +81,7 @@ def test_two_guests_dhcp_ping_http(lab, tmp_path):
                      "http://%s:8000/os/date" % PINNED_IP).stdout
         date = parsedate_to_datetime(_rfc2822(json.loads(body)))
         assert abs(date.timestamp() - before) < 5, body
-        info = Monitor(str(tmp_path / "a.mon")).info("network")
+        info = Monitor(str(tmp_path / "a.mon")).cmd("info network")
         assert "macaddr=" + PINNED_MAC in info and "bridge osvbr0" in info, info
         assert re.search(r"rx [1-9]\d* packets", info) and "running" in info, info
     finally:
@@ -164,8 +164,8 @@ def test_garbage_in_rings_marks_device_broken(lab, tmp_path):
     try:
         a.expect(r"virtio-net@0x[0-9a-f]+: queue \d: .*NEEDS_RESET", timeout=30)
         mon = Monitor(str(tmp_path / "a.mon"))
-        assert "broken" in mon.info("network")
-        assert "running" in mon.info("status")
+        assert "broken" in mon.cmd("info network")
+        assert mon.info("status")["VM status"] == "running"
         mark = len(a.out)
         a.expect(r"tick \d+", start=mark, timeout=5)  # the guest itself runs on
         assert a.proc.poll() is None
@@ -189,3 +189,56 @@ def test_missing_bridge_is_one_line(lab):
     assert p.returncode != 0
     lines = p.stdout.strip().splitlines()
     assert len(lines) == 1 and "bridge: nosuchbr0" in lines[0], p.stdout
+
+
+def tern_in_lab(mon, *extra):
+    return Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+                 "-netdev", "bridge,id=n0,br=osvbr0",
+                 "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC,
+                 "-monitor", "unix:%s,server,nowait" % mon, *extra], netns=NS)
+
+
+def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
+    """Ten migrations A->B->A'..., alternating tcp and unix, while a client sends a request
+    every 10 ms on one keep-alive connection: no request lost, no reset, no wait over 1 s."""
+    cur = tern_in_lab(tmp_path / "m0")
+    assert guest_ip(cur) == PINNED_IP
+    cur_mon = Monitor(str(tmp_path / "m0"))
+    summary = tmp_path / "client.json"
+    client = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable,
+                               os.path.join(ROOT, "scripts", "client-loop.py"), PINNED_IP,
+                               "--interval-ms", "10", "--quiet", "--summary", str(summary)])
+    try:
+        time.sleep(1)
+        for i in range(1, 11):
+            uri = ("tcp:127.0.0.1:%d" % free_port()) if i % 2 else \
+                "unix:%s" % (tmp_path / ("mig%d.sock" % i))
+            nxt = tern_in_lab(tmp_path / ("m%d" % i), "-incoming", uri)
+            nxt_mon = Monitor(str(tmp_path / ("m%d" % i)))
+            out = cur_mon.cmd('migrate "%s"' % uri)
+            assert "migrate: completed" in out, out
+            cur_mon.cmd("quit")
+            cur.wait()
+            cur, cur_mon = nxt, nxt_mon
+            time.sleep(0.5)
+        assert "running" in cur_mon.cmd("info network")
+    finally:
+        client.terminate()
+        client.wait(timeout=10)
+        cur.kill()
+    result = json.load(open(summary))
+    print(result)
+    assert result["errors"] == 0 and result["resets"] == 0, result
+    assert result["max_delta_ms"] < 1000, result
+    assert result["requests"] > 500, result
+
+
+def test_demo_intra_host(lab):
+    """scripts/demo-intra-host.sh end to end, in a lab namespace of its own."""
+    env = dict(os.environ, TERN_LAB_NS=NS + "d")
+    p = subprocess.run([os.path.join(ROOT, "scripts", "demo-intra-host.sh")], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180)
+    print(p.stdout)
+    assert p.returncode == 0, p.stdout
+    assert "migrations done: 2" in p.stdout and "requests lost: 0" in p.stdout
+    assert NS + "d" not in sh("ip", "netns", "list").stdout
