@@ -48,7 +48,8 @@ enum {
 #define TXQ 1
 #define NET_S_LINK_UP 1
 #define NET_HDR_NUM_BUFFERS 10	/* offset of num_buffers in the 12-byte header */
-#define NET_FRAME_MAX (12 + 65536)
+/* Header, a VLAN-tagged Ethernet header and a 64 KiB GRO/GSO IP packet: a shorter read fails. */
+#define NET_FRAME_MAX (12 + 18 + 65535)
 
 struct virtio_net_config {
 	uint8_t mac[6];
@@ -116,27 +117,42 @@ static void virtio_net_tx(struct virtio_net *n)
 	} while (virtq_enable_notify(n->vm, vq));
 }
 
-/* Takes chains until len bytes fit. Returns how many, 0 if the ring ran dry, -1 if broken. */
-static int virtio_net_rx_chains(struct virtio_net *n, size_t len)
+/*
+ * Takes chains until len bytes fit. Returns how many, 0 if the ring ran dry (the guest is then
+ * asked to kick on its next buffer), -1 if broken. *drop: the frame can never fit (more than
+ * the whole ring, or one chain without MRG_RXBUF); its chains went back untouched.
+ */
+static int virtio_net_rx_chains(struct virtio_net *n, size_t len, bool *drop)
 {
 	struct virtq *vq = &n->v.vq[RXQ];
 	bool mrg = virtio_mmio_has(&n->v, F_MRG_RXBUF);
 	uint64_t room = 0;
 	int k = 0, r;
 
-	while (room < len && k < VIRTQ_MAX_SIZE && (k == 0 || mrg)) {
+	*drop = false;
+	while (room < len && k < vq->num && (k == 0 || mrg)) {
 		r = virtq_pop(n->vm, vq, &n->chain[k]);
-		if (r <= 0) {
-			vq->last_avail -= k;	/* nothing pushed yet: give the chains back */
-			return r;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			/*
+			 * Ask for the kick past the k chains taken, then give them back (nothing was
+			 * pushed): at them, the buffers already there would look new and we'd spin.
+			 */
+			bool more = virtq_enable_notify(n->vm, vq);
+
+			vq->last_avail -= k;
+			if (!more)
+				return 0;
+			room = k = 0;	/* more came meanwhile: start over */
+			continue;
 		}
 		room += n->chain[k++].in_len;
 	}
 	if (room < len) {
-		/* Too big for the guest's buffers (e.g. GSO without MRG_RXBUF): drop it. */
-		n->rx_dropped++;
-		for (int i = 0; i < k; i++)
-			virtq_push(n->vm, vq, n->chain[i].head, 0);
+		/* As QEMU does: the guest sees nothing, no zero-length or short used entries. */
+		vq->last_avail -= k;
+		*drop = true;
 	}
 	return k;
 }
@@ -146,16 +162,19 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 {
 	struct virtq *vq = &n->v.vq[RXQ];
 	uint64_t done = 0;
-	uint16_t used = vq->used_idx;
-	int k = virtio_net_rx_chains(n, len);
+	bool drop;
+	int k = virtio_net_rx_chains(n, len, &drop);
 
 	if (k <= 0) {
 		if (k < 0)
 			virtio_mmio_broken(&n->v, RXQ);
 		return false;
 	}
-	if (vq->used_idx != used)	/* dropped as too big */
+	if (drop) {
+		/* Too big for the guest's buffers (e.g. GSO without MRG_RXBUF): the wire drops it. */
+		n->rx_dropped++;
 		return true;
+	}
 	if (n->hdr_len == 12) {
 		frame[NET_HDR_NUM_BUFFERS] = k;
 		frame[NET_HDR_NUM_BUFFERS + 1] = k >> 8;
@@ -174,7 +193,6 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 /* Moves frames from the tap into the guest until one side runs dry. */
 static void virtio_net_rx(struct virtio_net *n)
 {
-	struct virtq *vq = &n->v.vq[RXQ];
 	ssize_t r;
 
 	if (n->paused || !virtio_mmio_running(&n->v))
@@ -190,11 +208,13 @@ static void virtio_net_rx(struct virtio_net *n)
 			n->frame_len = r;
 		}
 		if (!virtio_net_rx_frame(n, n->frame, n->frame_len)) {
-			/* Out of buffers: wait for the guest's kick on the receive queue. */
+			/*
+			 * Out of buffers, and rx_chains() found none raced in after asking for a
+			 * kick (or broken): that kick turns the tap back on. Only here: stopping
+			 * before a retry that succeeds would leave the tap unread with buffers.
+			 */
 			virtio_net_poll_tap(n, false);
-			if (!virtio_mmio_running(&n->v) || !virtq_enable_notify(n->vm, vq))
-				break;
-			continue;
+			break;
 		}
 		n->frame_len = 0;
 	}
@@ -239,10 +259,12 @@ static int virtio_net_setup_tap(struct virtio_net *n)
 			     ? 12 : 10;
 	if (virtio_mmio_has(v, F_GUEST_CSUM)) {
 		off |= TUN_F_CSUM;
-		if (virtio_mmio_has(v, F_GUEST_TSO4))
+		/* The tap refuses ECN without TSO (EINVAL), which would break the device. */
+		if (virtio_mmio_has(v, F_GUEST_TSO4)) {
 			off |= TUN_F_TSO4;
-		if (virtio_mmio_has(v, F_GUEST_ECN))
-			off |= TUN_F_TSO_ECN;
+			if (virtio_mmio_has(v, F_GUEST_ECN))
+				off |= TUN_F_TSO_ECN;
+		}
 	}
 	if (tap_set_vnet_hdr_len(n->tap, n->ifname, n->hdr_len) < 0 ||
 	    tap_set_offload(n->tap, n->ifname, off) < 0)
@@ -353,14 +375,6 @@ static int virtio_net_load(void *opaque, const void *fdt, int node)
 		if (virtio_mmio_running(&n->v))
 			r = virtio_net_setup_tap(n);
 	}
-	if (!r && virtio_mmio_running(&n->v)) {
-		/*
-		 * Buffers the source left unprocessed, and frames for the guest, wait for no kick
-		 * from the guest: the I/O thread takes up both queues (and the tap) at once.
-		 */
-		virtio_mmio_kick(&n->v, RXQ);
-		virtio_mmio_kick(&n->v, TXQ);
-	}
 	pthread_mutex_unlock(&n->v.lock);
 	return r;
 }
@@ -391,7 +405,20 @@ static void virtio_net_resume(void *opaque)
 
 static void virtio_net_post_migrate(void *opaque)
 {
-	virtio_net_announce(opaque);
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	if (virtio_mmio_running(&n->v)) {
+		/*
+		 * Buffers the source left unprocessed, and frames for the guest, wait for no kick
+		 * from the guest: take up both queues (and the tap) now. Not at load: until GO the
+		 * source may still resume the guest, and we must not send its frames too.
+		 */
+		virtio_mmio_kick(&n->v, RXQ);
+		virtio_mmio_kick(&n->v, TXQ);
+	}
+	pthread_mutex_unlock(&n->v.lock);
+	virtio_net_announce(n);
 }
 
 static int virtio_net_handover_fd(void *opaque)

@@ -184,6 +184,12 @@ bool virtq_should_notify(struct vm *vm, struct virtq *vq)
 	uint16_t old = vq->signalled_used, new = vq->used_idx, event;
 
 	(void)vm;
+	/*
+	 * A driver may set DRIVER_OK without enabling this queue, and a kick still gets it
+	 * processed: the ring pointers are then unset, and nothing was pushed anyway.
+	 */
+	if (!vq->ready)
+		return false;
 	/* Our used index store must be ordered before we read the driver's wishes. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (!vq->event_idx)

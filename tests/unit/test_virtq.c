@@ -279,6 +279,21 @@ static void test_notify(void)
 	CHECK_EQ(get16(USED + 4 + 8 * NUM), 1);
 }
 
+/* DRIVER_OK with a queue never enabled: a kick must find nothing to do, and not crash. */
+static void test_not_ready(void)
+{
+	struct virtq vq;
+	struct virtq_chain c;
+
+	for (int ev = 0; ev < 2; ev++) {
+		virtq_reset(&vq);
+		vq.event_idx = ev;
+		CHECK_EQ(virtq_pop(&vm, &vq, &c), 0);
+		CHECK(!virtq_should_notify(&vm, &vq));
+		CHECK(!virtq_enable_notify(&vm, &vq));
+	}
+}
+
 static void test_dirty(void)
 {
 	struct virtq vq;
@@ -334,6 +349,7 @@ int main(void)
 	test_refusals();
 	test_validate();
 	test_notify();
+	test_not_ready();
 	test_dirty();
 	test_rarp();
 	return unit_summary();
