@@ -10,19 +10,19 @@
 void announce_rarp_frame(const uint8_t mac[6], uint8_t f[ANNOUNCE_FRAME_LEN])
 {
 	static const uint8_t rarp[] = {
-		0x80, 0x35,		/* ethertype RARP */
-		0x00, 0x01,		/* hardware: Ethernet */
-		0x08, 0x00,		/* protocol: IPv4 */
-		6, 4,			/* address lengths */
-		0x00, 0x03,		/* op: request reverse */
+	    0x80, 0x35, /* ethertype RARP */
+	    0x00, 0x01, /* hardware: Ethernet */
+	    0x08, 0x00, /* protocol: IPv4 */
+	    6,	  4,	/* address lengths */
+	    0x00, 0x03, /* op: request reverse */
 	};
 
 	memset(f, 0, ANNOUNCE_FRAME_LEN);
 	memset(f, 0xff, 6);
 	memcpy(f + 6, mac, 6);
 	memcpy(f + 12, rarp, sizeof(rarp));
-	memcpy(f + 22, mac, 6);	/* sender hardware address; sender IP stays 0 */
-	memcpy(f + 32, mac, 6);	/* target hardware address; target IP stays 0 */
+	memcpy(f + 22, mac, 6); /* sender hardware address; sender IP stays 0 */
+	memcpy(f + 32, mac, 6); /* target hardware address; target IP stays 0 */
 }
 
 unsigned announce_gap_ms(unsigned round)
@@ -44,7 +44,7 @@ static void announce_tick(void *opaque, uint32_t events)
 
 int announce_init(struct announce *a, struct evloop *loop, void (*send)(void *), void *opaque)
 {
-	*a = (struct announce){ loop, -1, 0, send, opaque };
+	*a = (struct announce){loop, -1, 0, send, opaque};
 	a->timerfd = evloop_add_timer(loop, 0, 0, announce_tick, a);
 	return a->timerfd < 0 ? -1 : 0;
 }

@@ -23,7 +23,7 @@ struct announce {
 	struct evloop *loop;
 	int timerfd;
 	unsigned round;
-	void (*send)(void *opaque);	/* sends one RARP frame */
+	void (*send)(void *opaque); /* sends one RARP frame */
 	void *opaque;
 };
 

@@ -25,7 +25,7 @@ static int ifreq_ioctl(unsigned long req, struct ifreq *ifr)
 
 static int tap_up(const char *name)
 {
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 
 	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
 	if (ifreq_ioctl(SIOCGIFFLAGS, &ifr) < 0)
@@ -36,7 +36,7 @@ static int tap_up(const char *name)
 
 int tap_open(const char *want, char name[IFNAMSIZ])
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0) {
@@ -79,7 +79,7 @@ int tap_set_offload(int fd, const char *name, unsigned flags)
 
 int bridge_attach(const char *br, const char *name)
 {
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 
 	strncpy(ifr.ifr_name, br, IFNAMSIZ - 1);
 	ifr.ifr_ifindex = if_nametoindex(name);

@@ -38,16 +38,16 @@ enum {
 };
 
 #define BIT(f) (1ULL << (f))
-#define NET_FEATURES                                                                        \
-	(BIT(F_CSUM) | BIT(F_GUEST_CSUM) | BIT(F_MAC) | BIT(F_GUEST_TSO4) | BIT(F_GUEST_ECN) | \
-	 BIT(F_HOST_TSO4) | BIT(F_HOST_ECN) | BIT(F_MRG_RXBUF) | BIT(F_STATUS) |               \
-	 BIT(VIRTIO_F_RING_INDIRECT_DESC) | BIT(VIRTIO_F_RING_EVENT_IDX) |                     \
+#define NET_FEATURES                                                                               \
+	(BIT(F_CSUM) | BIT(F_GUEST_CSUM) | BIT(F_MAC) | BIT(F_GUEST_TSO4) | BIT(F_GUEST_ECN) |     \
+	 BIT(F_HOST_TSO4) | BIT(F_HOST_ECN) | BIT(F_MRG_RXBUF) | BIT(F_STATUS) |                   \
+	 BIT(VIRTIO_F_RING_INDIRECT_DESC) | BIT(VIRTIO_F_RING_EVENT_IDX) |                         \
 	 BIT(VIRTIO_F_VERSION_1))
 
 #define RXQ 0
 #define TXQ 1
 #define NET_S_LINK_UP 1
-#define NET_HDR_NUM_BUFFERS 10	/* offset of num_buffers in the 12-byte header */
+#define NET_HDR_NUM_BUFFERS 10 /* offset of num_buffers in the 12-byte header */
 /* Header, a VLAN-tagged Ethernet header and a 64 KiB GRO/GSO IP packet: a shorter read fails. */
 #define NET_FRAME_MAX (12 + 18 + 65535)
 
@@ -64,8 +64,8 @@ struct virtio_net {
 	int tap;
 	char ifname[IFNAMSIZ], br[IFNAMSIZ];
 	unsigned hdr_len;
-	bool polling;	/* the tap is in the I/O loop */
-	bool paused;	/* migration's stop-and-copy: no guest memory writes */
+	bool polling; /* the tap is in the I/O loop */
+	bool paused;  /* migration's stop-and-copy: no guest memory writes */
 	struct announce announce;
 	uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
 	/* A frame read from the tap that waits for receive buffers. */
@@ -136,15 +136,16 @@ static int virtio_net_rx_chains(struct virtio_net *n, size_t len, bool *drop)
 			return -1;
 		if (r == 0) {
 			/*
-			 * Ask for the kick past the k chains taken, then give them back (nothing was
-			 * pushed): at them, the buffers already there would look new and we'd spin.
+			 * Ask for the kick past the k chains taken, then give them back (nothing
+			 * was pushed): at them, the buffers already there would look new and we'd
+			 * spin.
 			 */
 			bool more = virtq_enable_notify(n->vm, vq);
 
 			vq->last_avail -= k;
 			if (!more)
 				return 0;
-			room = k = 0;	/* more came meanwhile: start over */
+			room = k = 0; /* more came meanwhile: start over */
 			continue;
 		}
 		room += n->chain[k++].in_len;
@@ -171,7 +172,7 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 		return false;
 	}
 	if (drop) {
-		/* Too big for the guest's buffers (e.g. GSO without MRG_RXBUF): the wire drops it. */
+		/* Too big for the guest's buffers (GSO without MRG_RXBUF): the wire drops it. */
 		n->rx_dropped++;
 		return true;
 	}
@@ -255,8 +256,8 @@ static int virtio_net_setup_tap(struct virtio_net *n)
 	struct virtio_mmio *v = &n->v;
 	unsigned off = 0;
 
-	n->hdr_len = virtio_mmio_has(v, VIRTIO_F_VERSION_1) || virtio_mmio_has(v, F_MRG_RXBUF)
-			     ? 12 : 10;
+	n->hdr_len =
+	    virtio_mmio_has(v, VIRTIO_F_VERSION_1) || virtio_mmio_has(v, F_MRG_RXBUF) ? 12 : 10;
 	if (virtio_mmio_has(v, F_GUEST_CSUM)) {
 		off |= TUN_F_CSUM;
 		/* The tap refuses ECN without TSO (EINVAL), which would break the device. */
@@ -299,22 +300,21 @@ static void virtio_net_config_read(void *opaque, unsigned off, uint8_t *data, un
 	memcpy(data, (uint8_t *)&n->config + off, len);
 }
 
-static void virtio_net_config_write(void *opaque, unsigned off, const uint8_t *data,
-				    unsigned len)
+static void virtio_net_config_write(void *opaque, unsigned off, const uint8_t *data, unsigned len)
 {
 	/* Legacy drivers may write the MAC; it is pinned from the command line. */
 }
 
 static const struct virtio_dev_ops virtio_net_dev_ops = {
-	.device_id = VIRTIO_ID_NET,
-	.features = NET_FEATURES,
-	.nqueues = 2,
-	.config_size = sizeof(struct virtio_net_config),
-	.config_read = virtio_net_config_read,
-	.config_write = virtio_net_config_write,
-	.notify = virtio_net_notify,
-	.start = virtio_net_start,
-	.reset = virtio_net_reset,
+    .device_id = VIRTIO_ID_NET,
+    .features = NET_FEATURES,
+    .nqueues = 2,
+    .config_size = sizeof(struct virtio_net_config),
+    .config_read = virtio_net_config_read,
+    .config_write = virtio_net_config_write,
+    .notify = virtio_net_notify,
+    .start = virtio_net_start,
+    .reset = virtio_net_reset,
 };
 
 /* --- the device as the core sees it: migration, monitor, teardown ---------------------- */
@@ -322,13 +322,16 @@ static const struct virtio_dev_ops virtio_net_dev_ops = {
 static void virtio_net_send_rarp(void *opaque)
 {
 	struct virtio_net *n = opaque;
-	uint8_t buf[12 + ANNOUNCE_FRAME_LEN] = { 0 };
-	unsigned hl = n->hdr_len ? n->hdr_len : 10;
+	uint8_t buf[12 + ANNOUNCE_FRAME_LEN] = {0};
+	unsigned hl;
 
 	/* The tap expects its header even before the guest negotiated one: 10 by default. */
+	pthread_mutex_lock(&n->v.lock); /* hdr_len and the tap's setting change together */
+	hl = n->hdr_len ? n->hdr_len : 10;
 	announce_rarp_frame(n->config.mac, buf + hl);
 	if (write(n->tap, buf, hl + ANNOUNCE_FRAME_LEN) < 0)
 		perrorf("%s: announce on %s", n->v.name, n->ifname);
+	pthread_mutex_unlock(&n->v.lock);
 }
 
 void virtio_net_announce(struct virtio_net *n)
@@ -462,8 +465,8 @@ static void virtio_net_info(void *opaque, const char *what, char *buf, unsigned 
 		 n->v.name, n->v.irq, m[0], m[1], m[2], m[3], m[4], m[5], n->ifname,
 		 *n->br ? ", bridge " : "", n->br,
 		 n->v.status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
-		 : virtio_mmio_running(&n->v)		   ? "running"
-							   : "not started by the guest",
+		 : virtio_mmio_running(&n->v)		 ? "running"
+							 : "not started by the guest",
 		 (unsigned long long)n->rx_packets, (unsigned long long)n->rx_bytes,
 		 (unsigned long long)n->rx_dropped, (unsigned long long)n->tx_packets,
 		 (unsigned long long)n->tx_bytes, (unsigned long long)n->tx_dropped);
@@ -478,22 +481,22 @@ static void virtio_net_destroy(void *opaque)
 	virtio_net_poll_tap(n, false);
 	virtio_mmio_destroy(&n->v);
 	if (n->tap >= 0)
-		close(n->tap);	/* a tap we created goes away with its last fd */
+		close(n->tap); /* a tap we created goes away with its last fd */
 	free(n);
 }
 
 static const struct device_ops virtio_net_ops = {
-	.name = "virtio-net",
-	.describe = virtio_net_describe,
-	.save = virtio_net_save,
-	.load = virtio_net_load,
-	.pause = virtio_net_pause,
-	.resume = virtio_net_resume,
-	.post_migrate = virtio_net_post_migrate,
-	.handover_fd = virtio_net_handover_fd,
-	.inject = virtio_net_inject,
-	.info = virtio_net_info,
-	.destroy = virtio_net_destroy,
+    .name = "virtio-net",
+    .describe = virtio_net_describe,
+    .save = virtio_net_save,
+    .load = virtio_net_load,
+    .pause = virtio_net_pause,
+    .resume = virtio_net_resume,
+    .post_migrate = virtio_net_post_migrate,
+    .handover_fd = virtio_net_handover_fd,
+    .inject = virtio_net_inject,
+    .info = virtio_net_info,
+    .destroy = virtio_net_destroy,
 };
 
 struct virtio_net *virtio_net_of(const struct device *d)

@@ -16,8 +16,8 @@
 #include "vmm/virtio_mmio.h"
 #include "vmm/vm.h"
 
-#define VIRTIO_MMIO_MAGIC 0x74726976	/* "virt" */
-#define VIRTIO_VENDOR_ID 0x4e524554	/* "TERN" */
+#define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+#define VIRTIO_VENDOR_ID 0x4e524554  /* "TERN" */
 
 enum {
 	REG_MAGIC = 0x000,
@@ -240,8 +240,7 @@ static uint32_t virtio_mmio_read(struct virtio_mmio *v, unsigned reg)
 	}
 }
 
-static void virtio_mmio_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len,
-			   bool is_write)
+static void virtio_mmio_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct virtio_mmio *v = opaque;
 	unsigned off = addr - v->base;
@@ -283,9 +282,20 @@ static void virtio_mmio_kicked(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&v->lock);
 }
 
+static struct kvm_ioeventfd virtio_mmio_ioeventfd(struct virtio_mmio *v, unsigned q)
+{
+	return (struct kvm_ioeventfd){
+	    .datamatch = q,
+	    .addr = v->base + REG_QUEUE_NOTIFY,
+	    .len = 4,
+	    .fd = v->kick[q].fd,
+	    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+}
+
 static int virtio_mmio_eventfds(struct virtio_mmio *v)
 {
-	struct kvm_irqfd irqfd = { .gsi = v->irq };
+	struct kvm_irqfd irqfd = {.gsi = v->irq};
 
 	v->irqfd = irqfd.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (v->irqfd < 0 || ioctl(v->vm->fd, KVM_IRQFD, &irqfd) < 0) {
@@ -294,15 +304,10 @@ static int virtio_mmio_eventfds(struct virtio_mmio *v)
 	}
 	for (unsigned q = 0; q < v->ops->nqueues; q++) {
 		struct virtio_kick *k = &v->kick[q];
-		struct kvm_ioeventfd io = {
-			.datamatch = q,
-			.addr = v->base + REG_QUEUE_NOTIFY,
-			.len = 4,
-			.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
-		};
+		struct kvm_ioeventfd io;
 
-		*k = (struct virtio_kick){ v, q, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) };
-		io.fd = k->fd;
+		*k = (struct virtio_kick){v, q, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+		io = virtio_mmio_ioeventfd(v, q);
 		if (k->fd < 0 || ioctl(v->vm->fd, KVM_IOEVENTFD, &io) < 0) {
 			perrorf("%s: ioeventfd for queue %u", v->name, q);
 			return -1;
@@ -335,8 +340,15 @@ int virtio_mmio_init(struct virtio_mmio *v, struct vm *vm, const struct virtio_d
 void virtio_mmio_destroy(struct virtio_mmio *v)
 {
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		struct kvm_ioeventfd io = virtio_mmio_ioeventfd(v, q);
+
 		if (v->kick[q].fd < 0)
 			continue;
+		/* The VM may outlive us (tests, a failed start): KVM must drop its reference. */
+		io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+		if (v->vm->fd >= 0)
+			(void)ioctl(v->vm->fd, KVM_IOEVENTFD,
+				    &io); /* teardown: nothing to do on error */
 		evloop_del(&v->vm->loop, v->kick[q].fd);
 		close(v->kick[q].fd);
 	}
@@ -361,27 +373,27 @@ struct virtio_mmio_saved {
 int virtio_mmio_save(struct virtio_mmio *v, void *fdt)
 {
 	struct virtio_mmio_saved s = {
-		.driver_features = v->driver_features,
-		.status = v->status,
-		.isr = v->isr,
-		.dev_features_sel = v->dev_features_sel,
-		.drv_features_sel = v->drv_features_sel,
-		.queue_sel = v->queue_sel,
-		.config_gen = v->config_gen,
+	    .driver_features = v->driver_features,
+	    .status = v->status,
+	    .isr = v->isr,
+	    .dev_features_sel = v->dev_features_sel,
+	    .drv_features_sel = v->drv_features_sel,
+	    .queue_sel = v->queue_sel,
+	    .config_gen = v->config_gen,
 	};
 
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		struct virtq *vq = &v->vq[q];
 
-		s.vq[q] = (struct virtq_saved){ .desc = vq->desc_gpa,
-						.avail = vq->avail_gpa,
-						.used = vq->used_gpa,
-						.num = vq->num,
-						.last_avail = vq->last_avail,
-						.used_idx = vq->used_idx,
-						.signalled_used = vq->signalled_used,
-						.ready = vq->ready,
-						.event_idx = vq->event_idx };
+		s.vq[q] = (struct virtq_saved){.desc = vq->desc_gpa,
+					       .avail = vq->avail_gpa,
+					       .used = vq->used_gpa,
+					       .num = vq->num,
+					       .last_avail = vq->last_avail,
+					       .used_idx = vq->used_idx,
+					       .signalled_used = vq->signalled_used,
+					       .ready = vq->ready,
+					       .event_idx = vq->event_idx};
 	}
 	return state_put_blob(fdt, "virtio-mmio", &s, sizeof(s)) ? -1 : 0;
 }
@@ -403,10 +415,14 @@ int virtio_mmio_load(struct virtio_mmio *v, const void *fdt, int node)
 		struct virtq *vq = &v->vq[q];
 		struct virtq_saved *sq = &s.vq[q];
 
-		*vq = (struct virtq){ .num = sq->num, .desc_gpa = sq->desc, .avail_gpa = sq->avail,
-				      .used_gpa = sq->used, .last_avail = sq->last_avail,
-				      .used_idx = sq->used_idx, .event_idx = sq->event_idx,
-				      .signalled_used = sq->signalled_used };
+		*vq = (struct virtq){.num = sq->num,
+				     .desc_gpa = sq->desc,
+				     .avail_gpa = sq->avail,
+				     .used_gpa = sq->used,
+				     .last_avail = sq->last_avail,
+				     .used_idx = sq->used_idx,
+				     .event_idx = sq->event_idx,
+				     .signalled_used = sq->signalled_used};
 		if (sq->ready && virtq_validate(v->vm, vq) < 0) {
 			errorf("%s: queue %u in the stream: %s", v->name, q, vq->error);
 			return -1;

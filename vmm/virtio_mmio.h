@@ -50,7 +50,7 @@ struct virtio_mmio {
 	struct vm *vm;
 	const struct virtio_dev_ops *ops;
 	void *opaque;
-	char name[40];		/* for error lines: "virtio-net@0xd0000000" */
+	char name[40]; /* for error lines: "virtio-net@0xd0000000" */
 	uint64_t base;
 	uint32_t irq;
 	pthread_mutex_t lock;

@@ -91,7 +91,7 @@ static int virtq_add_seg(struct vm *vm, struct virtq *vq, struct virtq_chain *c,
 		c->nout++;
 		c->out_len += d->len;
 	}
-	c->iov[n] = (struct iovec){ p, d->len };
+	c->iov[n] = (struct iovec){p, d->len};
 	c->gpa[n] = d->addr;
 	return 0;
 }
@@ -216,8 +216,7 @@ bool virtq_enable_notify(struct vm *vm, struct virtq *vq)
 	return rd16(vq->avail + AVAIL_IDX) != vq->last_avail;
 }
 
-uint64_t virtq_copy_to_chain(struct vm *vm, struct virtq_chain *c, const void *buf,
-			     uint64_t len)
+uint64_t virtq_copy_to_chain(struct vm *vm, struct virtq_chain *c, const void *buf, uint64_t len)
 {
 	const uint8_t *src = buf;
 	uint64_t done = 0;

@@ -16,7 +16,7 @@
 struct vm;
 
 #define VIRTQ_MAX_SIZE 256
-#define VIRTQ_MAX_SEGS 64	/* descriptors per chain; longer chains are refused */
+#define VIRTQ_MAX_SEGS 64 /* descriptors per chain; longer chains are refused */
 
 #define VIRTQ_DESC_F_NEXT 1
 #define VIRTQ_DESC_F_WRITE 2
@@ -47,7 +47,7 @@ struct virtq_chain {
 	uint64_t out_len, in_len;
 	/* Only the first nout + nin entries are set: virtq_pop() clears just the above. */
 	struct iovec iov[VIRTQ_MAX_SEGS];
-	uint64_t gpa[VIRTQ_MAX_SEGS];	/* guest address of each segment, for dirty logging */
+	uint64_t gpa[VIRTQ_MAX_SEGS]; /* guest address of each segment, for dirty logging */
 };
 
 /* Checks the ring addresses once the driver sets QueueReady. -1 with vq->error set. */
@@ -64,8 +64,7 @@ bool virtq_should_notify(struct vm *vm, struct virtq *vq);
  */
 bool virtq_enable_notify(struct vm *vm, struct virtq *vq);
 /* Copies len bytes from buf into the chain's writable segments; returns bytes copied. */
-uint64_t virtq_copy_to_chain(struct vm *vm, struct virtq_chain *c, const void *buf,
-			     uint64_t len);
+uint64_t virtq_copy_to_chain(struct vm *vm, struct virtq_chain *c, const void *buf, uint64_t len);
 void virtq_reset(struct virtq *vq);
 
 #endif
