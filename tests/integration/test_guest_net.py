@@ -6,28 +6,28 @@ it a modern (Version 2) virtio-mmio virtio-net device on a tap. The guest then h
 kvmclock and no x2APIC and uses its fallbacks (TSC calibrated against the PIT, CMOS RTC,
 xAPIC through MMIO).
 
-Everything runs in a network namespace created here (bridge osvbr0 192.168.123.1/24,
-dnsmasq pinning 52:54:30:30:30:30 to 192.168.123.10 with an infinite lease, as
-scripts/lab.sh) and deleted afterwards, even on failure. No host interface is touched.
+Everything runs in a lab of its own made by scripts/lab.sh (namespace, bridge osvbr0
+192.168.123.1/24, dnsmasq pinning 52:54:30:30:30:30 to 192.168.123.10 with an infinite
+lease), taken down afterwards, even on failure. No host interface is touched.
 """
 import calendar
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
-import threading
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import ROOT, Tern
+
 GUEST = os.environ.get("TERN_TEST_GUEST") or os.path.join(ROOT, "build", "guest", "guest.elf")
+LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 QEMU = shutil.which("qemu-system-x86_64")
 
 NS = "tgnet%d" % os.getpid()
+STATE = "/run/tern-lab/" + NS
 BR = "osvbr0"
 HOST_IP = "192.168.123.1"
 PINNED_MAC = "52:54:30:30:30:30"
@@ -48,147 +48,49 @@ def nsexec(*args, **kw):
     return sh("ip", "netns", "exec", NS, *args, **kw)
 
 
-class QemuGuest:
-    """The test guest under QEMU (microvm, TCG) on a tap in the namespace; console on a pipe."""
-
-    def __init__(self, tap, mac, append, log_dir):
-        self.tap = tap
-        nsexec("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-        nsexec("ip", "link", "set", tap, "master", BR)
-        nsexec("ip", "link", "set", tap, "up")
-        self.cmd = [
-            "ip", "netns", "exec", NS, QEMU,
-            "-M", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg", "-m", "128M",
-            "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
-            "-global", "virtio-mmio.force-legacy=false",
-            "-kernel", GUEST, "-append", append,
-            "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
-            "-device", "virtio-net-device,netdev=n0,mac=%s" % mac,
-        ]
-        self.log = os.path.join(log_dir, "%s.log" % tap)
-        self.out = b""
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        while True:
-            data = self.proc.stdout.read1(65536)
-            if not data:
-                return
-            with self.lock:
-                self.out += data
-
-    def text(self):
-        with self.lock:
-            return self.out.decode(errors="replace")
-
-    def expect(self, pattern, timeout=10, start=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.text(), start)
-            if m:
-                return m
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                time.sleep(0.1)
-                m = rx.search(self.text(), start)
-                if m:
-                    return m
-                raise AssertionError("guest on %s: timed out waiting for %r (qemu %s); output:\n%s"
-                                     % (self.tap, pattern,
-                                        "running" if self.proc.poll() is None
-                                        else "exited %s" % self.proc.returncode,
-                                        self.text()[-3000:]))
-            time.sleep(0.05)
-
-    def send(self, line):
-        self.proc.stdin.write(line.encode())
-        self.proc.stdin.flush()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
-        self.reader.join(timeout=2)
-        with open(self.log, "w") as f:
-            f.write(self.text())
+def qemu_guest(tap, mac, append):
+    """The test guest under QEMU (microvm, TCG) on a tap of the lab's bridge; console on a pipe."""
+    nsexec("ip", "tuntap", "add", "dev", tap, "mode", "tap")
+    nsexec("ip", "link", "set", tap, "master", BR, "up")
+    return Tern([
+        "-M", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg", "-m", "128M",
+        "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
+        "-global", "virtio-mmio.force-legacy=false",
+        "-kernel", GUEST, "-append", append,
+        "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
+        "-device", "virtio-net-device,netdev=n0,mac=%s" % mac,
+    ], netns=NS, prog=QEMU)
 
 
-def ns_delete():
-    if os.path.exists("/run/netns/" + NS):
-        pids = sh("ip", "netns", "pids", NS, check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", NS, check=False)
+def lab_sh(cmd):
+    subprocess.run([LAB_SH, cmd], env=dict(os.environ, TERN_LAB_NS=NS), check=cmd == "up",
+                   timeout=60, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def lab():
-    """Namespace, bridge, dnsmasq, and three guests: DHCP, static --ip=, netgarbage."""
+    """scripts/lab.sh's lab in a namespace of our own, and three guests: DHCP, static --ip=,
+    netgarbage."""
     if not os.path.exists(GUEST):
         pytest.fail("%s is missing: run make guest" % GUEST)
     if os.geteuid() != 0:
         pytest.fail("these tests need root (network namespaces, taps)")
-    state = tempfile.mkdtemp(prefix="tern-guest-net-")
-    os.chmod(state, 0o755)
     guests = {}
-    dnsmasq = None
     try:
-        ns_delete()
-        sh("ip", "netns", "add", NS)
-        nsexec("ip", "link", "set", "lo", "up")
-        nsexec("ip", "link", "add", BR, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        nsexec("ip", "addr", "add", HOST_IP + "/24", "dev", BR)
-        nsexec("ip", "link", "set", BR, "up")
-        leases = os.path.join(state, "leases")
-        dlog = os.path.join(state, "dnsmasq.log")
-        open(leases, "w").close()
-        open(dlog, "w").close()
-        shutil.chown(dlog, "nobody")
-        dnsmasq = subprocess.Popen(
-            ["ip", "netns", "exec", NS, "dnsmasq", "--keep-in-foreground",
-             "--conf-file=/dev/null", "--port=0", "--interface=" + BR, "--bind-interfaces",
-             "--except-interface=lo", "--dhcp-range=192.168.123.100,192.168.123.200,12h",
-             "--dhcp-host=%s,%s,infinite" % (PINNED_MAC, PINNED_IP), "--dhcp-authoritative",
-             "--dhcp-leasefile=" + leases, "--pid-file=", "--log-facility=" + dlog,
-             "--log-dhcp"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.2)
-        if dnsmasq.poll() is not None:
-            pytest.fail("dnsmasq did not start: %s" % dnsmasq.stderr.read().decode())
-        guests["dhcp"] = QemuGuest("tgtap0", PINNED_MAC, "echo", state)
-        guests["static"] = QemuGuest(
+        lab_sh("up")
+        guests["dhcp"] = qemu_guest("tgtap0", PINNED_MAC, "echo")
+        guests["static"] = qemu_guest(
             "tgtap1", STATIC_MAC,
             "echo --ip=eth0,%s,255.255.255.0 --defaultgw=%s --nameserver=%s"
-            % (STATIC_IP, HOST_IP, HOST_IP), state)
-        guests["garbage"] = QemuGuest("tgtap2", GARBAGE_MAC, "echo netgarbage=300 --ip=eth0,"
-                                      "192.168.123.30,255.255.255.0", state)
-        yield {"guests": guests, "leases": leases, "dnsmasq_log": dlog, "state": state}
+            % (STATIC_IP, HOST_IP, HOST_IP))
+        guests["garbage"] = qemu_guest("tgtap2", GARBAGE_MAC, "echo netgarbage=300 --ip=eth0,"
+                                       "192.168.123.30,255.255.255.0")
+        yield {"guests": guests, "leases": os.path.join(STATE, "dnsmasq.leases"),
+               "dnsmasq_log": os.path.join(STATE, "dnsmasq.log")}
     finally:
         for g in guests.values():
-            g.stop()
-        if dnsmasq and dnsmasq.poll() is None:
-            dnsmasq.terminate()
-            try:
-                dnsmasq.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                dnsmasq.kill()
-                dnsmasq.wait()
-        ns_delete()
-        shutil.rmtree(state, ignore_errors=True)
+            g.kill()
+        lab_sh("down")
 
 
 def guest_up(lab, name, ip):
