@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -324,10 +325,18 @@ def test_dhcp_with_udhcpc(client_ns):
 @needs_lab
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
 def test_lab_not_root_is_one_line():
-    env = dict(os.environ, TERN_LAB_NS=LAB_NS)
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        LAB_SH, "status"], env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=30)
+    # A copy nobody can reach: the checkout (and pytest's tmp_path) may sit below a
+    # directory only root enters.
+    d = tempfile.mkdtemp(prefix="tern-lab-")
+    try:
+        os.chmod(d, 0o755)
+        script = shutil.copy(LAB_SH, os.path.join(d, "lab.sh"))
+        env = dict(os.environ, TERN_LAB_NS=LAB_NS)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            script, "status"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30, cwd=d)
+    finally:
+        shutil.rmtree(d)
     assert p.returncode == 1
     assert p.stderr.strip() == \
         "lab.sh: must run as root (network namespaces need CAP_NET_ADMIN)", p.stderr
