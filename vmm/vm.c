@@ -43,6 +43,12 @@ static int vm_open_kvm(struct vm *vm)
 	int ver;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0 && errno == ENOENT) {
+		/* The usual cause on a new host: say what to look at, not just the errno. */
+		errorf("kvm: open /dev/kvm: No such file or directory (no KVM on this host: enable "
+		       "virtualization, load kvm_intel or kvm_amd)");
+		return -1;
+	}
 	if (vm->kvm_fd < 0) {
 		perrorf("kvm: open /dev/kvm");
 		return -1;
