@@ -359,6 +359,9 @@ static int virtio_net_save(void *opaque, void *fdt)
 	r = virtio_mmio_save(&n->v, fdt);
 	if (!r)
 		r = state_put_u32(fdt, "status", n->config.status) ? -1 : 0;
+	/* A frame read from the tap that still waits for buffers: it goes along, not lost. */
+	if (!r)
+		r = state_put_blob(fdt, "rx-frame", n->frame, n->frame_len) ? -1 : 0;
 	pthread_mutex_unlock(&n->v.lock);
 	return r;
 }
@@ -367,12 +370,17 @@ static int virtio_net_load(void *opaque, const void *fdt, int node)
 {
 	struct virtio_net *n = opaque;
 	uint32_t status;
-	int r;
+	int r, len;
 
 	pthread_mutex_lock(&n->v.lock);
 	r = virtio_mmio_load(&n->v, fdt, node);
 	if (!r)
 		r = state_get_u32(fdt, node, "status", &status);
+	if (!r) {
+		len = state_get_var(fdt, node, "rx-frame", n->frame, sizeof(n->frame));
+		n->frame_len = len > 0 ? len : 0;
+		r = len < 0 ? -1 : 0;
+	}
 	if (!r) {
 		n->config.status = status;
 		if (virtio_mmio_running(&n->v))
