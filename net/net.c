@@ -10,14 +10,6 @@
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
-static const struct netdev_cfg *net_find_netdev(const struct tern_config *c, const char *id)
-{
-	for (int j = 0; j < c->n_netdev; j++)
-		if (!strcmp(c->netdev[j].id, id))
-			return &c->netdev[j];
-	return NULL;
-}
-
 static void cmd_info_network(struct mon_session *s, int argc, char **argv)
 {
 	struct vm *vm = monitor_session_vm(s);
@@ -53,7 +45,7 @@ int net_create(struct vm *vm)
 	const struct tern_config *c = vm->cfg;
 
 	for (int i = 0; i < c->n_nic; i++) {
-		const struct netdev_cfg *nd = net_find_netdev(c, c->nic[i].netdev);
+		const struct netdev_cfg *nd = config_netdev_of(c, c->nic[i].netdev);
 
 		/* config_parse() checked that every NIC names a -netdev. */
 		if (!virtio_net_create(vm, nd, c->nic[i].mac))

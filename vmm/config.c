@@ -317,6 +317,14 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 	return 0;
 }
 
+const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const char *id)
+{
+	for (int j = 0; j < c->n_netdev; j++)
+		if (!strcmp(c->netdev[j].id, id))
+			return &c->netdev[j];
+	return NULL;
+}
+
 static int config_check(struct tern_config *c)
 {
 	if (!c->kernel && !c->incoming) {
@@ -324,11 +332,7 @@ static int config_check(struct tern_config *c)
 		return -1;
 	}
 	for (int i = 0; i < c->n_nic; i++) {
-		bool found = false;
-
-		for (int j = 0; j < c->n_netdev; j++)
-			found |= !strcmp(c->nic[i].netdev, c->netdev[j].id);
-		if (!found) {
+		if (!config_netdev_of(c, c->nic[i].netdev)) {
 			errorf("-device virtio-net: netdev '%s' not found", c->nic[i].netdev);
 			return -1;
 		}

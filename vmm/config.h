@@ -42,6 +42,8 @@ struct tern_config {
 /* 0 to run, 1 after printing help/version, -1 after one line that names the bad option. */
 int config_parse(struct tern_config *c, int argc, char **argv);
 void config_usage(void);
+/* The -netdev with that id=, or NULL. */
+const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const char *id);
 /* "52:54:00:12:34:56" -> mac; -1 if malformed or multicast. */
 int config_parse_mac(const char *s, uint8_t mac[6]);
 /* "unix:PATH[,server][,nowait]" -> PATH in buf; -1 if not that form. */

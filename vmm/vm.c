@@ -175,16 +175,15 @@ int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque
 
 int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq)
 {
-	int n = vm->nmmio_dev;
+	struct boot_mmio_dev d;
 
-	if (n == VM_MAX_DEVICES) {
+	if (vm->nmmio_dev == VM_MAX_DEVICES) {
 		errorf("vm: more than %d virtio-mmio devices", VM_MAX_DEVICES);
 		return -1;
 	}
-	vm->mmio_dev[n] = vm_mmio_slot(n);
-	vm->nmmio_dev++;
-	*base = vm->mmio_dev[n].base;
-	*irq = vm->mmio_dev[n].irq;
+	d = vm_mmio_slot(vm->nmmio_dev++);
+	*base = d.base;
+	*irq = d.irq;
 	return 0;
 }
 

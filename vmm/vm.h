@@ -62,8 +62,7 @@ struct vm {
 
 	struct device dev[VM_MAX_DEVICES];
 	int ndev;
-	struct boot_mmio_dev mmio_dev[VM_MAX_DEVICES];
-	int nmmio_dev;
+	int nmmio_dev;		/* virtio-mmio slots handed out: see vm_mmio_slot() */
 
 	pthread_mutex_t lock;
 	enum vm_runstate state;
