@@ -65,7 +65,8 @@ migrate() {
 	mon "$from" "migrate \"tcp:127.0.0.1:$port\"" >/dev/null || true
 	info=$(mon "$from" "info migrate")
 	grep -q "Migration status: completed" <<<"$info" ||
-		die "migration $from -> $to failed: $(grep -m1 -i 'status\|error' <<<"$info")"
+		die "migration $from -> $to failed: $(grep -m1 '^error' <<<"$info" || echo "$info" | head -1)" \
+			"$(tail -2 "$WORK/$to.err")"
 	printf '%s -> %s: total %s ms, downtime %s ms\n' "$from" "$to" \
 		"$(sed -n 's/^total time: \([0-9.]*\).*/\1/p' <<<"$info")" \
 		"$(sed -n 's/^downtime: \([0-9.]*\).*/\1/p' <<<"$info")" | tee -a "$WORK/migrations"

@@ -218,7 +218,7 @@ def test_connection_cut_during_stop_and_copy(tern, socks, where):
     proxy = MigProxy(port, lambda kind, n: "cut" if kind == where else "pass")
     out = am.cmd('migrate "tcp:127.0.0.1:%d"' % proxy.port)
     assert "failed" in out, out
-    assert where in proxy.seen
+    assert where in proxy.seen, (out, proxy.seen)
     assert_guest_alive(a, am)
     assert b.wait(timeout=15) != 0
 

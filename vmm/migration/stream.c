@@ -8,7 +8,7 @@
 #include "vmm/migration/stream.h"
 #include "vmm/util.h"
 
-#define STREAM_BUF (256U << 10)
+#define STREAM_BUF ((1U << 20) + (64U << 10)) /* a whole page batch (ram.c) and then some */
 
 /* CRC32C with SSE4.2 where the CPU has it (every x86-64 host KVM runs on, in practice). */
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
@@ -70,62 +70,60 @@ static int stream_fail(struct mig_stream *s, const char *what)
 	return -1;
 }
 
-static int stream_writev(struct mig_stream *s, struct iovec *iov, int n)
+int stream_flush(struct mig_stream *s)
 {
-	while (n) {
-		ssize_t w = writev(s->fd, iov, n);
+	const uint8_t *p = s->buf;
+	size_t left = s->len;
+
+	s->len = 0;
+	while (left) {
+		ssize_t w = write(s->fd, p, left);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
 			return stream_fail(s, "write");
 		s->sent += w;
-		while (n && (size_t)w >= iov->iov_len) {
-			w -= iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= w;
-		}
+		p += w;
+		left -= w;
 	}
 	return 0;
-}
-
-int stream_flush(struct mig_stream *s)
-{
-	struct iovec iov = { s->buf, s->len };
-
-	if (!s->len)
-		return 0;
-	s->len = 0;
-	return stream_writev(s, &iov, 1);
 }
 
 int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p, size_t len)
 {
 	struct rec_hdr h = { type, (uint32_t)len, arg };
-	uint32_t crc = crc32c(crc32c(0, &h, sizeof(h)), p, len);
-	size_t need = sizeof(h) + len + sizeof(crc);
+	size_t need = sizeof(h) + len + sizeof(uint32_t);
+	uint8_t *rec;
+	uint32_t crc;
 
 	if (len > MIG_REC_MAX) {
 		snprintf(s->err, sizeof(s->err), "record of %zu bytes too large", len);
 		return -1;
 	}
-	if (need > s->cap - s->len) {
-		struct iovec iov[4] = {
-			{ s->buf, s->len }, { &h, sizeof(h) }, { (void *)p, len }, { &crc, sizeof(crc) },
-		};
+	if (need > s->cap - s->len && stream_flush(s) < 0)
+		return -1;
+	if (need > s->cap) {
+		uint8_t *b = realloc(s->buf, need);
 
-		/* Large payloads (page runs) go straight from guest RAM to the socket. */
-		s->len = 0;
-		return stream_writev(s, iov, 4);
+		if (!b) {
+			snprintf(s->err, sizeof(s->err), "out of memory for a %zu-byte record", len);
+			return -1;
+		}
+		s->buf = b;
+		s->cap = need;
 	}
-	memcpy(s->buf + s->len, &h, sizeof(h));
+	/*
+	 * Copy first, then checksum the copy: a live guest may rewrite a page while it is being
+	 * sent, and the checksum must cover exactly the bytes that go out (the dirty log makes
+	 * sure the newer contents follow in a later round).
+	 */
+	rec = s->buf + s->len;
+	memcpy(rec, &h, sizeof(h));
 	if (len)
-		memcpy(s->buf + s->len + sizeof(h), p, len);
-	memcpy(s->buf + s->len + sizeof(h) + len, &crc, sizeof(crc));
+		memcpy(rec + sizeof(h), p, len);
+	crc = crc32c(0, rec, sizeof(h) + len);
+	memcpy(rec + sizeof(h) + len, &crc, sizeof(crc));
 	s->len += need;
 	return 0;
 }

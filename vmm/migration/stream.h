@@ -8,7 +8,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/uio.h>
 
 #define MIG_MAGIC "TERNMIG\0"
 #define MIG_VERSION 1
