@@ -1,0 +1,30 @@
+#!/bin/bash
+# Runs a command in the nested test host (build.sh): Debian's kernel under QEMU TCG with an
+# emulated AMD-V CPU and kvm_amd loaded, the outer machine's root shared read-write over 9p,
+# the command run in this checkout with fresh /tmp and /run. Its output is the console's; its
+# exit status is the command's.
+#
+# usage: tests/nested/run.sh BUILD_DIR COMMAND...     (NESTED_TIMEOUT: seconds, default 1500)
+set -Eeuo pipefail
+OUT=$(cd "${1:?usage: run.sh BUILD_DIR COMMAND...}" && pwd)
+shift
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+[[ $OUT != *[[:space:]]* ]] || { echo "nested: the kernel cmdline cannot carry a path with spaces: $OUT" >&2; exit 2; }
+
+{
+	# The nested host exists to have KVM: a test that finds none there must fail, not skip.
+	echo "export TERN_REQUIRE_KVM=1 TERM=${TERM:-dumb}"
+	[[ -t 1 ]] || echo "export PY_COLORS=0"
+	printf 'cd %q && exec' "$ROOT"
+	printf ' %q' "$@"
+	echo
+} >"$OUT/cmd.sh"
+rm -f "$OUT/rc"
+# The console is the command's terminal: -serial stdio with no QEMU mux, so Ctrl-A reaches it.
+timeout "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+	-machine q35 -smp 2 -m 4G -display none -monitor none -serial stdio -no-reboot -nic none \
+	-kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
+	-append "console=ttyS0 loglevel=3 panic=-1 tern.dir=$OUT" \
+	-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=r0,multidevs=remap
+[[ -f $OUT/rc ]] || { echo "nested: the nested host ended without the command's exit status" >&2; exit 1; }
+exit "$(cat "$OUT/rc")"
