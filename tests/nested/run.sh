@@ -9,7 +9,8 @@ set -Eeuo pipefail
 OUT=$(cd "${1:?usage: run.sh BUILD_DIR COMMAND...}" && pwd)
 shift
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-[[ $OUT != *[[:space:]]* ]] || { echo "nested: the kernel cmdline cannot carry a path with spaces: $OUT" >&2; exit 2; }
+[[ $OUT/ == "$ROOT"/* && $ROOT != *[[:space:]]* ]] ||
+	{ echo "nested: $OUT must lie in the checkout $ROOT, whose path has no spaces" >&2; exit 2; }
 
 {
 	# The nested host exists to have KVM: a test that finds none there must fail, not skip.
@@ -24,7 +25,7 @@ rm -f "$OUT/rc"
 timeout "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
 	-machine q35 -smp 2 -m 4G -display none -monitor none -serial stdio -no-reboot -nic none \
 	-kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
-	-append "console=ttyS0 loglevel=3 panic=-1 tern.dir=$OUT" \
+	-append "console=ttyS0 loglevel=3 panic=-1 tern.root=$ROOT tern.dir=$OUT" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=r0,multidevs=remap
 [[ -f $OUT/rc ]] || { echo "nested: the nested host ended without the command's exit status" >&2; exit 1; }
 exit "$(cat "$OUT/rc")"
