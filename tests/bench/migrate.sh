@@ -3,8 +3,14 @@
 # migrations (tern -> tern over tcp on loopback): total time, downtime, setup time, bytes sent,
 # rounds; and the same for QEMU (Debian's qemu-system-x86, same guest booted via PVH) in the
 # same run, with the ratios. Figures are printed, never asserted.
-# With BENCH_NET=1 it also runs the guests on a bridge in a private namespace and reports the
-# largest gap a TCP client sees (one keep-alive connection, a request every 10 ms).
-set -euo pipefail
+# As root with dnsmasq, tern's guests also sit on a bridge in a private lab namespace and the
+# largest gap a TCP client sees (one keep-alive connection, a request every 10 ms) is reported.
+set -euo pipefail  # no exec below: the EXIT trap takes the lab down
 cd "$(dirname "$0")/../.."
-exec /usr/bin/python3 tests/bench/migrate.py "$@"
+if [[ $EUID -eq 0 ]] && command -v dnsmasq >/dev/null; then
+	export TERN_LAB_NS=${TERN_LAB_NS:-ternmig$$}
+	export BENCH_NS=$TERN_LAB_NS
+	trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
+	scripts/lab.sh up >/dev/null
+fi
+/usr/bin/python3 tests/bench/migrate.py "$@"
