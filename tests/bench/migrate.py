@@ -92,10 +92,16 @@ def one(kind, mem, tmp):
     try:
         if NS and kind == "tern":
             summary = os.path.join(tmp, "client.json")
+            log = os.path.join(tmp, "client.log")
             client = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable,
-                                       "scripts/client-loop.py", IP, "--quiet", "--summary",
-                                       summary, "--interval-ms", str(INTERVAL_MS)])
-            time.sleep(1)
+                                       "scripts/client-loop.py", IP, "--summary", summary,
+                                       "--interval-ms", str(INTERVAL_MS)],
+                                      stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 20
+            while os.path.getsize(log) < 200:  # a few answers in: the guest serves, the client runs
+                if time.monotonic() > deadline or client.poll() is not None:
+                    raise RuntimeError("the client got no answers: %s" % open(log).read())
+                time.sleep(0.05)
         am.cmd("migrate tcp:127.0.0.1:%d" % port)
         deadline = time.monotonic() + 60
         while True:

@@ -223,14 +223,17 @@ def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
             cur.wait()
             cur, cur_mon = nxt, nxt_mon
             time.sleep(0.5)
-        assert "running" in cur_mon.cmd("info network")
+        net = cur_mon.cmd("info network")
+        assert "running" in net
     finally:
         client.terminate()
         client.wait(timeout=10)
+        net_end = cur_mon.cmd("info network")
         cur.kill()
     result = json.load(open(summary))
     print(result)
-    assert result["errors"] == 0 and result["resets"] == 0, result
+    assert result["errors"] == 0 and result["resets"] == 0, \
+        (result, net, net_end, cur.text()[-1500:])
     assert result["max_delta_ms"] < 1000, result
     assert result["requests"] > 500, result
 
