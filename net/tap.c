@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <net/if_arp.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -72,6 +73,20 @@ int tap_set_offload(int fd, const char *name, unsigned flags)
 {
 	if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) {
 		perrorf("tap: %s: TUNSETOFFLOAD %#x", name, flags);
+		return -1;
+	}
+	return 0;
+}
+
+int tap_set_mac(const char *name, const uint8_t mac[6])
+{
+	struct ifreq ifr = {0};
+
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+	memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+	if (ifreq_ioctl(SIOCSIFHWADDR, &ifr) < 0) {
+		perrorf("tap: %s: set MAC address", name);
 		return -1;
 	}
 	return 0;

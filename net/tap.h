@@ -3,6 +3,7 @@
 #define TERN_TAP_H
 
 #include <net/if.h>
+#include <stdint.h>
 
 /*
  * Opens (or creates) tap `want` ("" = let the kernel pick a name) with IFF_VNET_HDR,
@@ -14,6 +15,8 @@ int tap_open(const char *want, char name[IFNAMSIZ]);
 int tap_set_vnet_hdr_len(int fd, const char *name, int len);
 /* TUN_F_* offloads the guest can take on receive. */
 int tap_set_offload(int fd, const char *name, unsigned flags);
+/* Sets the tap's own MAC address (not the guest's: the host side of the wire). */
+int tap_set_mac(const char *name, const uint8_t mac[6]);
 /* Makes interface name a port of bridge br. */
 int bridge_attach(const char *br, const char *name);
 

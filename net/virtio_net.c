@@ -518,8 +518,21 @@ static int virtio_net_backend(struct virtio_net *n, const struct netdev_cfg *nd)
 	if (n->tap < 0)
 		return -1;
 	snprintf(n->br, sizeof(n->br), "%s", nd->br);
-	if (*n->br && bridge_attach(n->br, n->ifname) < 0)
-		return -1;
+	if (*n->br) {
+		/*
+		 * A bridge whose address was never set takes the lowest of its ports' MACs, and
+		 * the kernel picks a random one for each tap: a tap coming or going (as one does
+		 * in every migration) could change the bridge's MAC under the guest's ARP cache
+		 * and blackhole its traffic to the host. As libvirt does: the tap gets the guest's
+		 * MAC with a first byte of 0xFE, high and the same at both ends of a migration.
+		 */
+		uint8_t mac[6];
+
+		memcpy(mac, n->config.mac, 6);
+		mac[0] = 0xfe;
+		if (tap_set_mac(n->ifname, mac) < 0 || bridge_attach(n->br, n->ifname) < 0)
+			return -1;
+	}
 	/* Until the guest negotiates, the tap speaks the 10-byte header (announce frames). */
 	return tap_set_vnet_hdr_len(n->tap, n->ifname, 10);
 }

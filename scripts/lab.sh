@@ -20,6 +20,7 @@ set -Eeuo pipefail
 NS=${TERN_LAB_NS:-ternlab}
 BR=osvbr0
 BR_ADDR=192.168.123.1/24
+BR_MAC=52:54:30:00:00:01
 DHCP_RANGE=192.168.123.100,192.168.123.200,12h
 PINNED_MAC=52:54:30:30:30:30
 PINNED_IP=192.168.123.10
@@ -70,8 +71,10 @@ up() {
 	fi
 	nsexec ip link set lo up
 	if ! nsexec ip link show "$BR" >/dev/null 2>&1; then
-		# STP off and no forward delay: ports forward as soon as they come up.
-		nsexec ip link add "$BR" type bridge stp_state 0 forward_delay 0
+		# STP off and no forward delay: ports forward as soon as they come up. A MAC of
+		# its own: else the bridge takes its lowest port's, which changes as guests come
+		# and go, and their ARP caches would point at an address nobody answers.
+		nsexec ip link add "$BR" address "$BR_MAC" type bridge stp_state 0 forward_delay 0
 	fi
 	# DHCP through the bridge: with br_netfilter loaded, bridged frames could go through
 	# iptables. Turn that off for this bridge and, where the namespace has its own bridge-nf
@@ -166,12 +169,14 @@ status() {
 	fi
 	echo "namespace $NS: present"
 	if nsexec ip link show "$BR" >/dev/null 2>&1; then
-		local addrs ports state
-		state=$(nsexec ip -br link show "$BR" | awk '{print $2}')
+		local addrs ports state=down
+		# Administratively up is what counts: with an address of its own and no port, the
+		# bridge has no carrier until the first guest's tap joins.
+		nsexec ip -br link show "$BR" | grep -q '[<,]UP[,>]' && state=up
 		addrs=$(nsexec ip -4 -br addr show dev "$BR" | awk '{$1=$2=""; print $0}' | xargs)
 		ports=$(nsexec ip -br link show master "$BR" | awk '{sub(/@.*/, "", $1); print $1}' | xargs)
 		echo "bridge $BR: $state, ${addrs:-no address}, ports: ${ports:-none}"
-		[ "$state" = UP ] || [ "$state" = UNKNOWN ] || rc=3
+		[ "$state" = up ] || rc=3
 	else
 		echo "bridge $BR: absent"
 		rc=3

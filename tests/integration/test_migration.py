@@ -59,7 +59,11 @@ def wait_status(mon, want, timeout=30):
 
 
 def assert_guest_alive(t, mon):
-    assert mon.info("status")["VM status"] == "running"
+    # The source says completed once it has sent go; the destination resumes a moment later.
+    deadline = time.monotonic() + 10
+    while mon.info("status")["VM status"] != "running":
+        assert time.monotonic() < deadline, mon.info("status")
+        time.sleep(0.02)
     guest_cmd(t, "check", r"memtest: ok")
 
 

@@ -84,6 +84,10 @@ def test_two_guests_dhcp_ping_http(lab, tmp_path):
         info = Monitor(str(tmp_path / "a.mon")).cmd("info network")
         assert "macaddr=" + PINNED_MAC in info and "bridge osvbr0" in info, info
         assert re.search(r"rx [1-9]\d* packets", info) and "running" in info, info
+        # The tap's own MAC: high, so the bridge never takes it; the guest's, so both ends
+        # of a migration have the same one.
+        tap = re.search(r"tap (\w+)", info).group(1)
+        assert "link/ether fe:54:30:30:30:30 " in sh("ip", "-n", NS, "link", "show", tap).stdout
     finally:
         a.kill()
         b.kill()

@@ -238,7 +238,9 @@ def client_ns(lab_up):
 def test_lab_up_creates_namespace_bridge_dnsmasq(lab_up):
     assert LAB_NS in netns_list()
     link = sh("ip", "-n", LAB_NS, "-d", "link", "show", "osvbr0").stdout
-    assert "bridge" in link and "state DOWN" not in link.split("\n")[0], link
+    # Up, with an address of its own (no carrier: no port has joined yet).
+    assert "bridge" in link and ",UP" in link.split("\n")[0], link
+    assert "link/ether 52:54:30:00:00:01 " in link, link
     addr = sh("ip", "-n", LAB_NS, "-4", "addr", "show", "dev", "osvbr0").stdout
     assert "inet 192.168.123.1/24" in addr, addr
     assert "UP" in sh("ip", "-n", LAB_NS, "-br", "link", "show", "lo").stdout

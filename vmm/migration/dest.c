@@ -164,18 +164,20 @@ static void inject_on_io_thread(void *arg)
 /* After GO: frames the source still received, until it hangs up. */
 static void dst_forwarded(struct dst *c)
 {
-	static uint8_t buf[MIG_REC_MAX];
+	uint8_t *buf = c->interactive ? malloc(MIG_FRAME_MAX) : NULL;
 	struct rec_hdr h;
 
-	while (c->interactive && stream_get(&c->s, &h) == 0) {
+	while (buf && stream_get(&c->s, &h) == 0) {
 		const struct device *d = h.arg < (uint64_t)c->vm->ndev ? &c->vm->dev[h.arg] : NULL;
 		struct inject_call i = { d, buf, h.len };
 
-		if (h.type != REC_FRAME || stream_get_payload(&c->s, &h, buf) < 0)
-			return;
+		if (h.type != REC_FRAME || h.len > MIG_FRAME_MAX ||
+		    stream_get_payload(&c->s, &h, buf) < 0)
+			break;
 		if (d && d->ops->inject)
 			evloop_call(&c->vm->loop, inject_on_io_thread, &i);
 	}
+	free(buf);
 }
 
 static int dst_run(struct dst *c)

@@ -233,7 +233,7 @@ static void src_forward(struct src *c)
 					     { .fd = c->m->cancel_fd, .events = POLLIN } };
 	int dev[FORWARD_FDS + 2], n = 2;
 	uint64_t end = now_ns() + FORWARD_MS * 1000000ULL;
-	uint8_t buf[1 << 17];	/* any tap frame: header + 64 KiB GSO packet */
+	uint8_t buf[MIG_FRAME_MAX];
 
 	for (int i = 0; i < c->vm->ndev && n < FORWARD_FDS + 2; i++) {
 		const struct device *d = &c->vm->dev[i];

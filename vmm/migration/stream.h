@@ -35,6 +35,7 @@ struct rec_hdr {
 };
 
 #define MIG_REC_MAX (8U << 20)
+#define MIG_FRAME_MAX (1U << 17)	/* REC_FRAME: a tap's header + a 64 KiB GSO packet */
 
 struct mig_stream {
 	int fd;
