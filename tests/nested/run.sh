@@ -12,10 +12,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 [[ $OUT/ == "$ROOT"/* && $ROOT != *[[:space:]]* ]] ||
 	{ echo "nested: $OUT must lie in the checkout $ROOT, whose path has no spaces" >&2; exit 2; }
 
+tty=0
+[[ -t 1 ]] && tty=1
 {
 	# The nested host exists to have KVM: a test that finds none there must fail, not skip.
 	echo "export TERN_REQUIRE_KVM=1 TERM=${TERM:-dumb}"
-	[[ -t 1 ]] || echo "export PY_COLORS=0"
+	((tty)) || echo "export PY_COLORS=0"
 	printf 'cd %q && exec' "$ROOT"
 	printf ' %q' "$@"
 	echo
@@ -42,7 +44,8 @@ for try in 1 2; do
 	watch_heartbeat &
 	watcher=$!
 	# The console is the command's terminal: -serial stdio, no QEMU mux, so Ctrl-A reaches it.
-	timeout "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max -machine q35 \
+	# --foreground: QEMU stays in the terminal's process group, or reading it would stop it.
+	timeout --foreground "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max -machine q35 \
 		-smp "${NESTED_CPUS:-1}" -m 4G -display none -monitor none -serial stdio -no-reboot \
 		-nic none -pidfile "$OUT/qemu.pid" -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
 		-append "console=ttyS0 loglevel=3 panic=-1 tern.root=$ROOT tern.dir=$OUT" \
