@@ -3,7 +3,7 @@
 # migrations (tern -> tern over tcp on loopback): total time, downtime, setup time, bytes sent,
 # rounds; and the same for QEMU (Debian's qemu-system-x86, same guest booted via PVH) in the
 # same run, with the ratios. Figures are printed, never asserted.
-# As root with dnsmasq, tern's guests also sit on a bridge in a private lab namespace and the
+# As root with dnsmasq, both VMMs' guests also sit on a bridge in a private lab namespace and the
 # largest gap a TCP client sees (one keep-alive connection, a request every 10 ms) is reported.
 set -euo pipefail  # no exec below: the EXIT trap takes the lab down
 cd "$(dirname "$0")/../.."

@@ -104,6 +104,8 @@ sys_serial_read:
 	jae 2f
 	mov $0x3fd, %dx
 	in %dx, %al
+	cmp $0xff, %al		/* no UART at all (QEMU's -serial none): nothing to read */
+	je 2f
 	test $0x01, %al
 	jz 2f
 	mov $0x3f8, %dx

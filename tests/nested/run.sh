@@ -18,6 +18,10 @@ tty=0
 	# The nested host exists to have KVM: a test that finds none there must fail, not skip.
 	echo "export TERN_REQUIRE_KVM=1 TERM=${TERM:-dumb}"
 	((tty)) || echo "export PY_COLORS=0"
+	# The benchmarks' knobs (tests/bench) and tern's own variables go along.
+	for v in N SIZES $(compgen -v TERN_); do
+		[[ -v $v ]] && printf 'export %s=%q\n' "$v" "${!v}"
+	done
 	printf 'cd %q && exec' "$ROOT"
 	printf ' %q' "$@"
 	echo
