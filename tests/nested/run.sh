@@ -49,8 +49,8 @@ for try in 1 2; do
 	watcher=$!
 	# The console is the command's terminal: -serial stdio, no QEMU mux, so Ctrl-A reaches it.
 	# --foreground: QEMU stays in the terminal's process group, or reading it would stop it.
-	timeout --foreground "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max -machine q35 \
-		-smp "${NESTED_CPUS:-1}" -m 4G -display none -monitor none -serial stdio -no-reboot \
+	timeout --foreground "${NESTED_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max \
+		-machine q35 -smp "${NESTED_CPUS:-1}" -m 4G -display none -monitor none -serial stdio -no-reboot \
 		-nic none -pidfile "$OUT/qemu.pid" -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
 		-append "console=ttyS0 loglevel=3 panic=-1 tern.root=$ROOT tern.dir=$OUT" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=r0,multidevs=remap ||
