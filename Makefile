@@ -63,7 +63,6 @@ deps:
 guest:
 	$(MAKE) -C tests/guest BUILD=$(abspath $(BUILD))/guest
 
-
 unit: $(UNIT_BINS)
 
 # A test that hangs fails after 5 minutes, with every thread's stack, instead of stalling CI.

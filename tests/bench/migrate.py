@@ -60,6 +60,10 @@ class Hmp:
         return self.until(rb"\((?:tern|qemu)\) ")
 
 
+def qemu_tap_name(mon):
+    return "tq" + os.path.basename(mon)
+
+
 def qemu_tap(name):
     """QEMU's tap on the lab's bridge, made beforehand (QEMU's own way needs a helper)."""
     subprocess.run(["ip", "-n", NS, "tuntap", "add", "dev", name, "mode", "tap"], check=True)
@@ -80,7 +84,7 @@ def start(kind, mem, mon, incoming=None):
                "-nodefaults", "-no-user-config", "-global", "virtio-mmio.force-legacy=false",
                "-monitor", "unix:%s,server,nowait" % mon]
         if NS:
-            tap = "tq" + os.path.basename(mon)
+            tap = qemu_tap_name(mon)
             qemu_tap(tap)
             cmd += ["-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
                     "-device", "virtio-net-device,netdev=n0,mac=" + MAC]
@@ -99,10 +103,11 @@ def number(info, key):
 
 
 def one(kind, mem, tmp):
-    a, am = start(kind, mem, os.path.join(tmp, "a"))
+    mons = [os.path.join(tmp, "a"), os.path.join(tmp, "b")]
+    a, am = start(kind, mem, mons[0])
     time.sleep(0.5)  # let the guest boot and settle: this measures an idle guest
     port = free_port()
-    b, bm = start(kind, mem, os.path.join(tmp, "b"), "tcp:127.0.0.1:%d" % port)
+    b, bm = start(kind, mem, mons[1], "tcp:127.0.0.1:%d" % port)
     client = summary = None
     try:
         if NS:
@@ -148,8 +153,9 @@ def one(kind, mem, tmp):
             p.kill()
             p.wait()
         if NS and kind == "qemu":
-            for tap in ("tqa", "tqb"):
-                subprocess.run(["ip", "-n", NS, "link", "del", tap], stderr=subprocess.DEVNULL)
+            for mon in mons:
+                subprocess.run(["ip", "-n", NS, "link", "del", qemu_tap_name(mon)],
+                               stderr=subprocess.DEVNULL)
 
 
 def bench(kind, mem):
