@@ -241,12 +241,27 @@ def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
     assert result["requests"] > 500, result
 
 
-def test_demo_intra_host(lab):
-    """scripts/demo-intra-host.sh end to end, in a lab namespace of its own."""
-    env = dict(os.environ, TERN_LAB_NS=NS + "d")
-    p = subprocess.run([os.path.join(ROOT, "scripts", "demo-intra-host.sh")], env=env,
+def run_demo(name, ns, namespaces):
+    """scripts/demo-NAME.sh end to end, in namespaces of its own; none may be left behind."""
+    env = dict(os.environ, TERN_LAB_NS=ns)
+    p = subprocess.run([os.path.join(ROOT, "scripts", "demo-%s.sh" % name)], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180)
     print(p.stdout)
     assert p.returncode == 0, p.stdout
     assert "migrations done: 2" in p.stdout and "requests lost: 0" in p.stdout
-    assert NS + "d" not in sh("ip", "netns", "list").stdout
+    left = sh("ip", "netns", "list").stdout.split()
+    assert not set(namespaces) & set(left), left
+    return p.stdout
+
+
+def test_demo_intra_host(lab):
+    run_demo("intra-host", NS + "d", [NS + "d"])
+
+
+def test_demo_inter_host(lab):
+    """Two host namespaces, a switch, the stream on a link of its own: the guest's MAC moves
+    from one uplink to the other, and the destination's RARP tells the switch at once."""
+    ns = NS + "i"
+    out = run_demo("inter-host", ns, [ns, ns + "-a", ns + "-b"])
+    ports = re.findall(r"the guest's MAC is behind (\S+)", out)
+    assert ports == ["a-up", "b-up", "a-up"], out
