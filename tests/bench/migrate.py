@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -15,7 +16,8 @@ SIZES = os.environ.get("SIZES", "128M 512M 2G").split()
 GUEST = "build/guest/guest.elf"
 QEMU = shutil.which("qemu-system-x86_64")
 # With a lab namespace (migrate.sh makes one when it can), the guests sit on its bridge and a
-# client on one keep-alive connection (a request every 10 ms) measures the gap it sees.
+# client on one keep-alive connection (a request every 10 ms) measures the gap it sees, and a
+# ping every 10 ms counts the echoes lost.
 NS = os.environ.get("BENCH_NS")
 MAC, IP, INTERVAL_MS = "52:54:30:30:30:30", "192.168.123.10", 10
 APPEND = "--ip=eth0,%s,255.255.255.0 --defaultgw=192.168.123.1" % IP
@@ -102,13 +104,22 @@ def number(info, key):
     return float(m.group(1)) if m else float("nan")
 
 
+def pings_lost(out):
+    """Echo requests that went unanswered, counting only those sent before the last answer:
+    the ones still in flight when ping was stopped are not lost."""
+    seqs = {int(m) for m in re.findall(r"icmp_seq=(\d+)", out)}
+    if not seqs:
+        raise RuntimeError("ping got no answer: %s" % out[-300:])
+    return max(seqs) - len(seqs)
+
+
 def one(kind, mem, tmp):
     mons = [os.path.join(tmp, "a"), os.path.join(tmp, "b")]
     a, am = start(kind, mem, mons[0])
     time.sleep(0.5)  # let the guest boot and settle: this measures an idle guest
     port = free_port()
     b, bm = start(kind, mem, mons[1], "tcp:127.0.0.1:%d" % port)
-    client = summary = None
+    client = summary = ping = None
     try:
         if NS:
             summary = os.path.join(tmp, "client.json")
@@ -117,10 +128,18 @@ def one(kind, mem, tmp):
                                        "scripts/client-loop.py", IP, "--summary", summary,
                                        "--interval-ms", str(INTERVAL_MS)],
                                       stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            # ping's output line by line, so that its first answer can be seen.
+            ping_log = os.path.join(tmp, "ping.log")
+            ping = subprocess.Popen(["ip", "netns", "exec", NS, "stdbuf", "-oL", "ping", "-n",
+                                     "-i", "0.01", IP], stdout=open(ping_log, "w"),
+                                    stderr=subprocess.STDOUT)
+            # A few answers in for both: the guest serves, and both run before the migration
+            # (starting a process is slow where the CPU is emulated).
             deadline = time.monotonic() + 20
-            while os.path.getsize(log) < 200:  # a few answers in: the guest serves, the client runs
+            while os.path.getsize(log) < 200 or "icmp_seq=" not in open(ping_log).read():
                 if time.monotonic() > deadline or client.poll() is not None:
-                    raise RuntimeError("the client got no answers: %s" % open(log).read())
+                    raise RuntimeError("no answers: %s%s" % (open(log).read(),
+                                                             open(ping_log).read()))
                 time.sleep(0.05)
         am.cmd("migrate tcp:127.0.0.1:%d" % port)
         deadline = time.monotonic() + 60
@@ -134,9 +153,12 @@ def one(kind, mem, tmp):
         if "completed" not in info:
             raise RuntimeError(info)
         sent = number(info, "transferred ram") * 1024
-        gap = float("nan")
+        gap = lost = float("nan")
         if client:
             time.sleep(0.5)
+            ping.send_signal(signal.SIGINT)
+            ping.wait(timeout=10)
+            lost = pings_lost(open(ping_log).read())
             client.terminate()
             client.wait(timeout=10)
             c = json.load(open(summary))
@@ -145,10 +167,12 @@ def one(kind, mem, tmp):
             gap = c["max_delta_ms"] - INTERVAL_MS
         return {"total": number(info, "total time"), "downtime": number(info, "downtime"),
                 "setup": number(info, "setup"), "sent": sent,
-                "rounds": number(info, "dirty sync count"), "gap": gap}
+                "rounds": number(info, "dirty sync count"), "gap": gap, "pings lost": lost}
     finally:
-        if client and client.poll() is None:
-            client.kill()
+        for p in (client, ping):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
         for p in (a, b):
             p.kill()
             p.wait()
@@ -171,9 +195,11 @@ def main():
           "on loopback" % N)
     if NS:
         print("guests on a bridge; gap: the largest wait beyond %d ms that a client "
-              "sending a request every %d ms saw" % (INTERVAL_MS, INTERVAL_MS))
-    print("%-6s %-5s %10s %10s %10s %12s %7s %8s" % ("size", "vmm", "total ms", "downtime",
-                                                     "setup ms", "sent KiB", "rounds", "gap ms"))
+              "sending a request every %d ms saw; pings lost: of one every %d ms"
+              % (INTERVAL_MS, INTERVAL_MS, INTERVAL_MS))
+    print("%-6s %-5s %10s %10s %10s %12s %7s %8s %10s" % (
+        "size", "vmm", "total ms", "downtime", "setup ms", "sent KiB", "rounds", "gap ms",
+        "pings lost"))
     for mem in SIZES:
         res = {"tern": bench("tern", mem)}
         if QEMU:
@@ -182,9 +208,9 @@ def main():
             except Exception as e:  # QEMU may not boot here; say so, keep going
                 print("%-6s qemu   could not be measured: %s" % (mem, e))
         for kind, r in res.items():
-            print("%-6s %-5s %10.3f %10.3f %10.3f %12.0f %7.0f %8.1f" % (
+            print("%-6s %-5s %10.3f %10.3f %10.3f %12.0f %7.0f %8.1f %10.0f" % (
                 mem, kind, r["total"], r["downtime"], r["setup"], r["sent"] / 1024, r["rounds"],
-                r["gap"]))
+                r["gap"], r["pings lost"]))
         if "qemu" in res:
             t, q = res["tern"], res["qemu"]
             ratio = {k: t[k] / q[k] if q[k] else float("nan") for k in t}
