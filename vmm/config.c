@@ -29,6 +29,7 @@ void config_usage(void)
 	       "  -netdev bridge,id=ID,br=BRIDGE\n"
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
+	       "  -sandbox on|off       per-thread system call filters (default on)\n"
 	       "  -nographic -name NAME -pidfile FILE\n"
 	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
 }
@@ -306,7 +307,13 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 		c->name = arg;
 	else if (!strcmp(opt, "-pidfile"))
 		c->pidfile = arg;
-	else if (!strcmp(opt, "-netdev"))
+	else if (!strcmp(opt, "-sandbox")) {
+		if (strcmp(arg, "on") && strcmp(arg, "off")) {
+			errorf("-sandbox: '%s': expected on or off", arg);
+			return -1;
+		}
+		c->no_sandbox = !strcmp(arg, "off");
+	} else if (!strcmp(opt, "-netdev"))
 		return config_netdev(c, arg);
 	else if (!strcmp(opt, "-device"))
 		return config_device(c, arg);

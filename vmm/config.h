@@ -33,6 +33,7 @@ struct tern_config {
 	const char *incoming;
 	const char *name, *pidfile;
 	bool nographic, daemonize, pvh;
+	bool no_sandbox;	/* -sandbox off: no system call filters */
 	struct netdev_cfg netdev[CONFIG_MAX_NICS];
 	int n_netdev;
 	struct nic_cfg nic[CONFIG_MAX_NICS];

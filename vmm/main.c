@@ -20,6 +20,7 @@
 #include "vmm/cpu_state.h"
 #include "vmm/monitor.h"
 #include "vmm/qmp.h"
+#include "vmm/sandbox.h"
 #include "vmm/serial.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
@@ -203,6 +204,9 @@ static int tern_setup(struct tern *t)
 	if (t->cfg.daemonize && tern_daemonize() < 0)
 		return -1;
 	if (t->cfg.pidfile && tern_pidfile(t->cfg.pidfile) < 0)
+		return -1;
+	/* Everything that opens, forks or attaches is done: the filters go on now. */
+	if (!t->cfg.no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
 		return -1;
 	vm->state = incoming ? RUN_STATE_INMIGRATE : RUN_STATE_RUNNING;
 	/* A waiting destination starts its vCPU thread parked; migration resumes it. */

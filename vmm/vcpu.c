@@ -11,8 +11,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#include "vmm/vm.h"
+#include "vmm/sandbox.h"
 #include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -133,12 +134,16 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	sigset_t set;
+	bool ok;
 
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	ok = v->vm->cfg->no_sandbox || sandbox_enter(SANDBOX_VCPU) == 0;
+	if (!ok)
+		vm_request_exit(v->vm, 1, NULL);
 
-	while (vcpu_wait_unpaused(v)) {
+	while (ok && vcpu_wait_unpaused(v)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				/* A kick: pause or exit wanted; it has done its job. */

@@ -249,3 +249,33 @@ def test_ignored_options_are_named_before_kernel_errors(tmp_path):
     assert code != 0 and len(lines) == 3, out
     assert "-enable-kvm: ignored" in lines[0] and "-cpu: ignored" in lines[1], out
     assert "nope.elf" in lines[2] and "No such file" in lines[2], out
+
+
+def seccomp_of_threads(pid):
+    """(Seccomp mode, filters, NoNewPrivs) of each thread of pid, main thread first."""
+    out = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid), key=int):
+        st = dict(l.split(":", 1) for l in open("/proc/%d/task/%s/status" % (pid, tid)))
+        out.append(tuple(int(st[k]) for k in ("Seccomp", "Seccomp_filters", "NoNewPrivs")))
+    return out
+
+
+@pytest.mark.kvm
+def test_sandbox_filters_every_thread(tern):
+    """The main (I/O) thread has its deny list, the vCPU thread that and its allow list."""
+    t = tern(*BOOT, "-append", "echo")
+    t.expect(r"Booted up")
+    assert seccomp_of_threads(t.proc.pid) == [(2, 1, 1), (2, 2, 1)]
+    t.send(b"\x01x")  # and it still exits cleanly through the filters
+    assert t.wait() == 0
+
+
+@pytest.mark.kvm
+def test_sandbox_off(tern):
+    t = tern(*BOOT, "-sandbox", "off", "-append", "echo")
+    t.expect(r"Booted up")
+    assert seccomp_of_threads(t.proc.pid) == [(0, 0, 0), (0, 0, 0)]
+
+
+def test_sandbox_bad_value():
+    bad(["-kernel", GUEST, "-sandbox", "maybe"], "-sandbox: 'maybe': expected on or off")
