@@ -215,8 +215,10 @@ def test_migrate_cancel_midway(tern, socks):
     assert b.wait(timeout=15) != 0  # the destination discards what it got
 
 
-@pytest.mark.parametrize("where", ["DEVICES", "END"])
-def test_connection_cut_during_stop_and_copy(tern, socks, where):
+@pytest.mark.parametrize("where", ["SYNC", "DEVICES", "END"])
+def test_connection_cut_before_go(tern, socks, where):
+    """Cut as the source asks the destination to catch up (just before the stop), or in the
+    stop-and-copy: either way the guest runs on at the source."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
     proxy = MigProxy(port, lambda kind, n: "cut" if kind == where else "pass")

@@ -73,6 +73,30 @@ static void test_roundtrip(void)
 	close(fd);
 }
 
+/* The last record type is read; one past it is refused as corrupt, not taken for a record. */
+static void test_record_types(void)
+{
+	int fds[2];
+	struct mig_stream s;
+	struct rec_hdr h;
+
+	socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+	stream_init(&s, fds[0]);
+	stream_put(&s, REC_SYNCED, 0, NULL, 0);
+	stream_put(&s, REC_COUNT, 0, NULL, 0);
+	stream_flush(&s);
+	stream_free(&s);
+	stream_init(&s, fds[1]);
+	CHECK_EQ(stream_get(&s, &h), 0);
+	CHECK_EQ(h.type, REC_SYNCED);
+	CHECK_EQ(stream_get_payload(&s, &h, NULL), 0);
+	CHECK_EQ(stream_get(&s, &h), -1);
+	CHECK(strstr(s.err, "corrupt stream: record 2 has type") != NULL);
+	stream_free(&s);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 static void test_flipped_payload(void)
 {
 	/* 16 header + 16 rec + 3 + 4 crc + 16 rec header = 55: inside the page payload. */
@@ -215,6 +239,7 @@ static void test_state_props(void)
 int main(void)
 {
 	test_roundtrip();
+	test_record_types();
 	test_flipped_payload();
 	test_flipped_header_and_magic();
 	test_truncated();

@@ -103,6 +103,12 @@ static int dst_receive(struct dst *c)
 			if (ram_receive(&c->ram, &c->s, &h) < 0)
 				return dst_fail(c, c->s.err);
 			break;
+		case REC_SYNC:
+			if (stream_get_payload(&c->s, &h, NULL) < 0 || h.len)
+				return dst_fail(c, c->s.err[0] ? c->s.err : "corrupt stream: bad sync");
+			if (dst_reply(c, REC_SYNCED, NULL) < 0)
+				return -1;
+			break;
 		case REC_ROUND:
 			if (stream_get_payload(&c->s, &h, NULL) < 0 || h.len)
 				return dst_fail(c, c->s.err[0] ? c->s.err : "corrupt stream: bad round");

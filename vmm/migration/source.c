@@ -15,6 +15,8 @@
 #include "vmm/vm.h"
 
 #define ANSWER_TIMEOUT_MS 10000
+/* Catching up may mean reading megabytes of socket buffers over a slow link. */
+#define CATCH_UP_TIMEOUT_MS 60000
 /* How long frames that still reach this side are forwarded after the hand-over. */
 #define FORWARD_MS 1000
 #define FORWARD_QUIET_MS 200
@@ -36,12 +38,12 @@ static bool src_cancelled(struct src *c)
 }
 
 /* Reads the destination's answer: want, or REFUSE/ERROR with its reason. */
-static int src_answer(struct src *c, uint32_t want, const char *what)
+static int src_answer(struct src *c, uint32_t want, const char *what, int timeout_ms)
 {
 	struct rec_hdr h;
 	char reason[256] = "";
 
-	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) < 0 || stream_get(&c->s, &h) < 0) {
+	if (stream_wait(&c->s, timeout_ms) < 0 || stream_get(&c->s, &h) < 0) {
 		snprintf(c->err, sizeof(c->err), "waiting for %s: %s", what, c->s.err);
 		return -1;
 	}
@@ -76,7 +78,9 @@ static int src_hello(struct src *c)
 		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
 		return -1;
 	}
-	return c->interactive ? src_answer(c, REC_ACCEPT, "the destination's hello") : 0;
+	if (!c->interactive)
+		return 0;
+	return src_answer(c, REC_ACCEPT, "the destination's hello", ANSWER_TIMEOUT_MS);
 }
 
 static void src_stats(struct src *c, uint64_t remaining_pages)
@@ -119,11 +123,46 @@ static int src_send_round(struct src *c, uint64_t round)
 	return 0;
 }
 
+/* Takes the dirty log into todo; *fits: sending it fits the downtime limit, or rounds ran out. */
+static int src_sync(struct src *c, uint64_t round, bool *fits)
+{
+	struct migration *m = c->m;
+	int64_t dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
+
+	if (dirty < 0)
+		return -1;
+	src_stats(c, dirty);
+	if (src_cancelled(c)) {
+		snprintf(c->err, sizeof(c->err), "cancelled");
+		return -1;
+	}
+	*fits = dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth <= m->downtime_limit_ms ||
+		round >= m->max_rounds;
+	return 0;
+}
+
+/*
+ * The destination says when it has taken all that was sent: what still sits in the socket
+ * buffers would otherwise be read while the guest is stopped. The guest runs meanwhile, so
+ * however long that takes costs no downtime.
+ */
+static int src_catch_up(struct src *c)
+{
+	if (!c->interactive)
+		return 0;
+	if (stream_put(&c->s, REC_SYNC, 0, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
+		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
+		return -1;
+	}
+	return src_answer(c, REC_SYNCED, "the destination to catch up", CATCH_UP_TIMEOUT_MS);
+}
+
+/* Rounds until the rest fits the downtime limit, with the destination caught up. */
 static int src_rounds(struct src *c)
 {
 	struct migration *m = c->m;
 	uint64_t round = 0;
-	int64_t dirty;
+	bool fits;
 
 	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
 	    ram_add_resident(&c->ram, c->err, sizeof(c->err)) < 0)
@@ -131,20 +170,14 @@ static int src_rounds(struct src *c)
 	m->st.setup_ns = now_ns() - m->st.start_ns;
 	mig_set_status(m, MIG_ACTIVE);
 	for (;;) {
-		uint64_t expected_ms;
-
-		if (src_send_round(c, round++) < 0)
+		if (src_send_round(c, round++) < 0 || src_sync(c, round, &fits) < 0)
 			return -1;
-		dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
-		if (dirty < 0)
+		if (!fits)
+			continue;
+		/* What the guest dirtied while the destination caught up must fit as well. */
+		if (src_catch_up(c) < 0 || src_sync(c, round, &fits) < 0)
 			return -1;
-		src_stats(c, dirty);
-		if (src_cancelled(c)) {
-			snprintf(c->err, sizeof(c->err), "cancelled");
-			return -1;
-		}
-		expected_ms = dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth;
-		if (expected_ms <= m->downtime_limit_ms || round >= m->max_rounds)
+		if (fits)
 			return 0;
 	}
 }
@@ -175,7 +208,8 @@ static int src_stop_and_copy(struct src *c)
 		return -1;
 	}
 	if (c->interactive) {
-		if (src_answer(c, REC_READY, "the destination to load the state") < 0)
+		if (src_answer(c, REC_READY, "the destination to load the state",
+			       ANSWER_TIMEOUT_MS) < 0)
 			return -1;
 		if (src_cancelled(c)) {
 			snprintf(c->err, sizeof(c->err), "cancelled");

@@ -183,7 +183,7 @@ int stream_get(struct mig_stream *s, struct rec_hdr *h)
 	s->nrec++;
 	if (stream_read(s, h, sizeof(*h), "the header") < 0)
 		return -1;
-	if (h->type < REC_HELLO || h->type > REC_FRAME || h->len > MIG_REC_MAX) {
+	if (h->type < REC_HELLO || h->type >= REC_COUNT || h->len > MIG_REC_MAX) {
 		snprintf(s->err, sizeof(s->err), "corrupt stream: record %llu has type %u, length %u",
 			 (unsigned long long)s->nrec, h->type, h->len);
 		return -1;

@@ -26,6 +26,9 @@ enum mig_rec {
 	REC_GO,		/* src: the guest is yours */
 	REC_ERROR,	/* dst: reason */
 	REC_FRAME,	/* src, after go: a frame that reached its NIC arg; payload = frame */
+	REC_SYNC,	/* src, before the stop: say when you have taken all before this */
+	REC_SYNCED,	/* dst: taken */
+	REC_COUNT
 };
 
 struct rec_hdr {
