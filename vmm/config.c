@@ -30,6 +30,7 @@ void config_usage(void)
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
+	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", \"nographic\": true}\n"
 	       "  -nographic -name NAME -pidfile FILE\n"
 	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
 }
@@ -313,7 +314,9 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 			return -1;
 		}
 		c->no_sandbox = !strcmp(arg, "off");
-	} else if (!strcmp(opt, "-netdev"))
+	} else if (!strcmp(opt, "-config"))
+		return config_json(c, arg);
+	else if (!strcmp(opt, "-netdev"))
 		return config_netdev(c, arg);
 	else if (!strcmp(opt, "-device"))
 		return config_device(c, arg);
@@ -361,6 +364,34 @@ static int config_check(struct tern_config *c)
 	return 0;
 }
 
+/* The options that take no value: true if opt is one (and is now set). */
+static bool config_flag(struct tern_config *c, const char *opt)
+{
+	bool *flag = !strcmp(opt, "-nographic") ? &c->nographic
+		     : !strcmp(opt, "-daemonize") ? &c->daemonize
+		     : !strcmp(opt, "-pvh")	  ? &c->pvh
+						  : NULL;
+
+	if (flag)
+		*flag = true;
+	return flag;
+}
+
+int config_set(struct tern_config *c, const char *opt, const char *arg)
+{
+	if (config_flag(c, opt)) {
+		if (!arg)
+			return 0;
+		errorf("%s: takes no value", opt);
+		return -1;
+	}
+	if (!arg) {
+		errorf("%s: missing argument", opt);
+		return -1;
+	}
+	return config_option(c, opt, arg);
+}
+
 /* Returns 0 to run, 1 when it printed help or version, -1 on a bad command line. */
 int config_parse(struct tern_config *c, int argc, char **argv)
 {
@@ -384,18 +415,8 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 			printf("tern version 0.1\n");
 			return 1;
 		}
-		if (!strcmp(opt, "-nographic")) {
-			c->nographic = true;
+		if (config_flag(c, opt))
 			continue;
-		}
-		if (!strcmp(opt, "-daemonize")) {
-			c->daemonize = true;
-			continue;
-		}
-		if (!strcmp(opt, "-pvh")) {
-			c->pvh = true;
-			continue;
-		}
 		r = config_ignored(opt, &i, argc);
 		if (r < 0)
 			return -1;

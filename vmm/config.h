@@ -34,6 +34,7 @@ struct tern_config {
 	const char *name, *pidfile;
 	bool nographic, daemonize, pvh;
 	bool no_sandbox;	/* -sandbox off: no system call filters */
+	void *json;		/* -config FILE's tree: the strings above may point into it */
 	struct netdev_cfg netdev[CONFIG_MAX_NICS];
 	int n_netdev;
 	struct nic_cfg nic[CONFIG_MAX_NICS];
@@ -42,6 +43,12 @@ struct tern_config {
 
 /* 0 to run, 1 after printing help/version, -1 after one line that names the bad option. */
 int config_parse(struct tern_config *c, int argc, char **argv);
+/* One option as on the command line ("-m", "128M"); arg NULL for a flag. 0 or -1 (a line). */
+int config_set(struct tern_config *c, const char *opt, const char *arg);
+/* -config FILE: the options of a JSON object (config_json.c). 0 or -1 (a line). */
+int config_json(struct tern_config *c, const char *path);
+/* What config_parse keeps beyond argv. */
+void config_free(struct tern_config *c);
 void config_usage(void);
 /* The -netdev with that id=, or NULL. */
 const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const char *id);

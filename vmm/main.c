@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 	}
 	r = config_parse(&t->cfg, argc, argv);
 	if (r) {
+		config_free(&t->cfg);
 		free(t);
 		return r > 0 ? 0 : 1;
 	}
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
 		close(t->sigfd);
 	if (t->cfg.pidfile)
 		unlink(t->cfg.pidfile);
+	config_free(&t->cfg);
 	free(t);
 	return code;
 }

@@ -1,4 +1,5 @@
 """Issue 2: tern boots the test unikernel; console, monitor, exits and bad input."""
+import json
 import os
 import struct
 import termios
@@ -279,3 +280,22 @@ def test_sandbox_off(tern):
 
 def test_sandbox_bad_value():
     bad(["-kernel", GUEST, "-sandbox", "maybe"], "-sandbox: 'maybe': expected on or off")
+
+
+@pytest.mark.kvm
+def test_config_file_boots(tmp_path):
+    """-config FILE: the options as a JSON object; the command line after it wins."""
+    cfg = tmp_path / "guest.json"
+    cfg.write_text(json.dumps({"kernel": GUEST, "m": 128, "nographic": True, "serial": "stdio",
+                               "append": "poweroff from-the-file"}))
+    code, out = run_tern(["-config", str(cfg)])
+    assert code == 0 and "from-the-file" in out, out
+    code, out = run_tern(["-config", str(cfg), "-append", "poweroff from-the-command-line"])
+    assert code == 0 and "from-the-command-line" in out and "from-the-file" not in out, out
+
+
+def test_config_file_bad(tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text('{"kernel": "%s", "m": }' % GUEST)
+    bad(["-config", str(cfg)], "-config %s: parse error" % cfg)
+    bad(["-config", str(tmp_path / "none.json")], "none.json: No such file or directory")

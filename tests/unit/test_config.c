@@ -1,5 +1,7 @@
 /* The command-line parser: QEMU's spellings, and one clear failure for every bad option. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/config.h"
@@ -116,6 +118,78 @@ static void test_sizes(void)
 	CHECK_EQ(parse_size("99999999999999T", 1, &v), -1);
 }
 
+/* Writes text to a fresh file; its path is in path (a mkstemp template). */
+static char *json_file(char *path, const char *text)
+{
+	FILE *f = fdopen(mkstemp(path), "w");
+
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+#define JSON(text) json_file((char[]){ "/tmp/tern-unit-json-XXXXXX" }, text)
+
+static void test_config_file(void)
+{
+	struct tern_config c;
+	char *f = JSON("{ \"kernel\": \"k.elf\", \"m\": 256, \"append\": \"a b\",\n"
+			     "  \"nographic\": true, \"pvh\": false, \"name\": null,\n"
+			     "  \"netdev\": [\"tap,id=n0,ifname=t0\", \"bridge,id=n1,br=br0\"],\n"
+			     "  \"device\": [\"virtio-net,netdev=n0\", \"virtio-net,netdev=n1\"] }");
+
+	CHECK_EQ(PARSE(&c, "-config", f), 0);
+	CHECK_STR(c.kernel, "k.elf");
+	CHECK_STR(c.append, "a b");
+	CHECK_EQ(c.mem_size, 256ULL << 20);
+	CHECK(c.nographic && !c.pvh && !c.name);
+	CHECK_EQ(c.n_netdev, 2);
+	CHECK_EQ(c.n_nic, 2);
+	config_free(&c);
+	/* The command line after -config comes later, and wins. */
+	CHECK_EQ(PARSE(&c, "-config", f, "-m", "512M", "-append", "x"), 0);
+	CHECK_EQ(c.mem_size, 512ULL << 20);
+	CHECK_STR(c.append, "x");
+	config_free(&c);
+	unlink(f);
+}
+
+static void test_config_file_bad(void)
+{
+	const char *bad[] = {
+		"{ \"kernel\": \"k\", ",			 /* malformed */
+		"[ \"kernel\", \"k\" ]",			 /* not an object */
+		"{ \"kernel\": { \"path\": \"k\" } }",	 /* a value of the wrong type */
+		"{ \"kernel\": \"k\", \"frob\": 1 }",	 /* no such option */
+		"{ \"kernel\": \"k\", \"nographic\": \"yes\" }", /* a flag with a value */
+		"{ \"kernel\": \"k\", \"m\": true }",	 /* an option without one */
+		"{ \"kernel\": \"k\", \"m\": \"lots\" }",	 /* the option's own check */
+	};
+	struct tern_config c;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *f = JSON(bad[i]);
+
+		CHECK_EQ(PARSE(&c, "-config", f), -1);
+		config_free(&c);
+		unlink(f);
+	}
+	CHECK_EQ(PARSE(&c, "-config", "/nonexistent/tern.json"), -1);
+	config_free(&c);
+	/* One file only, also from inside itself. */
+	{
+		char path[] = "/tmp/tern-unit-json-XXXXXX", text[128];
+		char *f = json_file(path, "{}");
+
+		snprintf(text, sizeof(text), "{ \"kernel\": \"k\", \"config\": \"%s\" }", f);
+		f = JSON(text);
+		CHECK_EQ(PARSE(&c, "-config", f), -1);
+		config_free(&c);
+		unlink(f);
+		unlink(path);
+	}
+}
+
 int main(void)
 {
 	test_basic();
@@ -123,5 +197,7 @@ int main(void)
 	test_net();
 	test_bad();
 	test_sizes();
+	test_config_file();
+	test_config_file_bad();
 	return unit_summary();
 }
