@@ -30,7 +30,7 @@ void config_usage(void)
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
-	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", \"nographic\": true}\n"
+	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", ...}\n"
 	       "  -nographic -name NAME -pidfile FILE\n"
 	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
 }

@@ -33,9 +33,10 @@ static char *config_read(const char *path)
 	text = malloc(CONFIG_JSON_MAX + 1);
 	n = text ? fread(text, 1, CONFIG_JSON_MAX + 1, f) : 0;
 	if (!text || ferror(f) || n > CONFIG_JSON_MAX) {
-		errorf("-config %s: %s", path, !text		     ? "out of memory"
-					       : n > CONFIG_JSON_MAX ? "larger than 1 MiB"
-								     : strerror(errno));
+		const char *why = !text ? "out of memory" : ferror(f) ? strerror(errno)
+								       : "larger than 1 MiB";
+
+		errorf("-config %s: %s", path, why);
 		free(text);
 		text = NULL;
 	} else {
