@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import GUEST, run_tern
+from conftest import GUEST, Monitor, run_tern
 
 BOOT = ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M"]
 
@@ -299,3 +299,36 @@ def test_config_file_bad(tmp_path):
     cfg.write_text('{"kernel": "%s", "m": }' % GUEST)
     bad(["-config", str(cfg)], "-config %s: parse error" % cfg)
     bad(["-config", str(tmp_path / "none.json")], "none.json: No such file or directory")
+
+
+def alive(pid):
+    """Running, not gone and not a zombie that no one reaps (its parent has exited)."""
+    try:
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.kvm
+def test_daemonize(tmp_path):
+    """-daemonize: the command returns once all is set up; the guest runs on, filtered, and
+    `quit` ends it and takes its pidfile away."""
+    pidfile, mon = tmp_path / "tern.pid", tmp_path / "mon"
+    code, out = run_tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "none",
+                          "-daemonize", "-pidfile", str(pidfile),
+                          "-monitor", "unix:%s,server,nowait" % mon])
+    assert code == 0 and out == "", out
+    pid = int(pidfile.read_text())
+    try:
+        m = Monitor(str(mon))
+        assert "running" in m.cmd("info status")
+        assert seccomp_of_threads(pid)[0] == (2, 1, 1)
+        m.s.sendall(b"quit\n")
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+        assert not pidfile.exists()
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)
