@@ -33,6 +33,7 @@ struct tern {
 	struct console *console;
 	struct chardev *serial_file;
 	int sigfd;
+	int ready_fd;			/* -daemonize: tells the waiting parent that all is up */
 	struct boot_entry entry;	/* where the loaded kernel starts (tern_load) */
 };
 
@@ -155,20 +156,42 @@ static int tern_pidfile(const char *path)
 	return 0;
 }
 
-/* Detach after everything that can fail has been set up, as QEMU does. */
-static int tern_daemonize(void)
+/*
+ * Detach, as QEMU does, before /dev/kvm is opened: a VM belongs to the process that made it,
+ * and a forked child could not run it. The parent waits until the daemon says it is fully up
+ * (pidfile, vCPU, incoming migration), so that its exit status is the daemon's set-up and the
+ * pidfile exists when it returns; until then the daemon's errors reach the caller's stderr.
+ */
+static int tern_daemonize(struct tern *t)
 {
-	pid_t pid = fork();
-	int fd;
+	int p[2];
+	pid_t pid;
+	char ok;
 
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		perrorf("-daemonize: pipe");
+		return -1;
+	}
+	pid = fork();
 	if (pid < 0) {
 		perrorf("-daemonize: fork");
 		return -1;
 	}
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		_exit(read(p[0], &ok, 1) == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	t->ready_fd = p[1];
 	setsid();
-	fd = open("/dev/null", O_RDWR);
+	return 0;
+}
+
+/* The daemon is up: let the parent go, and leave its terminal. */
+static void tern_daemon_ready(struct tern *t)
+{
+	int fd = open("/dev/null", O_RDWR);
+
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
@@ -176,7 +199,10 @@ static int tern_daemonize(void)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	return 0;
+	if (write(t->ready_fd, "", 1) < 0)
+		perrorf("-daemonize: telling the parent");
+	close(t->ready_fd);
+	t->ready_fd = -1;
 }
 
 static int tern_setup(struct tern *t)
@@ -188,6 +214,8 @@ static int tern_setup(struct tern *t)
 		errorf("-daemonize: the serial console cannot be on stdio (use -serial file:PATH or none)");
 		return -1;
 	}
+	if (t->cfg.daemonize && tern_daemonize(t) < 0)
+		return -1;
 	/*
 	 * A destination gets its memory from the source, so only a booting guest loads a kernel.
 	 * State is restored in registration order: the clock before the vCPU's MSRs, because
@@ -200,8 +228,6 @@ static int tern_setup(struct tern *t)
 	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0)
 		return -1;
 	if (!incoming && boot_setup_vcpu(vm->vcpu.fd, &t->entry) < 0)
-		return -1;
-	if (t->cfg.daemonize && tern_daemonize() < 0)
 		return -1;
 	if (t->cfg.pidfile && tern_pidfile(t->cfg.pidfile) < 0)
 		return -1;
@@ -231,11 +257,14 @@ int main(int argc, char **argv)
 		free(t);
 		return r > 0 ? 0 : 1;
 	}
-	t->sigfd = -1;
-	if (tern_setup(t) == 0)
+	t->sigfd = t->ready_fd = -1;
+	if (tern_setup(t) == 0) {
+		if (t->ready_fd >= 0)
+			tern_daemon_ready(t);
 		evloop_run(&t->vm.loop);
-	else
+	} else {
 		t->vm.exit_code = 1;
+	}
 	code = t->vm.exit_code;
 	/* Stop the vCPU before the devices it calls into go away. */
 	if (t->vm.vcpu.started)

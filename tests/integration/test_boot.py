@@ -311,18 +311,22 @@ def alive(pid):
 
 @pytest.mark.kvm
 def test_daemonize(tmp_path):
-    """-daemonize: the command returns once all is set up; the guest runs on, filtered, and
-    `quit` ends it and takes its pidfile away."""
-    pidfile, mon = tmp_path / "tern.pid", tmp_path / "mon"
-    code, out = run_tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "none",
-                          "-daemonize", "-pidfile", str(pidfile),
+    """-daemonize: the command returns once all is up, with the pidfile written; the guest
+    runs on, filtered, and `quit` ends it and takes its pidfile away."""
+    pidfile, mon, log = tmp_path / "tern.pid", tmp_path / "mon", tmp_path / "serial.log"
+    code, out = run_tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-append", "echo ticks",
+                          "-serial", "file:%s" % log, "-daemonize", "-pidfile", str(pidfile),
                           "-monitor", "unix:%s,server,nowait" % mon])
     assert code == 0 and out == "", out
     pid = int(pidfile.read_text())
     try:
         m = Monitor(str(mon))
         assert "running" in m.cmd("info status")
-        assert seccomp_of_threads(pid)[0] == (2, 1, 1)
+        assert seccomp_of_threads(pid) == [(2, 1, 1), (2, 2, 1)]
+        deadline = time.monotonic() + 20
+        while "tick" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "Booted up" in log.read_text() and "tick" in log.read_text(), log.read_text()
         m.s.sendall(b"quit\n")
         deadline = time.monotonic() + 10
         while alive(pid) and time.monotonic() < deadline:
@@ -332,3 +336,10 @@ def test_daemonize(tmp_path):
     finally:
         if alive(pid):
             os.kill(pid, 9)
+
+
+def test_daemonize_reports_failure(tmp_path):
+    """A daemon that fails to start makes the command fail, with the daemon's own line."""
+    code, out = run_tern(["-kernel", str(tmp_path / "nope.elf"), "-nographic", "-serial", "none",
+                          "-daemonize"])
+    assert code == 1 and "nope.elf" in out and "No such file" in out, out
