@@ -38,8 +38,7 @@ def trace_marks():
 
 def extra_rss_kib(pid):
     """Resident KiB of the process beyond its largest mapping of guest RAM's size or more."""
-    total, guest = 0, 0
-    size = 0
+    total = guest = size = 0
     for line in open("/proc/%d/smaps" % pid):
         f = line.split()
         if f[0] == "Size:":
