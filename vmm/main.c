@@ -175,6 +175,8 @@ static int tern_daemonize(struct tern *t)
 	pid = fork();
 	if (pid < 0) {
 		perrorf("-daemonize: fork");
+		close(p[0]);
+		close(p[1]);
 		return -1;
 	}
 	if (pid > 0) {
