@@ -42,6 +42,19 @@ static void *dst_payload(struct dst *c, const struct rec_hdr *h)
 	return p;
 }
 
+/* Takes a record that carries nothing: one with a payload is "corrupt stream: bad WHAT". */
+static int dst_empty(struct dst *c, const struct rec_hdr *h, const char *what)
+{
+	char why[64];
+
+	if (stream_get_payload(&c->s, h, NULL) < 0)
+		return dst_fail(c, c->s.err);
+	if (!h->len)
+		return 0;
+	snprintf(why, sizeof(why), "corrupt stream: bad %s", what);
+	return dst_fail(c, why);
+}
+
 static int dst_reply(struct dst *c, uint32_t type, const char *text)
 {
 	if (!c->interactive)
@@ -104,14 +117,12 @@ static int dst_receive(struct dst *c)
 				return dst_fail(c, c->s.err);
 			break;
 		case REC_SYNC:
-			if (stream_get_payload(&c->s, &h, NULL) < 0 || h.len)
-				return dst_fail(c, c->s.err[0] ? c->s.err : "corrupt stream: bad sync");
-			if (dst_reply(c, REC_SYNCED, NULL) < 0)
+			if (dst_empty(c, &h, "sync") < 0 || dst_reply(c, REC_SYNCED, NULL) < 0)
 				return -1;
 			break;
 		case REC_ROUND:
-			if (stream_get_payload(&c->s, &h, NULL) < 0 || h.len)
-				return dst_fail(c, c->s.err[0] ? c->s.err : "corrupt stream: bad round");
+			if (dst_empty(c, &h, "round") < 0)
+				return -1;
 			c->m->st.rounds = h.arg + 1;
 			break;
 		case REC_DEVICES:
