@@ -4,12 +4,14 @@
 #include <unistd.h>
 #include <libfdt.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/dirty.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/transport.h"
 #include "vmm/state.h"
+#include "vmm/util.h"
 #include "vmm/vm.h"
 
 /* Writes records into a temp file and returns an fd positioned at its start. */
@@ -154,6 +156,63 @@ static void test_truncated(void)
 	close(fd);
 }
 
+/*
+ * The reader buffers what arrives: records that straddle reads, a payload bigger than the
+ * read-ahead buffer (read straight to its place), and a record that must be empty but is not.
+ */
+static void test_trickle(void)
+{
+	static uint8_t big[600 << 10], got[600 << 10];
+	int fds[2];
+	struct mig_stream s;
+	struct rec_hdr h;
+	uint8_t small[8];
+	pid_t pid;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7);
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		uint8_t *p;
+
+		close(fds[1]);
+		stream_init(&s, fds[0]);
+		stream_put(&s, REC_ROUND, 1, NULL, 0);
+		stream_put(&s, REC_PAGES, 0, big, sizeof(big));
+		stream_put(&s, REC_SYNC, 0, "x", 1);
+		/* In pieces of 3 bytes at first, so that headers straddle reads. */
+		p = s.buf;
+		for (int i = 0; i < 20; i++, p += 3) {
+			write(fds[0], p, 3);
+			usleep(1000);
+		}
+		write_full(fds[0], p, s.len - (p - s.buf));
+		_exit(0);
+	}
+	close(fds[0]);
+	stream_init(&s, fds[1]);
+	CHECK_EQ(stream_wait(&s, 5000), 0);
+	CHECK_EQ(stream_get(&s, &h), 0);
+	CHECK_EQ(h.type, REC_ROUND);
+	CHECK_EQ(stream_get_payload(&s, &h, NULL), 0);
+	CHECK_EQ(stream_get(&s, &h), 0);
+	CHECK_EQ(h.len, sizeof(big));
+	CHECK_EQ(stream_get_payload(&s, &h, got), 0);
+	CHECK_EQ(memcmp(big, got, sizeof(big)), 0);
+	CHECK_EQ(stream_get(&s, &h), 0);
+	CHECK_EQ(h.type, REC_SYNC);
+	CHECK_EQ(stream_get_payload(&s, &h, NULL), -1);
+	CHECK(strstr(s.err, "carries 1 bytes, expected none") != NULL);
+	CHECK_EQ(stream_get_payload(&s, &h, small), 0);
+	CHECK_EQ(s.received, 3 * sizeof(h) + sizeof(big) + 1 + 3 * 4);
+	CHECK_EQ(stream_get(&s, &h), -1);
+	CHECK(strstr(s.err, "ends early") != NULL);
+	stream_free(&s);
+	close(fds[1]);
+	waitpid(pid, NULL, 0);
+}
+
 static void test_crc32c(void)
 {
 	/* The standard check value of CRC-32C. */
@@ -243,6 +302,7 @@ int main(void)
 	test_flipped_payload();
 	test_flipped_header_and_magic();
 	test_truncated();
+	test_trickle();
 	test_crc32c();
 	test_uri();
 	test_dirty();

@@ -42,17 +42,10 @@ static void *dst_payload(struct dst *c, const struct rec_hdr *h)
 	return p;
 }
 
-/* Takes a record that carries nothing: one with a payload is "corrupt stream: bad WHAT". */
-static int dst_empty(struct dst *c, const struct rec_hdr *h, const char *what)
+/* Takes a record that must carry nothing. */
+static int dst_empty(struct dst *c, const struct rec_hdr *h)
 {
-	char why[64];
-
-	if (stream_get_payload(&c->s, h, NULL) < 0)
-		return dst_fail(c, c->s.err);
-	if (!h->len)
-		return 0;
-	snprintf(why, sizeof(why), "corrupt stream: bad %s", what);
-	return dst_fail(c, why);
+	return stream_get_payload(&c->s, h, NULL) < 0 ? dst_fail(c, c->s.err) : 0;
 }
 
 static int dst_reply(struct dst *c, uint32_t type, const char *text)
@@ -117,11 +110,11 @@ static int dst_receive(struct dst *c)
 				return dst_fail(c, c->s.err);
 			break;
 		case REC_SYNC:
-			if (dst_empty(c, &h, "sync") < 0 || dst_reply(c, REC_SYNCED, NULL) < 0)
+			if (dst_empty(c, &h) < 0 || dst_reply(c, REC_SYNCED, NULL) < 0)
 				return -1;
 			break;
 		case REC_ROUND:
-			if (dst_empty(c, &h, "round") < 0)
+			if (dst_empty(c, &h) < 0)
 				return -1;
 			c->m->st.rounds = h.arg + 1;
 			break;
@@ -133,9 +126,7 @@ static int dst_receive(struct dst *c)
 				return dst_fail(c, c->s.err);
 			break;
 		case REC_END:
-			if (stream_get_payload(&c->s, &h, NULL) < 0)
-				return dst_fail(c, c->s.err);
-			return dst_load(c);
+			return dst_empty(c, &h) < 0 ? -1 : dst_load(c);
 		default:
 			snprintf(c->err, sizeof(c->err), "corrupt stream: unexpected record type %u",
 				 h.type);
@@ -159,9 +150,10 @@ static int dst_wait_go(struct dst *c)
 
 static void dst_resume(struct dst *c)
 {
-	mig_post_migrate(c->vm);
+	/* The guest first: the devices take up their queues and announce it beside it. */
 	vm_set_state(c->vm, RUN_STATE_RUNNING);
 	vcpu_resume(&c->vm->vcpu);
+	mig_post_migrate(c->vm);
 	vm_event(c->vm, "RESUME", NULL);
 }
 

@@ -53,7 +53,7 @@ static int src_answer(struct src *c, uint32_t want, const char *what, int timeou
 			 h.type == REC_REFUSE ? "refused" : "failed", reason);
 		return -1;
 	}
-	if (h.type != want || h.len || stream_get_payload(&c->s, &h, NULL) < 0) {
+	if (h.type != want || stream_get_payload(&c->s, &h, NULL) < 0) {
 		snprintf(c->err, sizeof(c->err), "waiting for %s: unexpected answer (record type %u)",
 			 what, h.type);
 		return -1;

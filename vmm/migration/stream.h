@@ -42,8 +42,10 @@ struct rec_hdr {
 
 struct mig_stream {
 	int fd;
-	uint8_t *buf;
+	uint8_t *buf;		/* records not yet written */
 	size_t len, cap;
+	uint8_t *in;		/* bytes read ahead */
+	size_t in_pos, in_len;
 	uint64_t sent, received;
 	uint64_t nrec;		/* records read, for error messages */
 	char err[200];
@@ -51,14 +53,15 @@ struct mig_stream {
 
 int stream_init(struct mig_stream *s, int fd);
 void stream_free(struct mig_stream *s);
-/* Buffered; big payloads go out directly. -1 with s->err set. */
+/* Buffered until stream_flush (or a full buffer). -1 with s->err set. */
 int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p, size_t len);
 int stream_flush(struct mig_stream *s);
 int stream_put_header(struct mig_stream *s);
 int stream_get_header(struct mig_stream *s);
 /*
  * Reads the next record's header; the caller then reads its payload with stream_get_payload
- * (into any buffer of h->len bytes, e.g. guest RAM) which checks the CRC.
+ * (into any buffer of h->len bytes, e.g. guest RAM, or NULL for a record that must carry
+ * none) which checks the CRC.
  */
 int stream_get(struct mig_stream *s, struct rec_hdr *h);
 int stream_get_payload(struct mig_stream *s, const struct rec_hdr *h, void *buf);
