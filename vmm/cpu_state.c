@@ -180,6 +180,11 @@ static int cpu_load(void *opaque, const void *fdt, int node)
 	    cpu_load_msrs(cs, fdt, node) < 0 ||
 	    cpu_load_pieces(fd, fdt, node, cpu_late, ARRAY_SIZE(cpu_late)) < 0)
 		return -1;
+	/*
+	 * Tells the guest it was stopped (soft-lockup watchdogs) when it next runs; EINVAL if it
+	 * has no kvmclock. Here rather than at resume, which is then one call shorter.
+	 */
+	ioctl(fd, KVM_KVMCLOCK_CTRL, 0);
 	return 0;
 }
 

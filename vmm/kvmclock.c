@@ -53,19 +53,10 @@ static int kvmclock_load(void *opaque, const void *fdt, int node)
 	return 0;
 }
 
-static void kvmclock_post_migrate(void *opaque)
-{
-	struct vm *vm = opaque;
-
-	/* Tells the guest it was stopped (soft-lockup watchdogs); EINVAL if it has no kvmclock. */
-	ioctl(vm->vcpu.fd, KVM_KVMCLOCK_CTRL, 0);
-}
-
 static const struct device_ops kvmclock_ops = {
 	.name = "kvmclock",
 	.save = kvmclock_save,
 	.load = kvmclock_load,
-	.post_migrate = kvmclock_post_migrate,
 };
 
 int kvmclock_register(struct vm *vm)

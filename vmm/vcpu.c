@@ -206,9 +206,10 @@ void vcpu_pause(struct vcpu *v)
 	pthread_mutex_lock(&vm->lock);
 	v->want_pause = true;
 	while (!v->paused) {
-		vcpu_kick(v);
+		/* Unlocked, so that the kicked thread finds the lock free on its way to park. */
 		pthread_mutex_unlock(&vm->lock);
 		/* The kick may race with the thread entering KVM_RUN; immediate_exit covers it. */
+		vcpu_kick(v);
 		pthread_mutex_lock(&vm->lock);
 		if (!v->paused)
 			pthread_cond_wait(&v->cond, &vm->lock);
