@@ -152,6 +152,12 @@ static void monitor_execute(struct mon_session *s, char *line)
 	c->fn(s, argc - used + 1, argv + used - 1);
 }
 
+void monitor_run(struct mon_session *s, const char *line)
+{
+	snprintf(s->line, sizeof(s->line), "%s", line);
+	monitor_execute(s, s->line);
+}
+
 void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -267,17 +273,10 @@ static void cmd_stop(struct mon_session *s, int argc, char **argv)
 
 static void cmd_cont(struct mon_session *s, int argc, char **argv)
 {
-	struct vm *vm = monitor_session_vm(s);
-	enum vm_runstate st = vm_state(vm);
+	char err[128];
 
-	if (st == RUN_STATE_INMIGRATE ||
-	    (st == RUN_STATE_POSTMIGRATE && !migration_snapshot_taken(vm))) {
-		monitor_printf(s, "Error: the guest is %s: it runs on the other side\n",
-			       st == RUN_STATE_INMIGRATE ? "waiting for an incoming migration"
-							 : "migrated away");
-		return;
-	}
-	vm_cont(vm);
+	if (vm_cont(monitor_session_vm(s), err, sizeof(err)) < 0)
+		monitor_printf(s, "Error: %s\n", err);
 }
 
 static void cmd_quit(struct mon_session *s, int argc, char **argv)

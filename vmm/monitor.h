@@ -27,6 +27,8 @@ struct mon_session *monitor_session_new(struct monitor *m, mon_out_fn out, void 
 /* The transport is gone; a held session is freed once released. */
 void monitor_session_close(struct mon_session *s);
 void monitor_session_input(struct mon_session *s, const char *buf, size_t len);
+/* One command line, without echo or prompt (QMP's human-monitor-command). */
+void monitor_run(struct mon_session *s, const char *line);
 void monitor_printf(struct mon_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void monitor_banner(struct mon_session *s);

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "vmm/config.h"
 #include "vmm/migration/migration.h"
+#include "vmm/monitor.h"
 #include "vmm/qmp.h"
 #include "vmm/sock.h"
 #include "vmm/util.h"
@@ -61,28 +63,43 @@ static void gen_kv_int(yajl_gen g, const char *k, long long v)
 	yajl_gen_integer(g, v);
 }
 
-static void qmp_reply(struct qmp_client *c, yajl_val id, void (*fill)(yajl_gen, void *), void *arg,
-		      const char *error)
+/* One command: its arguments, and what the reply carries. */
+struct qmp_call {
+	struct qmp_client *c;
+	struct vm *vm;
+	yajl_val args;
+	void (*fill)(yajl_gen g, struct qmp_call *q);	/* the return value; {} without */
+	const char *err_class;				/* GenericError unless set */
+	char err[256];
+	char *text;					/* human-monitor-command's output */
+	size_t text_len;
+};
+
+#define QMP_HMP_OUT_MAX 8192
+
+static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
 	const unsigned char *buf;
 	size_t len;
 
 	yajl_gen_map_open(g);
-	if (error) {
+	if (failed) {
 		gen_str(g, "error");
 		yajl_gen_map_open(g);
 		gen_str(g, "class");
-		gen_str(g, "GenericError");
+		gen_str(g, q->err_class ? q->err_class : "GenericError");
 		gen_str(g, "desc");
-		gen_str(g, error);
+		gen_str(g, q->err);
 		yajl_gen_map_close(g);
 	} else {
 		gen_str(g, "return");
-		yajl_gen_map_open(g);
-		if (fill)
-			fill(g, arg);
-		yajl_gen_map_close(g);
+		if (q->fill) {
+			q->fill(g, q);
+		} else {
+			yajl_gen_map_open(g);
+			yajl_gen_map_close(g);
+		}
 	}
 	if (id && (YAJL_IS_STRING(id) || YAJL_IS_INTEGER(id))) {
 		gen_str(g, "id");
@@ -93,174 +110,325 @@ static void qmp_reply(struct qmp_client *c, yajl_val id, void (*fill)(yajl_gen, 
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_get_buf(g, &buf, &len);
-	qmp_send(c, (const char *)buf, len);
+	qmp_send(q->c, (const char *)buf, len);
 	yajl_gen_free(g);
 }
 
-static void fill_status(yajl_gen g, void *arg)
+static int qmp_fail(struct qmp_call *q, const char *fmt, const char *arg)
 {
-	struct vm *vm = arg;
-	enum vm_runstate s = vm_state(vm);
+	snprintf(q->err, sizeof(q->err), fmt, arg);
+	return -1;
+}
 
+static const char *qmp_arg_str(struct qmp_call *q, const char *key)
+{
+	const char *path[] = { key, NULL };
+
+	return YAJL_GET_STRING(yajl_tree_get(q->args, path, yajl_t_string));
+}
+
+static void fill_status(yajl_gen g, struct qmp_call *q)
+{
+	enum vm_runstate s = vm_state(q->vm);
+
+	yajl_gen_map_open(g);
 	gen_str(g, "status");
 	gen_str(g, vm_state_name(s));
 	gen_str(g, "singlestep");
 	yajl_gen_bool(g, 0);
 	gen_str(g, "running");
 	yajl_gen_bool(g, s == RUN_STATE_RUNNING);
-}
-
-static void fill_migrate(yajl_gen g, void *arg)
-{
-	struct migration_info i;
-
-	migration_query(arg, &i);
-	gen_str(g, "status");
-	gen_str(g, i.status);
-	if (!strcmp(i.status, "none"))
-		return;
-	gen_kv_int(g, "total-time", (long long)i.total_ms);
-	gen_kv_int(g, "setup-time", (long long)i.setup_ms);
-	if (!strcmp(i.status, "completed"))
-		gen_kv_int(g, "downtime", (long long)i.downtime_ms);
-	else
-		gen_kv_int(g, "expected-downtime", (long long)i.expected_downtime_ms);
-	if (i.error[0]) {
-		gen_str(g, "error-desc");
-		gen_str(g, i.error);
-	}
-	gen_str(g, "ram");
-	yajl_gen_map_open(g);
-	gen_kv_int(g, "transferred", i.transferred);
-	gen_kv_int(g, "remaining", i.remaining);
-	gen_kv_int(g, "total", i.total);
-	gen_kv_int(g, "duplicate", i.zero_pages);
-	gen_kv_int(g, "normal", i.normal_pages);
-	gen_kv_int(g, "normal-bytes", i.normal_pages * 4096);
-	gen_kv_int(g, "dirty-sync-count", i.rounds);
 	yajl_gen_map_close(g);
 }
 
-static const char *qmp_arg_str(yajl_val args, const char *key)
+static void fill_migrate_ram(yajl_gen g, const struct migration_info *i)
 {
-	const char *path[] = { key, NULL };
-
-	return YAJL_GET_STRING(yajl_tree_get(args, path, yajl_t_string));
+	gen_str(g, "ram");
+	yajl_gen_map_open(g);
+	gen_kv_int(g, "transferred", i->transferred);
+	gen_kv_int(g, "remaining", i->remaining);
+	gen_kv_int(g, "total", i->total);
+	gen_kv_int(g, "duplicate", i->zero_pages);
+	gen_kv_int(g, "normal", i->normal_pages);
+	gen_kv_int(g, "normal-bytes", i->normal_pages * 4096);
+	gen_kv_int(g, "dirty-sync-count", i->rounds);
+	yajl_gen_map_close(g);
 }
 
-/* Runs one command; returns the error text, or NULL on success (fill for the return). */
-static const char *qmp_run(struct qmp_client *c, const char *cmd, yajl_val args,
-			   void (**fill)(yajl_gen, void *), char *err, size_t errlen)
+static void fill_migrate(yajl_gen g, struct qmp_call *q)
 {
-	struct vm *vm = c->q->vm;
+	struct migration_info i;
 
+	migration_query(q->vm, &i);
+	yajl_gen_map_open(g);
+	gen_str(g, "status");
+	gen_str(g, i.status);
+	if (strcmp(i.status, "none")) {
+		gen_kv_int(g, "total-time", (long long)i.total_ms);
+		gen_kv_int(g, "setup-time", (long long)i.setup_ms);
+		if (!strcmp(i.status, "completed"))
+			gen_kv_int(g, "downtime", (long long)i.downtime_ms);
+		else
+			gen_kv_int(g, "expected-downtime", (long long)i.expected_downtime_ms);
+		if (i.error[0]) {
+			gen_str(g, "error-desc");
+			gen_str(g, i.error);
+		}
+		fill_migrate_ram(g, &i);
+	}
+	yajl_gen_map_close(g);
+}
+
+static void fill_parameters(yajl_gen g, struct qmp_call *q)
+{
+	struct migration_info i;
+
+	migration_query(q->vm, &i);
+	yajl_gen_map_open(g);
+	gen_kv_int(g, "downtime-limit", i.downtime_limit_ms);
+	gen_kv_int(g, "max-bandwidth", i.max_bandwidth);
+	yajl_gen_map_close(g);
+}
+
+static void fill_version(yajl_gen g, struct qmp_call *q)
+{
+	yajl_gen_map_open(g);
+	gen_str(g, "qemu");
+	yajl_gen_map_open(g);
+	gen_kv_int(g, "major", 0);
+	gen_kv_int(g, "minor", 1);
+	gen_kv_int(g, "micro", 0);
+	yajl_gen_map_close(g);
+	gen_str(g, "package");
+	gen_str(g, "tern");
+	yajl_gen_map_close(g);
+}
+
+static void fill_text(yajl_gen g, struct qmp_call *q)
+{
+	yajl_gen_string(g, (const unsigned char *)q->text, q->text_len);
+}
+
+static int qmp_stop(struct qmp_call *q)
+{
+	vm_stop(q->vm);
+	return 0;
+}
+
+static int qmp_cont(struct qmp_call *q)
+{
+	return vm_cont(q->vm, q->err, sizeof(q->err));
+}
+
+static int qmp_quit(struct qmp_call *q)
+{
+	vm_request_exit(q->vm, 0, NULL);
+	return 0;
+}
+
+static int qmp_migrate(struct qmp_call *q)
+{
+	const char *uri = qmp_arg_str(q, "uri");
+
+	if (!uri)
+		return qmp_fail(q, "Parameter '%s' is missing", "uri");
+	return migration_start(q->vm, uri, q->err, sizeof(q->err));
+}
+
+static int qmp_migrate_incoming(struct qmp_call *q)
+{
+	const char *uri = qmp_arg_str(q, "uri");
+
+	if (!uri)
+		return qmp_fail(q, "Parameter '%s' is missing", "uri");
+	return migration_listen(q->vm, uri, q->err, sizeof(q->err));
+}
+
+static int qmp_migrate_cancel(struct qmp_call *q)
+{
+	return migration_cancel(q->vm, q->err, sizeof(q->err));
+}
+
+static int qmp_migrate_set_parameters(struct qmp_call *q)
+{
+	static const char *const keys[] = { "downtime-limit", "max-bandwidth" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const char *path[] = { keys[i], NULL };
+		yajl_val v = yajl_tree_get(q->args, path, yajl_t_any);
+
+		if (!v)
+			continue;
+		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
+			return qmp_fail(q, "Parameter '%s' expects a number", keys[i]);
+		if (migration_set_parameter(q->vm, keys[i], YAJL_GET_INTEGER(v), q->err,
+					    sizeof(q->err)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void hmp_out(void *opaque, const char *buf, size_t len)
+{
+	struct qmp_call *q = opaque;
+	size_t n = MIN(len, QMP_HMP_OUT_MAX - q->text_len);
+
+	memcpy(q->text + q->text_len, buf, n);
+	q->text_len += n;
+}
+
+/* QEMU's way for programs to reach the human monitor: its output comes back as a string. */
+static int qmp_hmp(struct qmp_call *q)
+{
+	const char *line = qmp_arg_str(q, "command-line");
+	struct mon_session *s;
+
+	if (!line)
+		return qmp_fail(q, "Parameter '%s' is missing", "command-line");
+	q->text = malloc(QMP_HMP_OUT_MAX);
+	s = q->text ? monitor_session_new(q->vm->monitor, hmp_out, q, false) : NULL;
+	if (!s)
+		return qmp_fail(q, "%s", "out of memory");
+	monitor_run(s, line);
+	/* A command that goes on in the background (migrate) prints no more here. */
+	monitor_session_close(s);
+	return 0;
+}
+
+static void fill_commands(yajl_gen g, struct qmp_call *q);
+
+static const struct {
+	const char *name;
+	int (*run)(struct qmp_call *q);			/* -1 with q->err; NULL: a query */
+	void (*fill)(yajl_gen g, struct qmp_call *q);	/* the return value */
+} qmp_commands[] = {
+	{ "query-status", NULL, fill_status },
+	{ "query-migrate", NULL, fill_migrate },
+	{ "query-migrate-parameters", NULL, fill_parameters },
+	{ "query-version", NULL, fill_version },
+	{ "query-commands", NULL, fill_commands },
+	{ "stop", qmp_stop, NULL },
+	{ "cont", qmp_cont, NULL },
+	{ "quit", qmp_quit, NULL },
+	{ "migrate", qmp_migrate, NULL },
+	{ "migrate-incoming", qmp_migrate_incoming, NULL },
+	{ "migrate_cancel", qmp_migrate_cancel, NULL },
+	{ "migrate-set-parameters", qmp_migrate_set_parameters, NULL },
+	{ "human-monitor-command", qmp_hmp, fill_text },
+};
+
+static void fill_commands(yajl_gen g, struct qmp_call *q)
+{
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i <= ARRAY_SIZE(qmp_commands); i++) {
+		yajl_gen_map_open(g);
+		gen_str(g, "name");
+		gen_str(g, i < ARRAY_SIZE(qmp_commands) ? qmp_commands[i].name : "qmp_capabilities");
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+}
+
+static int qmp_run(struct qmp_call *q, const char *cmd)
+{
 	if (!strcmp(cmd, "qmp_capabilities")) {
-		c->negotiated = true;
-		return NULL;
+		q->c->negotiated = true;
+		return 0;
 	}
-	if (!c->negotiated) {
-		snprintf(err, errlen, "Expecting capabilities negotiation with 'qmp_capabilities'");
-		return err;
+	if (!q->c->negotiated) {
+		q->err_class = "CommandNotFound";
+		return qmp_fail(q, "%s", "Expecting capabilities negotiation with 'qmp_capabilities'");
 	}
-	if (!strcmp(cmd, "query-status")) {
-		*fill = fill_status;
-	} else if (!strcmp(cmd, "query-migrate")) {
-		*fill = fill_migrate;
-	} else if (!strcmp(cmd, "stop")) {
-		vm_stop(vm);
-	} else if (!strcmp(cmd, "cont")) {
-		vm_cont(vm);
-	} else if (!strcmp(cmd, "quit")) {
-		vm_request_exit(vm, 0, NULL);
-	} else if (!strcmp(cmd, "migrate")) {
-		const char *uri = qmp_arg_str(args, "uri");
-
-		if (!uri) {
-			snprintf(err, errlen, "Parameter 'uri' is missing");
-			return err;
+	for (size_t i = 0; i < ARRAY_SIZE(qmp_commands); i++) {
+		if (!strcmp(cmd, qmp_commands[i].name)) {
+			q->fill = qmp_commands[i].fill;
+			return qmp_commands[i].run ? qmp_commands[i].run(q) : 0;
 		}
-		return migration_start(vm, uri, err, errlen) < 0 ? err : NULL;
-	} else if (!strcmp(cmd, "migrate_cancel")) {
-		return migration_cancel(vm, err, errlen) < 0 ? err : NULL;
-	} else if (!strcmp(cmd, "migrate-set-parameters")) {
-		static const char *const keys[] = { "downtime-limit", "max-bandwidth" };
-
-		for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-			const char *path[] = { keys[i], NULL };
-			yajl_val v = yajl_tree_get(args, path, yajl_t_number);
-
-			if (v && (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0 ||
-				  migration_set_parameter(vm, keys[i], YAJL_GET_INTEGER(v), err,
-							  errlen) < 0)) {
-				if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
-					snprintf(err, errlen, "Parameter '%s' expects a number", keys[i]);
-				return err;
-			}
-		}
-	} else {
-		snprintf(err, errlen, "The command %s has not been found", cmd);
-		return err;
 	}
-	return NULL;
+	q->err_class = "CommandNotFound";
+	return qmp_fail(q, "The command %s has not been found", cmd);
 }
 
 static void qmp_command(struct qmp_client *c, const char *text)
 {
-	char perr[128], err[256];
+	char perr[128];
 	yajl_val root = yajl_tree_parse(text, perr, sizeof(perr));
 	const char *exec_path[] = { "execute", NULL }, *args_path[] = { "arguments", NULL };
 	const char *id_path[] = { "id", NULL };
-	void (*fill)(yajl_gen, void *) = NULL;
-	yajl_val id, args;
-	const char *cmd, *e;
+	struct qmp_call q = { .c = c, .vm = c->q->vm };
+	yajl_val id = NULL;
+	const char *cmd;
+	int r = -1;
 
 	if (!root || !YAJL_IS_OBJECT(root)) {
-		qmp_reply(c, NULL, NULL, NULL, "JSON parse error: expected an object");
-		yajl_tree_free(root);
-		return;
-	}
-	id = yajl_tree_get(root, id_path, yajl_t_any);
-	cmd = YAJL_GET_STRING(yajl_tree_get(root, exec_path, yajl_t_string));
-	args = yajl_tree_get(root, args_path, yajl_t_object);
-	if (!cmd) {
-		qmp_reply(c, id, NULL, NULL, "QMP input lacks member 'execute'");
+		qmp_fail(&q, "%s", "JSON parse error: expected an object");
 	} else {
-		e = qmp_run(c, cmd, args, &fill, err, sizeof(err));
-		qmp_reply(c, id, fill, c->q->vm, e);
+		id = yajl_tree_get(root, id_path, yajl_t_any);
+		cmd = YAJL_GET_STRING(yajl_tree_get(root, exec_path, yajl_t_string));
+		q.args = yajl_tree_get(root, args_path, yajl_t_object);
+		if (cmd)
+			r = qmp_run(&q, cmd);
+		else
+			qmp_fail(&q, "%s", "QMP input lacks member 'execute'");
 	}
+	qmp_reply(&q, id, r < 0);
 	yajl_tree_free(root);
+	free(q.text);
 }
 
-/* QMP input is a stream of JSON objects: split it at the top-level closing braces. */
+/* Runs the command in c->in[start, end). false once the client is gone. */
+static bool qmp_dispatch(struct qmp_client *c, size_t start, size_t end)
+{
+	char save = c->in[end];
+
+	c->in[end] = '\0';
+	qmp_command(c, c->in + start);
+	if (c->fd < 0)
+		return false;
+	c->in[end] = save;
+	return true;
+}
+
+/*
+ * QMP input is a stream of JSON values: split it where a top-level object or array closes,
+ * or where a top-level scalar (which is an error, but must not swallow what follows) ends.
+ */
 static void qmp_split(struct qmp_client *c)
 {
 	int depth = 0;
-	bool str = false, esc = false;
+	bool str = false, esc = false, scalar = false;
 	size_t start = 0;
 
 	for (size_t i = 0; i < c->len; i++) {
 		char ch = c->in[i];
 
 		if (str) {
-			esc = !esc && ch == '\\';
-			if (!esc && ch == '"')
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
 				str = false;
 			continue;
 		}
-		if (ch == '"')
-			str = true;
-		else if (ch == '{')
-			depth++;
-		else if (ch == '}' && depth > 0 && --depth == 0) {
-			char save = c->in[i + 1];
-
-			c->in[i + 1] = '\0';
-			qmp_command(c, c->in + start);
-			if (c->fd < 0)
+		if (scalar && (isspace((unsigned char)ch) || ch == '{' || ch == '[')) {
+			if (!qmp_dispatch(c, start, i))
 				return;
-			c->in[i + 1] = save;
-			start = i + 1;
+			scalar = false;
+			start = i;
 		}
+		if (ch == '{' || ch == '[') {
+			depth++;
+		} else if ((ch == '}' || ch == ']') && depth > 0) {
+			if (--depth == 0) {
+				if (!qmp_dispatch(c, start, i + 1))
+					return;
+				start = i + 1;
+			}
+		} else if (!depth && !isspace((unsigned char)ch)) {
+			scalar = true;
+		}
+		str = ch == '"';
 	}
 	memmove(c->in, c->in + start, c->len - start);
 	c->len -= start;
@@ -279,7 +447,10 @@ static void qmp_readable(void *opaque, uint32_t events)
 	ssize_t n;
 
 	if (c->len >= QMP_IN_MAX - 1) {
-		qmp_reply(c, NULL, NULL, NULL, "JSON parse error: object too large");
+		struct qmp_call q = { .c = c };
+
+		qmp_fail(&q, "%s", "JSON parse error: object too large");
+		qmp_reply(&q, NULL, true);
 		c->len = 0;
 	}
 	n = recv(c->fd, c->in + c->len, QMP_IN_MAX - 1 - c->len, MSG_DONTWAIT);

@@ -272,15 +272,22 @@ void vm_stop(struct vm *vm)
 	vm_event(vm, "STOP", NULL);
 }
 
-void vm_cont(struct vm *vm)
+int vm_cont(struct vm *vm, char *err, size_t errlen)
 {
 	enum vm_runstate s = vm_state(vm);
 
 	/* After a snapshot to a file the guest may go on here; after a real hand-over never. */
-	if (s != RUN_STATE_PAUSED &&
-	    !(s == RUN_STATE_POSTMIGRATE && migration_snapshot_taken(vm)))
-		return;
+	if (s == RUN_STATE_INMIGRATE ||
+	    (s == RUN_STATE_POSTMIGRATE && !migration_snapshot_taken(vm))) {
+		snprintf(err, errlen, "the guest is %s: it runs on the other side",
+			 s == RUN_STATE_INMIGRATE ? "waiting for an incoming migration"
+						  : "migrated away");
+		return -1;
+	}
+	if (s != RUN_STATE_PAUSED && s != RUN_STATE_POSTMIGRATE)
+		return 0;
 	vm_set_state(vm, RUN_STATE_RUNNING);
 	vcpu_resume(&vm->vcpu);
 	vm_event(vm, "RESUME", NULL);
+	return 0;
 }

@@ -111,7 +111,8 @@ void vm_event(struct vm *vm, const char *name, const char *data_json);
 
 /* stop/cont as the monitor means them. */
 void vm_stop(struct vm *vm);
-void vm_cont(struct vm *vm);
+/* -1 with the reason where the guest may not run here (it has moved or is arriving). */
+int vm_cont(struct vm *vm, char *err, size_t errlen);
 const char *vm_state_name(enum vm_runstate s);
 enum vm_runstate vm_state(struct vm *vm);
 void vm_set_state(struct vm *vm, enum vm_runstate s);

@@ -148,6 +148,7 @@ static int mig_start_thread(struct migration *m, void *(*fn)(void *), pthread_t 
 	m->st.total_ram = m->vm->ram_size;
 	m->error[0] = '\0';
 	m->status = MIG_SETUP;
+	mig_event(m, MIG_SETUP);
 	err = pthread_create(thread, NULL, fn, m);
 	if (err) {
 		mig_fail(m, "pthread_create: %s", strerror(err));
@@ -332,40 +333,41 @@ void migration_query(struct vm *vm, struct migration_info *info)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int mig_listen(struct migration *m, const char *uri)
+static int mig_listen(struct migration *m, const char *uri, char *err, size_t errlen)
 {
-	char err[200];
-
-	if (mig_uri_parse(uri, &m->uri, err, sizeof(err)) < 0) {
-		errorf("-incoming: %s", err);
+	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0)
 		return -1;
-	}
-	m->listen_fd = mig_uri_listen(&m->uri, err, sizeof(err));
-	if (m->listen_fd < 0) {
-		errorf("-incoming: %s", err);
+	m->listen_fd = mig_uri_listen(&m->uri, err, errlen);
+	if (m->listen_fd < 0)
 		return -1;
-	}
 	m->incoming = true;
-	if (mig_start_thread(m, mig_dest_thread, &m->in_thread) < 0)
+	if (mig_start_thread(m, mig_dest_thread, &m->in_thread) < 0) {
+		snprintf(err, errlen, "%s", m->error);
 		return -1;
+	}
 	m->in_started = true;
 	return 0;
 }
 
+int migration_listen(struct vm *vm, const char *uri, char *err, size_t errlen)
+{
+	struct migration *m = vm->migration;
+
+	if (vm_state(vm) != RUN_STATE_INMIGRATE || m->in_started) {
+		snprintf(err, errlen, "migrate_incoming needs tern started with -incoming defer");
+		return -1;
+	}
+	return mig_listen(m, uri, err, errlen);
+}
+
 static void cmd_migrate_incoming(struct mon_session *s, int argc, char **argv)
 {
-	struct migration *m = monitor_session_vm(s)->migration;
+	char err[256];
 
-	if (argc != 2) {
+	if (argc != 2)
 		monitor_printf(s, "Error: usage: migrate_incoming \"tcp:0:4444\"\n");
-		return;
-	}
-	if (vm_state(m->vm) != RUN_STATE_INMIGRATE || m->in_started) {
-		monitor_printf(s, "Error: migrate_incoming needs tern started with -incoming defer\n");
-		return;
-	}
-	if (mig_listen(m, argv[1]) < 0)
-		monitor_printf(s, "Error: cannot listen on %s\n", argv[1]);
+	else if (migration_listen(monitor_session_vm(s), argv[1], err, sizeof(err)) < 0)
+		monitor_printf(s, "Error: %s\n", err);
 }
 
 static void mig_destroy(void *opaque)
@@ -451,7 +453,13 @@ int migration_init(struct vm *vm)
 
 int migration_incoming(struct vm *vm, const char *uri)
 {
+	char err[256];
+
 	if (!strcmp(uri, "defer"))
 		return 0;
-	return mig_listen(vm->migration, uri);
+	if (mig_listen(vm->migration, uri, err, sizeof(err)) < 0) {
+		errorf("-incoming: %s", err);
+		return -1;
+	}
+	return 0;
 }

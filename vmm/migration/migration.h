@@ -12,6 +12,8 @@ struct vm;
 int migration_init(struct vm *vm);
 /* -incoming URI: wait for a stream, load it, resume the guest. */
 int migration_incoming(struct vm *vm, const char *uri);
+/* migrate_incoming URI, on a tern started with -incoming defer. */
+int migration_listen(struct vm *vm, const char *uri, char *err, size_t errlen);
 /* For `migrate`, QMP and the like: start (asynchronously), cancel, tune, query. */
 int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen);
 int migration_cancel(struct vm *vm, char *err, size_t errlen);

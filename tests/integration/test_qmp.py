@@ -1,0 +1,198 @@
+"""The JSON monitor (QMP): QEMU's greeting, commands, errors and events, so QMP clients work."""
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import GUEST, free_port
+
+pytestmark = pytest.mark.kvm
+
+
+class Qmp:
+    """A QMP client: replies and events as QEMU sends them, one JSON object a line."""
+
+    def __init__(self, path, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        self.s.settimeout(timeout)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.read()
+
+    def read(self):
+        while b"\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise AssertionError("QMP closed; got %r" % self.buf)
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def reply(self):
+        """The next reply; events on the way are kept in self.events."""
+        while True:
+            m = self.read()
+            if "event" not in m:
+                return m
+            self.events.append(m)
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.send_raw(json.dumps(msg).encode())
+        return self.reply()
+
+    def ok(self, name, **args):
+        r = self.cmd(name, **args)
+        assert "return" in r, r
+        return r["return"]
+
+    def event(self, name, timeout=30, **data):
+        """Waits for an event (with data fields equal to data) and returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name and all(e.get("data", {}).get(k) == v
+                                              for k, v in data.items()):
+                    return self.events.pop(i)
+            self.s.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                self.events.append(self.read())
+            except socket.timeout:
+                raise AssertionError("no %s %s event; got %s" % (name, data, self.events))
+
+    def close(self):
+        self.s.close()
+
+
+def qmp_args(path, *extra):
+    return ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M",
+            "-append", "memtest=8", "-qmp", "unix:%s,server,nowait" % path] + list(extra)
+
+
+def test_greeting_negotiation_and_errors(tern, tmp_path):
+    path = str(tmp_path / "q")
+    tern(*qmp_args(path)).expect(r"memtest: filled")
+    q = Qmp(path)
+    assert q.greeting["QMP"]["version"]["package"] == "tern"
+    assert q.greeting["QMP"]["capabilities"] == []
+    # Nothing before the negotiation, as in QEMU.
+    r = q.cmd("query-status")
+    assert r["error"]["class"] == "CommandNotFound", r
+    assert "qmp_capabilities" in r["error"]["desc"]
+    q.send_raw(b'{"execute": "qmp_capabilities", "id": 7}')
+    assert q.reply() == {"return": {}, "id": 7}
+    assert q.ok("query-version")["package"] == "tern"
+    names = {c["name"] for c in q.ok("query-commands")}
+    assert {"qmp_capabilities", "query-status", "migrate", "migrate-incoming", "query-migrate",
+            "human-monitor-command", "quit"} <= names
+    r = q.cmd("no-such-command")
+    assert r["error"] == {"class": "CommandNotFound",
+                          "desc": "The command no-such-command has not been found"}
+    # Bad input gets an error naming it, and the monitor goes on.
+    q.send_raw(b'[1, 2]')
+    assert "expected an object" in q.reply()["error"]["desc"]
+    q.send_raw(b'42 ')
+    assert "expected an object" in q.reply()["error"]["desc"]
+    # Braces and escaped quotes inside strings do not end a command.
+    out = q.ok("human-monitor-command", **{"command-line": 'migrate -d "}{\\"'})
+    assert "'}{\\': unknown migration URI" in out, out
+    q.send_raw(b'{"arguments": {}}')
+    assert "lacks member 'execute'" in q.reply()["error"]["desc"]
+    assert q.cmd("migrate")["error"]["desc"] == "Parameter 'uri' is missing"
+    r = q.cmd("migrate-set-parameters", **{"downtime-limit": "soon"})
+    assert "expects a number" in r["error"]["desc"]
+    assert "defer" in q.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    # Two commands in one write, and one split over two writes, with string and number ids.
+    q.send_raw(b'{"execute": "query-status", "id": "a"}{"execute": "query-status", "id": 2}')
+    assert [q.reply()["id"], q.reply()["id"]] == ["a", 2]
+    q.send_raw(b'{"execute": "query-st')
+    time.sleep(0.1)
+    q.send_raw(b'atus", "arguments": {}}')
+    assert q.reply()["return"]["status"] == "running"
+
+
+def test_stop_cont_hmp_and_quit(tern, tmp_path):
+    path = str(tmp_path / "q")
+    t = tern(*qmp_args(path))
+    t.expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    assert q.ok("query-status") == {"status": "running", "singlestep": False, "running": True}
+    q.ok("stop")
+    q.event("STOP")
+    assert q.ok("query-status")["status"] == "paused"
+    assert q.ok("human-monitor-command", **{"command-line": "info status"}) == \
+        "VM status: paused\n"
+    q.ok("cont")
+    q.event("RESUME")
+    assert q.ok("query-status")["running"] is True
+    # The guest really runs again: it answers on its console.
+    mark = len(t.out)
+    t.send(b"check\r")
+    t.expect(r"memtest: ok", start=mark)
+    out = q.ok("human-monitor-command", **{"command-line": "no_such_thing"})
+    assert out.startswith("Error: unknown command 'no_such_thing'"), out
+    assert q.ok("query-migrate-parameters") == {"downtime-limit": 300, "max-bandwidth": 0}
+    q.ok("migrate-set-parameters", **{"downtime-limit": 50, "max-bandwidth": 1 << 30})
+    assert q.ok("query-migrate-parameters") == {"downtime-limit": 50,
+                                                "max-bandwidth": 1 << 30}
+    assert q.ok("query-migrate") == {"status": "none"}
+    assert q.cmd("quit") == {"return": {}}
+    q.event("SHUTDOWN")
+    assert t.wait(10) == 0
+    assert not os.path.exists(path)
+
+
+def test_migrate_over_qmp(tern, tmp_path):
+    """A program drives both sides: -incoming defer, migrate-incoming, migrate, events."""
+    a_path, b_path = str(tmp_path / "a"), str(tmp_path / "b")
+    port = free_port()
+    a = tern(*qmp_args(a_path))
+    a.expect(r"memtest: filled")
+    b = tern(*qmp_args(b_path, "-incoming", "defer"))
+    qa, qb = Qmp(a_path), Qmp(b_path)
+    qa.ok("qmp_capabilities")
+    qb.ok("qmp_capabilities")
+    assert qb.ok("query-status") == {"status": "inmigrate", "singlestep": False,
+                                     "running": False}
+    r = qb.cmd("cont")
+    assert "waiting for an incoming migration" in r["error"]["desc"], r
+    qb.ok("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
+    assert "defer" in qb.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    qa.ok("migrate", uri="tcp:127.0.0.1:%d" % port)
+    qa.event("MIGRATION", status="setup")
+    qa.event("MIGRATION", status="completed")
+    qa.event("STOP")
+    info = qa.ok("query-migrate")
+    assert info["status"] == "completed", info
+    assert info["total-time"] >= info["downtime"] >= 0
+    assert info["ram"]["transferred"] > 0 and info["ram"]["normal"] > 0
+    assert info["ram"]["total"] == 128 << 20
+    qb.event("RESUME")
+    assert qb.ok("query-status")["status"] == "running"
+    assert qb.ok("query-migrate")["status"] == "completed"
+    # Never on both: the source refuses to go on.
+    assert qa.ok("query-status") == {"status": "postmigrate", "singlestep": False,
+                                     "running": False}
+    r = qa.cmd("cont")
+    assert "migrated away" in r["error"]["desc"], r
+    mark = len(b.out)
+    b.send(b"check\r")
+    b.expect(r"memtest: ok", start=mark)
