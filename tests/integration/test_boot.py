@@ -51,6 +51,19 @@ def test_echo_reaches_guest(tern):
 
 
 @pytest.mark.kvm
+def test_ctrl_a_help_and_literal_ctrl_a(tern):
+    t = tern(*BOOT, "-append", "echo")
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    t.send(b"\x01h")
+    t.expect(r"C-a x    exit tern\n", start=m.end())
+    # Ctrl-A Ctrl-A is one Ctrl-A for the guest, which echoes it back between its neighbours.
+    mark = len(t.out)
+    t.send(b"p\x01\x01q")
+    t.expect(r"p\x01q", start=mark)
+
+
+@pytest.mark.kvm
 def test_monitor_info_status_and_quit(tern):
     t = tern(*BOOT, "-append", "echo")
     t.expect(r"Booted up")
