@@ -318,7 +318,7 @@ def alive(pid):
     """Running, not gone and not a zombie that no one reaps (its parent has exited)."""
     try:
         return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while we read (ESRCH)
         return False
 
 
