@@ -10,6 +10,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import time
 
@@ -195,7 +196,6 @@ def run_tern(args, timeout=10, **kw):
 
 
 def free_port():
-    import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -203,23 +203,27 @@ def free_port():
     return port
 
 
+def connect_unix(path, timeout=10):
+    """A socket connected to tern's unix socket at path, waiting for tern to make it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            s.settimeout(timeout)
+            return s
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Monitor:
     """The HMP monitor on a unix socket."""
 
     def __init__(self, path, timeout=10):
-        import socket
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                self.s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.s.settimeout(timeout)
+        self.s = connect_unix(path, timeout)
         self.buf = b""
         self._until(b"(tern) ")
 

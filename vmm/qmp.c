@@ -120,11 +120,15 @@ static int qmp_fail(struct qmp_call *q, const char *fmt, const char *arg)
 	return -1;
 }
 
+/* A string argument the command needs; NULL with the error set if it is missing. */
 static const char *qmp_arg_str(struct qmp_call *q, const char *key)
 {
 	const char *path[] = { key, NULL };
+	const char *v = YAJL_GET_STRING(yajl_tree_get(q->args, path, yajl_t_string));
 
-	return YAJL_GET_STRING(yajl_tree_get(q->args, path, yajl_t_string));
+	if (!v)
+		qmp_fail(q, "Parameter '%s' is missing", key);
+	return v;
 }
 
 static void fill_status(yajl_gen g, struct qmp_call *q)
@@ -230,18 +234,14 @@ static int qmp_migrate(struct qmp_call *q)
 {
 	const char *uri = qmp_arg_str(q, "uri");
 
-	if (!uri)
-		return qmp_fail(q, "Parameter '%s' is missing", "uri");
-	return migration_start(q->vm, uri, q->err, sizeof(q->err));
+	return uri ? migration_start(q->vm, uri, q->err, sizeof(q->err)) : -1;
 }
 
 static int qmp_migrate_incoming(struct qmp_call *q)
 {
 	const char *uri = qmp_arg_str(q, "uri");
 
-	if (!uri)
-		return qmp_fail(q, "Parameter '%s' is missing", "uri");
-	return migration_listen(q->vm, uri, q->err, sizeof(q->err));
+	return uri ? migration_listen(q->vm, uri, q->err, sizeof(q->err)) : -1;
 }
 
 static int qmp_migrate_cancel(struct qmp_call *q)
@@ -284,7 +284,7 @@ static int qmp_hmp(struct qmp_call *q)
 	struct mon_session *s;
 
 	if (!line)
-		return qmp_fail(q, "Parameter '%s' is missing", "command-line");
+		return -1;
 	q->text = malloc(QMP_HMP_OUT_MAX);
 	s = q->text ? monitor_session_new(q->vm->monitor, hmp_out, q, false) : NULL;
 	if (!s)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import GUEST, free_port
+from conftest import GUEST, connect_unix, free_port
 
 pytestmark = pytest.mark.kvm
 
@@ -15,18 +15,7 @@ class Qmp:
     """A QMP client: replies and events as QEMU sends them, one JSON object a line."""
 
     def __init__(self, path, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                self.s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.s.settimeout(timeout)
+        self.s = connect_unix(path, timeout)
         self.buf = b""
         self.events = []
         self.greeting = self.read()
