@@ -241,6 +241,91 @@ def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
     assert result["requests"] > 500, result
 
 
+# Streams a pattern through the guest's TCP echo (port 7), keeping up to 256 KiB in flight,
+# and checks every byte that comes back; writes how much came back to PROGRESS; drains and
+# stops once STOP exists. Prints "ok BYTES LONGEST_STALL_MS" or what went wrong.
+BULK_ECHO_CLIENT = r"""
+import os, random, select, socket, sys, time
+ip, progress, stop = sys.argv[1:4]
+pat = random.Random(7).randbytes((1 << 20) + 7)  # odd length: a slip shows at once
+s = socket.create_connection((ip, 7), timeout=30)
+s.setblocking(False)
+sent = got = 0
+stall, last, stopping = 0.0, time.monotonic(), False
+while not stopping or got < sent:
+    stopping = stopping or os.path.exists(stop)
+    want_w = not stopping and sent - got < (256 << 10)
+    r, w, _ = select.select([s], [s] if want_w else [], [], 30)
+    now = time.monotonic()
+    if not r and not w:
+        sys.exit("stalled at %d of %d bytes" % (got, sent))
+    if w:
+        off = sent % len(pat)
+        sent += s.send(pat[off:off + (64 << 10)])
+    if r:
+        d = s.recv(1 << 16)
+        if not d:
+            sys.exit("closed by the guest at %d bytes" % got)
+        off = got % len(pat)
+        exp = (pat[off:] + pat)[:len(d)]
+        if d != exp:
+            sys.exit("wrong bytes at %d" % got)
+        got += len(d)
+        stall, last = max(stall, now - last), now
+        with open(progress + ".tmp", "w") as f:
+            f.write(str(got))
+        os.replace(progress + ".tmp", progress)
+print("ok %d %.0f" % (got, stall * 1000))
+"""
+
+
+def test_migrations_during_bulk_tcp_echo(lab, tmp_path):
+    """A->B->A while the guest echoes a bulk TCP stream: every byte comes back, in order.
+    The device writes received frames into guest memory all through the rounds, so this is
+    the dirty log of the VMM's own writes, the rings' state and the frames forwarded after the
+    hand-over, all under load."""
+    progress, stop = tmp_path / "progress", tmp_path / "stop"
+
+    def echoed():
+        try:
+            return int(progress.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def wait_more(n):
+        goal, deadline = echoed() + n, time.monotonic() + 60
+        while echoed() < goal:
+            assert client.poll() is None and time.monotonic() < deadline, \
+                (echoed(), client.communicate(timeout=10))
+            time.sleep(0.05)
+
+    cur = tern_in_lab(tmp_path / "m0")
+    assert guest_ip(cur) == PINNED_IP
+    cur_mon = Monitor(str(tmp_path / "m0"))
+    client = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c",
+                               BULK_ECHO_CLIENT, PINNED_IP, str(progress), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_more(1 << 20)
+        for i in (1, 2):
+            uri = "tcp:127.0.0.1:%d" % free_port()
+            nxt = tern_in_lab(tmp_path / ("m%d" % i), "-incoming", uri)
+            nxt_mon = Monitor(str(tmp_path / ("m%d" % i)))
+            out = cur_mon.cmd('migrate "%s"' % uri)
+            assert "migrate: completed" in out, out
+            cur_mon.cmd("quit")
+            cur.wait()
+            cur, cur_mon = nxt, nxt_mon
+            wait_more(1 << 20)
+        stop.touch()
+        out, _ = client.communicate(timeout=60)
+    finally:
+        client.kill()
+        cur.kill()
+    print(out)
+    assert client.returncode == 0 and out.startswith("ok "), (out, cur.text()[-1500:])
+
+
 def run_demo(name, ns, namespaces):
     """scripts/demo-NAME.sh end to end, in namespaces of its own; none may be left behind."""
     env = dict(os.environ, TERN_LAB_NS=ns)
