@@ -184,7 +184,7 @@ static int stream_read(struct mig_stream *s, void *p, size_t len, const char *wh
 			if (stream_fill(s) < 0)
 				goto fail;
 		}
-		n = s->in_len - s->in_pos < left ? s->in_len - s->in_pos : left;
+		n = MIN(s->in_len - s->in_pos, left);
 		memcpy(dst, s->in + s->in_pos, n);
 		s->in_pos += n;
 		dst += n;
