@@ -323,7 +323,8 @@ static void fill_commands(yajl_gen g, struct qmp_call *q)
 	for (size_t i = 0; i <= ARRAY_SIZE(qmp_commands); i++) {
 		yajl_gen_map_open(g);
 		gen_str(g, "name");
-		gen_str(g, i < ARRAY_SIZE(qmp_commands) ? qmp_commands[i].name : "qmp_capabilities");
+		gen_str(g,
+			i < ARRAY_SIZE(qmp_commands) ? qmp_commands[i].name : "qmp_capabilities");
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_array_close(g);
@@ -337,7 +338,8 @@ static int qmp_run(struct qmp_call *q, const char *cmd)
 	}
 	if (!q->c->negotiated) {
 		q->err_class = "CommandNotFound";
-		return qmp_fail(q, "%s", "Expecting capabilities negotiation with 'qmp_capabilities'");
+		return qmp_fail(q, "%s",
+				"Expecting capabilities negotiation with 'qmp_capabilities'");
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(qmp_commands); i++) {
 		if (!strcmp(cmd, qmp_commands[i].name)) {
