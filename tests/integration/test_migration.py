@@ -1,6 +1,7 @@
 """Issue 4: live migration between two tern processes on this host (no network needed)."""
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -116,6 +117,28 @@ def test_info_migrate_fields(tern, socks):
     # Round 0 skips untouched pages: far less than 128M moves.
     assert int(info["transferred ram"].split()[0]) < 64 * 1024, info
     assert bm.info("migrate")["Migration status"] == "completed"
+
+
+def test_migrate_incoming_after_defer(tern, socks):
+    """-incoming defer, then migrate_incoming: a failed listen says why and may be retried."""
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    b = tern(*incoming_args(socks("b.mon"), "defer"))
+    bm = Monitor(socks("b.mon"))
+    assert bm.info("status")["VM status"] == "paused (inmigrate)"
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    out = bm.cmd('migrate_incoming "tcp:127.0.0.1:%d"' % busy.getsockname()[1])
+    busy.close()
+    assert "Error: tcp:127.0.0.1:" in out and "Address already in use" in out, out
+    assert "unknown migration URI" in bm.cmd('migrate_incoming "exec:cat"')
+    port = free_port()
+    assert bm.cmd('migrate_incoming "tcp:127.0.0.1:%d"' % port).strip() == ""
+    assert "-incoming defer" in bm.cmd('migrate_incoming "tcp:127.0.0.1:%d"' % port)
+    assert "completed" in am.cmd('migrate "tcp:127.0.0.1:%d"' % port)
+    assert_guest_alive(b, bm)
 
 
 def test_snapshot_to_file_and_restore(tern, socks):
