@@ -24,12 +24,21 @@
 #define QMP_IN_MAX 65536
 #define QMP_EVENTS 32
 
+/* Where the scan of a client's input stands; it goes on across reads. */
+struct qmp_scan {
+	size_t pos;		/* in[0, pos) is scanned */
+	int depth;
+	bool str, esc, scalar;
+	bool discard;		/* the value being read overflowed: drop it up to its end */
+};
+
 struct qmp_client {
 	struct qmp *q;
 	int fd;
 	bool negotiated;
 	char in[QMP_IN_MAX];
 	size_t len;
+	struct qmp_scan scan;
 };
 
 struct qmp {
@@ -391,49 +400,55 @@ static bool qmp_dispatch(struct qmp_client *c, size_t start, size_t end)
 	return true;
 }
 
+/* A whole value ends before in[end]: run it, or drop it if it overflowed. */
+static bool qmp_value(struct qmp_client *c, size_t *start, size_t end)
+{
+	bool ok = c->scan.discard || qmp_dispatch(c, *start, end);
+
+	c->scan.discard = false;
+	*start = end;
+	return ok;
+}
+
 /*
  * QMP input is a stream of JSON values: split it where a top-level object or array closes,
  * or where a top-level scalar (which is an error, but must not swallow what follows) ends.
  */
 static void qmp_split(struct qmp_client *c)
 {
-	int depth = 0;
-	bool str = false, esc = false, scalar = false;
+	struct qmp_scan *s = &c->scan;
 	size_t start = 0;
 
-	for (size_t i = 0; i < c->len; i++) {
-		char ch = c->in[i];
+	for (; s->pos < c->len; s->pos++) {
+		char ch = c->in[s->pos];
 
-		if (str) {
-			if (esc)
-				esc = false;
+		if (s->str) {
+			if (s->esc)
+				s->esc = false;
 			else if (ch == '\\')
-				esc = true;
+				s->esc = true;
 			else if (ch == '"')
-				str = false;
+				s->str = false;
 			continue;
 		}
-		if (scalar && (isspace((unsigned char)ch) || ch == '{' || ch == '[')) {
-			if (!qmp_dispatch(c, start, i))
+		if (s->scalar && (isspace((unsigned char)ch) || ch == '{' || ch == '[')) {
+			s->scalar = false;
+			if (!qmp_value(c, &start, s->pos))
 				return;
-			scalar = false;
-			start = i;
 		}
 		if (ch == '{' || ch == '[') {
-			depth++;
-		} else if ((ch == '}' || ch == ']') && depth > 0) {
-			if (--depth == 0) {
-				if (!qmp_dispatch(c, start, i + 1))
-					return;
-				start = i + 1;
-			}
-		} else if (!depth && !isspace((unsigned char)ch)) {
-			scalar = true;
+			s->depth++;
+		} else if ((ch == '}' || ch == ']') && s->depth > 0) {
+			if (--s->depth == 0 && !qmp_value(c, &start, s->pos + 1))
+				return;
+		} else if (!s->depth && !isspace((unsigned char)ch)) {
+			s->scalar = true;
 		}
-		str = ch == '"';
+		s->str = ch == '"';
 	}
 	memmove(c->in, c->in + start, c->len - start);
 	c->len -= start;
+	s->pos -= start;
 }
 
 static void qmp_client_close(struct qmp_client *c)
@@ -453,7 +468,9 @@ static void qmp_readable(void *opaque, uint32_t events)
 
 		qmp_fail(&q, "%s", "JSON parse error: object too large");
 		qmp_reply(&q, NULL, true);
-		c->len = 0;
+		/* Drop what came of it; the scan goes on, to find where it ends. */
+		c->len = c->scan.pos = 0;
+		c->scan.discard = true;
 	}
 	n = recv(c->fd, c->in + c->len, QMP_IN_MAX - 1 - c->len, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))

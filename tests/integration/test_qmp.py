@@ -115,6 +115,10 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     time.sleep(0.1)
     q.send_raw(b'atus", "arguments": {}}')
     assert q.reply()["return"]["status"] == "running"
+    # A command too big for the monitor gets an error, and what follows it its answer.
+    q.send_raw(b'{"execute": "stop", "arguments": {"x": "' + b'}\\"' * (40 << 10) + b'"}}')
+    assert "object too large" in q.reply()["error"]["desc"]
+    assert q.ok("query-status")["status"] == "running"
 
 
 def test_stop_cont_hmp_and_quit(tern, tmp_path):
