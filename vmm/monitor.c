@@ -33,6 +33,7 @@ struct mon_session {
 	mon_out_fn out;
 	void *opaque;
 	bool echo, held, closed;
+	bool too_long;		/* the line being typed outgrew line[]: refuse it, do not cut it */
 	char line[MON_LINE_MAX];
 	size_t len;
 };
@@ -171,13 +172,18 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 				continue;
 			s->line[s->len] = '\0';
 			s->len = 0;
-			if (s->held) {
+			if (s->too_long) {
+				s->too_long = false;
+				monitor_printf(s, "Error: line too long (at most %d characters)\n",
+					       MON_LINE_MAX - 1);
+			} else if (s->held) {
 				monitor_printf(s, "Error: busy, a command is still running\n");
 				continue;
+			} else {
+				monitor_execute(s, s->line);
+				if (s->closed)
+					return;
 			}
-			monitor_execute(s, s->line);
-			if (s->closed)
-				return;
 			monitor_prompt(s);
 		} else if (ch == 0x7f || ch == '\b') {
 			if (s->len) {
@@ -185,7 +191,10 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 				if (s->echo)
 					monitor_printf(s, "\b \b");
 			}
-		} else if ((unsigned char)ch >= 0x20 && s->len < MON_LINE_MAX - 1) {
+		} else if ((unsigned char)ch >= 0x20) {
+			s->too_long |= s->len == MON_LINE_MAX - 1;
+			if (s->too_long)
+				continue;
 			s->line[s->len++] = ch;
 			if (s->echo)
 				s->out(s->opaque, &ch, 1);

@@ -77,6 +77,18 @@ def test_monitor_info_status_and_quit(tern):
 
 
 @pytest.mark.kvm
+def test_monitor_refuses_a_line_too_long(tern, tmp_path):
+    """A line longer than the monitor takes is refused whole, never run cut short."""
+    t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"Booted up")
+    m = Monitor(str(tmp_path / "m"))
+    out = m.cmd("stop " + "x" * 5000)
+    assert out.strip() == "Error: line too long (at most 1023 characters)", out
+    assert "VM status: running" in m.cmd("info status")
+    assert "VM status: running" in m.cmd("info status" + " " * 1000)  # 1011: fits
+
+
+@pytest.mark.kvm
 def test_stop_and_cont_pause_ticks(tern):
     t = tern(*BOOT, "-append", "ticks")
     t.expect(r"tick 3 ")
