@@ -204,6 +204,21 @@ def tern_in_lab(mon, *extra):
                  "-monitor", "unix:%s,server,nowait" % mon, *extra], netns=NS)
 
 
+def hand_over(cur, cur_mon, mon_path, uri):
+    """Migrates the lab guest in cur to a new tern waiting on uri, quits cur; the new one."""
+    nxt = tern_in_lab(mon_path, "-incoming", uri)
+    try:
+        nxt_mon = Monitor(str(mon_path))
+        out = cur_mon.cmd('migrate "%s"' % uri)
+        assert "migrate: completed" in out, out
+    except BaseException:
+        nxt.kill()
+        raise
+    cur_mon.cmd("quit")
+    cur.wait()
+    return nxt, nxt_mon
+
+
 def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
     """Ten migrations A->B->A'..., alternating tcp and unix, while a client sends a request
     every 10 ms on one keep-alive connection: no request lost, no reset, no wait over 1 s."""
@@ -219,13 +234,7 @@ def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
         for i in range(1, 11):
             uri = ("tcp:127.0.0.1:%d" % free_port()) if i % 2 else \
                 "unix:%s" % (tmp_path / ("mig%d.sock" % i))
-            nxt = tern_in_lab(tmp_path / ("m%d" % i), "-incoming", uri)
-            nxt_mon = Monitor(str(tmp_path / ("m%d" % i)))
-            out = cur_mon.cmd('migrate "%s"' % uri)
-            assert "migrate: completed" in out, out
-            cur_mon.cmd("quit")
-            cur.wait()
-            cur, cur_mon = nxt, nxt_mon
+            cur, cur_mon = hand_over(cur, cur_mon, tmp_path / ("m%d" % i), uri)
             time.sleep(0.5)
         net = cur_mon.cmd("info network")
         assert "running" in net
@@ -309,13 +318,7 @@ def test_migrations_during_bulk_tcp_echo(lab, tmp_path):
         wait_more(1 << 20)
         for i in (1, 2):
             uri = "tcp:127.0.0.1:%d" % free_port()
-            nxt = tern_in_lab(tmp_path / ("m%d" % i), "-incoming", uri)
-            nxt_mon = Monitor(str(tmp_path / ("m%d" % i)))
-            out = cur_mon.cmd('migrate "%s"' % uri)
-            assert "migrate: completed" in out, out
-            cur_mon.cmd("quit")
-            cur.wait()
-            cur, cur_mon = nxt, nxt_mon
+            cur, cur_mon = hand_over(cur, cur_mon, tmp_path / ("m%d" % i), uri)
             wait_more(1 << 20)
         stop.touch()
         out, _ = client.communicate(timeout=60)
