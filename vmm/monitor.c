@@ -153,10 +153,17 @@ static void monitor_execute(struct mon_session *s, char *line)
 	c->fn(s, argc - used + 1, argv + used - 1);
 }
 
+static void monitor_too_long(struct mon_session *s)
+{
+	monitor_printf(s, "Error: line too long (at most %d characters)\n", MON_LINE_MAX - 1);
+}
+
 void monitor_run(struct mon_session *s, const char *line)
 {
-	snprintf(s->line, sizeof(s->line), "%s", line);
-	monitor_execute(s, s->line);
+	if (snprintf(s->line, sizeof(s->line), "%s", line) >= (int)sizeof(s->line))
+		monitor_too_long(s);
+	else
+		monitor_execute(s, s->line);
 }
 
 void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
@@ -174,8 +181,7 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 			s->len = 0;
 			if (s->too_long) {
 				s->too_long = false;
-				monitor_printf(s, "Error: line too long (at most %d characters)\n",
-					       MON_LINE_MAX - 1);
+				monitor_too_long(s);
 			} else if (s->held) {
 				monitor_printf(s, "Error: busy, a command is still running\n");
 				continue;

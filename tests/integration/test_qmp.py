@@ -140,6 +140,8 @@ def test_stop_cont_hmp_and_quit(tern, tmp_path):
     mark = len(t.out)
     t.send(b"check\r")
     t.expect(r"memtest: ok", start=mark)
+    out = q.ok("human-monitor-command", **{"command-line": "stop " + "x" * 2000})
+    assert out == "Error: line too long (at most 1023 characters)\n", out
     out = q.ok("human-monitor-command", **{"command-line": "no_such_thing"})
     assert out.startswith("Error: unknown command 'no_such_thing'"), out
     assert q.ok("query-migrate-parameters") == {"downtime-limit": 300, "max-bandwidth": 0}
