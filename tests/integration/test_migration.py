@@ -121,11 +121,7 @@ def test_info_migrate_fields(tern, socks):
 
 def test_migrate_incoming_after_defer(tern, socks):
     """-incoming defer, then migrate_incoming: a failed listen says why and may be retried."""
-    a = tern(*guest_args(socks("a.mon")))
-    a.expect(r"memtest: filled")
-    am = Monitor(socks("a.mon"))
-    b = tern(*incoming_args(socks("b.mon"), "defer"))
-    bm = Monitor(socks("b.mon"))
+    a, am, b, bm = start_pair(tern, socks, "defer")
     assert bm.info("status")["VM status"] == "paused (inmigrate)"
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
