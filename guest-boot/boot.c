@@ -74,6 +74,13 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki, e
 		       cfg->kernel, ki->entry64);
 		return -1;
 	}
+	/* The boot protocol wants the kernel identity-mapped; past the map it would fault. */
+	if (ki->end > BOOT_IDENT_MAP_END) {
+		errorf("kernel: %s: ends at 0x%" PRIx64 ", above the first 1 GiB that the 64-bit "
+		       "entry's page tables map",
+		       cfg->kernel, ki->end);
+		return -1;
+	}
 	*mode = BOOT_LINUX64;
 	*rip = ki->entry64;
 	return 0;

@@ -15,8 +15,10 @@
 #define HDR_VERSION 0x206
 #define HDR_LOADFLAGS 0x211
 #define HDR_INITRD_ADDR_MAX 0x22c
+#define HDR_KERNEL_ALIGNMENT 0x230
 #define HDR_XLOADFLAGS 0x236
 #define HDR_CMDLINE_SIZE 0x238
+#define HDR_PREF_ADDRESS 0x258
 #define HDR_INIT_SIZE 0x260
 #define HDR_END_MAX 0x290 /* boot_params.edd_mbr_sig_buffer follows the header */
 
@@ -62,21 +64,39 @@ static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
 	return 0;
 }
 
+/*
+ * Where the kernel decompresses: its 64-bit entry moves it to the higher of pref_address and
+ * the load address aligned to kernel_alignment (arch/x86/boot/compressed/head_64.S), and
+ * needs init_size bytes from there.
+ */
+static int bzimage_run_addr(const struct boot_file *f, uint64_t *addr)
+{
+	uint32_t align = get32(f->data + HDR_KERNEL_ALIGNMENT);
+
+	if (!align || (align & (align - 1))) {
+		errorf("%s: %s: bzImage kernel_alignment 0x%" PRIx32 " is not a power of two",
+		       f->what, f->path, align);
+		return -1;
+	}
+	*addr = MAX(get64(f->data + HDR_PREF_ADDRESS), ALIGN_UP(BOOT_KERNEL_ADDR, align));
+	return 0;
+}
+
 int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_info *ki)
 {
-	uint64_t setup_size, code_size, need;
+	uint64_t setup_size, code_size, run, init_size;
 	size_t hdr_end;
 
-	if (bzimage_check(f, &setup_size) < 0)
+	if (bzimage_check(f, &setup_size) < 0 || bzimage_run_addr(f, &run) < 0)
 		return -1;
 	code_size = f->size - setup_size;
-	/* The kernel decompresses in place: it needs init_size bytes from where it is loaded. */
-	need = MAX(code_size, (uint64_t)get32(f->data + HDR_INIT_SIZE));
-	if (!mem_fits(mem, BOOT_KERNEL_ADDR, need)) {
-		errorf("%s: %s: bzImage needs %" PRIu64 " MiB from 0x%llx but guest RAM is %" PRIu64
-		       " MiB",
-		       f->what, f->path, (need + (1 << 20) - 1) >> 20, BOOT_KERNEL_ADDR,
-		       mem->size >> 20);
+	init_size = get32(f->data + HDR_INIT_SIZE);
+	if (!mem_fits(mem, BOOT_KERNEL_ADDR, code_size) || !mem_fits(mem, run, init_size)) {
+		errorf("%s: %s: bzImage does not fit in guest RAM of %" PRIu64 " MiB: it is "
+		       "loaded at 0x%llx (%" PRIu64 " KiB) and decompresses at 0x%" PRIx64
+		       " (init_size %" PRIu64 " KiB)",
+		       f->what, f->path, mem->size >> 20, BOOT_KERNEL_ADDR, code_size >> 10, run,
+		       init_size >> 10);
 		return -1;
 	}
 	memcpy(mem->base + BOOT_KERNEL_ADDR, f->data + setup_size, code_size);
@@ -85,7 +105,7 @@ int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel
 	    .bzimage = true,
 	    .has_entry64 = true,
 	    .entry64 = BOOT_KERNEL_ADDR + BZ_ENTRY64_OFFSET,
-	    .end = BOOT_KERNEL_ADDR + need,
+	    .end = MAX(BOOT_KERNEL_ADDR + code_size, run + init_size),
 	    .initrd_max = get32(f->data + HDR_INITRD_ADDR_MAX),
 	    .version = get16(f->data + HDR_VERSION),
 	    .cmdline_max = MIN(get32(f->data + HDR_CMDLINE_SIZE), BOOT_CMDLINE_MAX - 1),

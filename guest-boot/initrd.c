@@ -12,15 +12,18 @@ int initrd_load(struct guest_mem *mem, const char *path, const struct kernel_inf
 		uint64_t *addr, uint64_t *size)
 {
 	uint64_t top = MIN(mem->size, ki->initrd_max + 1);
+	/* Never below 1M, even after a kernel that ends lower: the cmdline, EBDA and ACPI
+	 * tables live there. */
+	uint64_t bottom = ALIGN_UP(MAX(ki->end, BOOT_HIMEM_START), PAGE_SIZE);
 	int fd = file_open_sized("initrd", path, size);
 
 	if (fd < 0)
 		return -1;
-	if (*size > top || ((top - *size) & ~(PAGE_SIZE - 1)) < ALIGN_UP(ki->end, PAGE_SIZE)) {
+	if (*size > top || ((top - *size) & ~(PAGE_SIZE - 1)) < bottom) {
 		errorf("initrd: %s: %" PRIu64
 		       " KiB does not fit between the kernel's end (0x%" PRIx64 ") and 0x%" PRIx64
 		       " (guest RAM %" PRIu64 " MiB)",
-		       path, *size >> 10, ki->end, top, mem->size >> 20);
+		       path, *size >> 10, bottom, top, mem->size >> 20);
 		close(fd);
 		return -1;
 	}

@@ -4,6 +4,7 @@
  * GDT and page tables. TERN_ACPI_DUMP=DIR writes the ACPI tables there for `iasl -d`.
  */
 #include <stdint.h>
+#include <sys/mman.h>
 
 #include "guest-boot/aml.h"
 #include "guest-boot/internal.h"
@@ -398,7 +399,59 @@ static void test_bzimage(void)
 	EXPECT_FAIL(&cfg, "truncated bzImage setup header");
 	put32(bz + 0x260, RAM);
 	cfg.kernel = tmp_file("bzbig", bz, len);
-	EXPECT_FAIL(&cfg, "bzImage needs 64 MiB from 0x100000 but guest RAM is 64 MiB");
+	EXPECT_FAIL(&cfg, "bzImage does not fit in guest RAM of 64 MiB");
+	build_bzimage(bz, 0x020f);
+	put32(bz + 0x230, 0x3000);
+	cfg.kernel = tmp_file("bz-align", bz, len);
+	EXPECT_FAIL(&cfg, "bzImage kernel_alignment 0x3000 is not a power of two");
+}
+
+/* The 64-bit entry's page tables map 1G: a kernel above would fault on its first fetch. */
+static void test_above_ident_map(void)
+{
+	struct guest_mem big = {.size = 3ULL << 30};
+	struct test_elf t = {.paddr = 0x40000000, .vaddr = 0x40000000, .entry = 0x40000000,
+			     .code = code, .code_len = sizeof(code), .memsz = 0x1000};
+	struct boot_cfg cfg = {.ncpus = 1};
+	struct boot_entry e;
+	const char *err;
+
+	big.base = mmap(NULL, big.size, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	CHECK(big.base != MAP_FAILED);
+	if (big.base == MAP_FAILED)
+		return;
+	cfg.kernel = tmp_file("high.elf", elfbuf, build_elf(elfbuf, sizeof(elfbuf), &t));
+	capture_begin();
+	CHECK_EQ(boot_load(&big, &cfg, &e), -1);
+	err = capture_end();
+	CHECK(strstr(err, "ends at 0x40001000, above the first 1 GiB") != NULL);
+	/* Entered through PVH, with paging off, it boots. */
+	t.pvh_entry = 0x40000000;
+	cfg.force_pvh = true;
+	cfg.kernel = tmp_file("high-pvh.elf", elfbuf, build_elf(elfbuf, sizeof(elfbuf), &t));
+	CHECK_EQ(boot_load(&big, &cfg, &e), 0);
+	CHECK_EQ(e.mode, BOOT_PVH32);
+	munmap(big.base, big.size);
+}
+
+/* The 64-bit entry runs the kernel from pref_address, 16M for Linux, not from 1M. */
+static void test_bzimage_pref_address(void)
+{
+	static uint8_t bz[1024 + 8192];
+	static uint8_t rd[10 << 20];
+	size_t len = build_bzimage(bz, 0x020f);
+	struct boot_cfg cfg = {.ncpus = 1};
+
+	put64(bz + 0x258, 0x1000000);
+	put32(bz + 0x260, 49 << 20); /* fits from 1M, not from 16M */
+	cfg.kernel = tmp_file("bz-pref", bz, len);
+	EXPECT_FAIL(&cfg, "decompresses at 0x1000000 (init_size 50176 KiB)");
+	/* Kernel to 56M: a 10M initrd no longer fits below 64M. */
+	put32(bz + 0x260, 40 << 20);
+	cfg.kernel = tmp_file("bz-pref2", bz, len);
+	cfg.initrd = tmp_file("rd10m", rd, sizeof(rd));
+	EXPECT_FAIL(&cfg, "does not fit between the kernel's end (0x3800000)");
 }
 
 static void test_initrd(void)
@@ -416,6 +469,16 @@ static void test_initrd(void)
 	EXPECT_FAIL(&cfg, "empty-initrd: empty file");
 	cfg.initrd = tmp_file("big-initrd", big, RAM - 0x200000);
 	EXPECT_FAIL(&cfg, "does not fit between the kernel's end (0x203000)");
+	/* After a kernel below 1M, still not over the cmdline, EBDA and ACPI tables. */
+	{
+		struct test_elf t = {.paddr = 0x10000, .vaddr = 0x10000, .entry = 0x10000,
+				     .code = code, .code_len = sizeof(code), .memsz = 0x1000};
+
+		cfg.kernel = tmp_file("low.elf", elfbuf, build_elf(elfbuf, sizeof(elfbuf), &t));
+		cfg.initrd = tmp_file("big-initrd2", big, RAM - 0x12000);
+		EXPECT_FAIL(&cfg, "does not fit between the kernel's end (0x100000)");
+		cfg.kernel = good_elf(0x200000, 0x200002);
+	}
 	free(big);
 
 	/* PVH hands the initrd over as module 0 */
@@ -609,6 +672,8 @@ int main(void)
 	test_pvh_info();
 	test_cmdline();
 	test_bzimage();
+	test_bzimage_pref_address();
+	test_above_ident_map();
 	test_initrd();
 	test_acpi();
 	test_aml();
