@@ -123,10 +123,15 @@ static int config_netdev(struct tern_config *c, const char *arg)
 		errorf("-netdev: '%s': only tap and bridge backends are supported", arg);
 		return -1;
 	}
-	if (!opt_get(arg, "id", n->id, sizeof(n->id))) {
+	if (!opt_get(arg, "id", n->id, sizeof(n->id)) || !n->id[0]) {
 		errorf("-netdev: '%s': missing id=", arg);
 		return -1;
 	}
+	for (int i = 0; i < c->n_netdev; i++)
+		if (!strcmp(c->netdev[i].id, n->id)) {
+			errorf("-netdev: Duplicate ID '%s'", n->id);
+			return -1;
+		}
 	if (opt_get(arg, "ifname", buf, sizeof(buf)) && strlen(buf) >= sizeof(n->ifname)) {
 		errorf("-netdev: ifname=%s: longer than 15 characters", buf);
 		return -1;

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,10 +48,12 @@ int parse_size(const char *s, uint64_t def_unit, uint64_t *out)
 	uint64_t unit = def_unit;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-')
+	/* Digits first: strtoull would skip spaces and negate a '-'. Decimal, as in QEMU, so
+	 * that 010 is ten; 0x for hex. */
+	if (!s || !isdigit((unsigned char)*s))
 		return -1;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10);
 	if (errno || end == s)
 		return -1;
 	switch (*end) {

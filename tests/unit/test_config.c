@@ -82,6 +82,9 @@ static void test_net(void)
 		       "virtio-net,netdev=n0,mac=52:54"),
 		 -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-net,netdev=nope"), -1);
+	/* One id, one backend: the second would never be used. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=a", "-netdev", "tap,id=a"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id="), -1);
 }
 
 static void test_bad(void)
@@ -116,6 +119,15 @@ static void test_sizes(void)
 	CHECK_EQ(parse_size("1X", 1, &v), -1);
 	CHECK_EQ(parse_size("", 1, &v), -1);
 	CHECK_EQ(parse_size("99999999999999T", 1, &v), -1);
+	/* Decimal, as QEMU reads it: a leading 0 is no octal. 0x is hex. */
+	CHECK_EQ(parse_size("010", 1ULL << 20, &v), 0);
+	CHECK_EQ(v, 10ULL << 20);
+	CHECK_EQ(parse_size("0x10", 1, &v), 0);
+	CHECK_EQ(v, 16);
+	/* strtoull would skip the space and negate. */
+	CHECK_EQ(parse_size(" -1", 1, &v), -1);
+	CHECK_EQ(parse_size(" 1", 1, &v), -1);
+	CHECK_EQ(parse_size("+1", 1, &v), -1);
 }
 
 /* Writes text to a fresh file; its path is in path (a mkstemp template). */
