@@ -143,19 +143,23 @@ static void *vcpu_thread(void *arg)
 	if (!ok)
 		vm_request_exit(v->vm, 1, NULL);
 
+	/*
+	 * The thread parks only after KVM_RUN came back with EINTR (a kick): KVM finishes an
+	 * emulated IN or MMIO read, its result into a register, only on the KVM_RUN after the
+	 * exit, and a paused vCPU's state must be whole before it is saved or migrated.
+	 */
 	while (ok && vcpu_wait_unpaused(v)) {
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
-				/* A kick: pause or exit wanted; it has done its job. */
-				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
-				continue;
-			}
+		while (ok && ioctl(v->fd, KVM_RUN, 0) == 0)
+			ok = vcpu_handle_exit(v);
+		if (!ok)
+			break;
+		if (errno != EINTR && errno != EAGAIN) {
 			perrorf("kvm: KVM_RUN");
 			vm_request_exit(v->vm, 1, NULL);
 			break;
 		}
-		if (!vcpu_handle_exit(v))
-			break;
+		/* A kick: pause or exit wanted; it has done its job. */
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
 	}
 	/* Whoever waits in vcpu_pause() must not wait for a thread that has ended. */
 	pthread_mutex_lock(&v->vm->lock);
