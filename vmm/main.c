@@ -268,6 +268,8 @@ int main(int argc, char **argv)
 		t->vm.exit_code = 1;
 	}
 	code = t->vm.exit_code;
+	/* Migration first, then the vCPU: each uses what comes after it. */
+	migration_shutdown(&t->vm);
 	/* Stop the vCPU before the devices it calls into go away. */
 	if (t->vm.vcpu.started)
 		vcpu_destroy(&t->vm.vcpu);

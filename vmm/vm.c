@@ -25,6 +25,11 @@ static int vm_check_ram_size(uint64_t size)
 		errorf("-m: %llu bytes is too little memory (at least 2M)", (unsigned long long)size);
 		return -1;
 	}
+	/* KVM maps whole pages only; its EINVAL would not name -m. */
+	if (size & 4095) {
+		errorf("-m: %llu bytes is not a whole number of 4K pages", (unsigned long long)size);
+		return -1;
+	}
 	if (size > VM_RAM_MAX) {
 		errorf("-m: %lluM is more than tern supports (3G: RAM must stay below the MMIO hole)",
 		       (unsigned long long)(size >> 20));
@@ -131,6 +136,7 @@ int vm_create(struct vm *vm, struct tern_config *cfg)
 	vm->kvm_fd = vm->fd = -1;
 	vm->cfg = cfg;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
 	if (vm_check_ram_size(cfg->mem_size) < 0 || vm_alloc_ram(vm, cfg->mem_size) < 0 ||
 	    dirty_init(&vm->dirty, cfg->mem_size) < 0 || evloop_init(&vm->loop) < 0)
 		return -1;
@@ -233,6 +239,7 @@ static const char *const state_names[] = {
 	[RUN_STATE_INMIGRATE] = "inmigrate",
 	[RUN_STATE_POSTMIGRATE] = "postmigrate",
 	[RUN_STATE_SHUTDOWN] = "shutdown",
+	[RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
 };
 
 const char *vm_state_name(enum vm_runstate s)
@@ -250,11 +257,38 @@ enum vm_runstate vm_state(struct vm *vm)
 	return s;
 }
 
-void vm_set_state(struct vm *vm, enum vm_runstate s)
+static enum vm_runstate vm_set_state(struct vm *vm, enum vm_runstate s)
 {
+	enum vm_runstate old;
+
 	pthread_mutex_lock(&vm->lock);
+	old = vm->state;
 	vm->state = s;
 	pthread_mutex_unlock(&vm->lock);
+	return old;
+}
+
+/* With run_lock held. */
+static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
+{
+	enum vm_runstate old;
+
+	if (s != RUN_STATE_RUNNING)
+		vcpu_pause(&vm->vcpu);
+	old = vm_set_state(vm, s);
+	if (s == RUN_STATE_RUNNING)
+		vcpu_resume(&vm->vcpu);
+	return old;
+}
+
+enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s)
+{
+	enum vm_runstate old;
+
+	pthread_mutex_lock(&vm->run_lock);
+	old = vm_enter_state_locked(vm, s);
+	pthread_mutex_unlock(&vm->run_lock);
+	return old;
 }
 
 void vm_event(struct vm *vm, const char *name, const char *data_json)
@@ -265,29 +299,53 @@ void vm_event(struct vm *vm, const char *name, const char *data_json)
 
 void vm_stop(struct vm *vm)
 {
-	if (vm_state(vm) != RUN_STATE_RUNNING)
-		return;
-	vcpu_pause(&vm->vcpu);
-	vm_set_state(vm, RUN_STATE_PAUSED);
-	vm_event(vm, "STOP", NULL);
+	bool stop;
+
+	pthread_mutex_lock(&vm->run_lock);
+	stop = vm_state(vm) == RUN_STATE_RUNNING;
+	if (stop)
+		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
+	pthread_mutex_unlock(&vm->run_lock);
+	if (stop)
+		vm_event(vm, "STOP", NULL);
+}
+
+/* Why the guest may not run here, or NULL; with run_lock held. */
+static const char *vm_cont_refused(struct vm *vm, enum vm_runstate s)
+{
+	switch (s) {
+	case RUN_STATE_INMIGRATE:
+		return "the guest is waiting for an incoming migration: it runs on the other side";
+	case RUN_STATE_FINISH_MIGRATE:
+		return "the guest is being handed over by a migration (migrate_cancel stops it)";
+	case RUN_STATE_POSTMIGRATE:
+		/* After a snapshot to a file the guest may go on here; after a hand-over never. */
+		return migration_snapshot_taken(vm)
+			   ? NULL
+			   : "the guest is migrated away: it runs on the other side";
+	default:
+		return NULL;
+	}
 }
 
 int vm_cont(struct vm *vm, char *err, size_t errlen)
 {
-	enum vm_runstate s = vm_state(vm);
+	enum vm_runstate s;
+	const char *why;
+	bool cont;
 
-	/* After a snapshot to a file the guest may go on here; after a real hand-over never. */
-	if (s == RUN_STATE_INMIGRATE ||
-	    (s == RUN_STATE_POSTMIGRATE && !migration_snapshot_taken(vm))) {
-		snprintf(err, errlen, "the guest is %s: it runs on the other side",
-			 s == RUN_STATE_INMIGRATE ? "waiting for an incoming migration"
-						  : "migrated away");
+	pthread_mutex_lock(&vm->run_lock);
+	s = vm_state(vm);
+	why = vm_cont_refused(vm, s);
+	cont = !why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE);
+	if (cont)
+		vm_enter_state_locked(vm, RUN_STATE_RUNNING);
+	pthread_mutex_unlock(&vm->run_lock);
+	if (why) {
+		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
-	if (s != RUN_STATE_PAUSED && s != RUN_STATE_POSTMIGRATE)
-		return 0;
-	vm_set_state(vm, RUN_STATE_RUNNING);
-	vcpu_resume(&vm->vcpu);
-	vm_event(vm, "RESUME", NULL);
+	if (cont)
+		vm_event(vm, "RESUME", NULL);
 	return 0;
 }

@@ -37,6 +37,7 @@ enum vm_runstate {
 	RUN_STATE_INMIGRATE,
 	RUN_STATE_POSTMIGRATE,
 	RUN_STATE_SHUTDOWN,
+	RUN_STATE_FINISH_MIGRATE,	/* paused for a migration's stop-and-copy */
 };
 
 /* Guest-visible addresses of the board. */
@@ -65,6 +66,9 @@ struct vm {
 	int nmmio_dev;		/* virtio-mmio slots handed out: see vm_mmio_slot() */
 
 	pthread_mutex_t lock;
+	/* Held across a run-state change and the vCPU pause or resume that goes with it, so that
+	 * stop, cont and migration (different threads) never interleave. Taken before lock. */
+	pthread_mutex_t run_lock;
 	enum vm_runstate state;
 	bool exiting;
 	int exit_code;
@@ -115,7 +119,8 @@ void vm_stop(struct vm *vm);
 int vm_cont(struct vm *vm, char *err, size_t errlen);
 const char *vm_state_name(enum vm_runstate s);
 enum vm_runstate vm_state(struct vm *vm);
-void vm_set_state(struct vm *vm, enum vm_runstate s);
+/* Moves to s, the vCPU running only in RUN_STATE_RUNNING; returns the state before. */
+enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v);

@@ -2,6 +2,7 @@
 import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -247,6 +248,38 @@ def test_connection_cut_before_go(tern, socks, where):
     assert where in proxy.seen, (out, proxy.seen)
     assert_guest_alive(a, am)
     assert b.wait(timeout=15) != 0
+
+
+def test_stopped_guest_migrates_stopped_and_cont_waits(tern, socks):
+    """In the stop-and-copy, cont is refused (it used to resume the guest while its last state
+    was being sent); a guest the user stopped arrives stopped, as in QEMU."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    release = threading.Event()
+
+    def hold_end(kind, n):
+        if kind == "END":
+            release.wait(20)
+        return "pass"
+    proxy = MigProxy(port, hold_end)
+    am.cmd("stop")
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+    deadline = time.monotonic() + 20
+    while am.info("status")["VM status"] != "paused (finish-migrate)":
+        assert time.monotonic() < deadline, am.info("status")
+        time.sleep(0.02)
+    out = am.cmd("cont")
+    assert "Error: the guest is being handed over" in out, out
+    assert am.info("status")["VM status"] == "paused (finish-migrate)"
+    release.set()
+    wait_status(am, ("completed",))
+    assert am.info("status")["VM status"] == "paused (postmigrate)"
+    deadline = time.monotonic() + 10
+    while bm.info("status")["VM status"] != "paused":
+        assert time.monotonic() < deadline, bm.info("status")
+        time.sleep(0.02)
+    bm.cmd("cont")
+    assert_guest_alive(b, bm)
 
 
 def test_flipped_byte_refused(tern, socks):

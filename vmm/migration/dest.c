@@ -18,6 +18,7 @@ struct dst {
 	struct mig_stream s;
 	struct mig_ram ram;
 	bool interactive;
+	bool run;		/* GO's word: the guest ran at the source */
 	void *devs;
 	int devs_len;
 	char err[256];
@@ -139,22 +140,25 @@ static int dst_wait_go(struct dst *c)
 {
 	struct rec_hdr h;
 
+	c->run = true;
 	if (!c->interactive)
 		return 0;
 	if (stream_get(&c->s, &h) < 0)
 		return dst_fail(c, "the source went away before handing the guest over");
 	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
 		return dst_fail(c, "corrupt stream: expected go");
+	c->run = h.arg != 0;
 	return 0;
 }
 
 static void dst_resume(struct dst *c)
 {
-	/* The guest first: the devices take up their queues and announce it beside it. */
-	vm_set_state(c->vm, RUN_STATE_RUNNING);
-	vcpu_resume(&c->vm->vcpu);
+	/* The guest first: the devices take up their queues and announce it beside it. A guest
+	 * the user had stopped stays stopped, as in QEMU: cont runs it. */
+	vm_enter_state(c->vm, c->run ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
 	mig_post_migrate(c->vm);
-	vm_event(c->vm, "RESUME", NULL);
+	if (c->run)
+		vm_event(c->vm, "RESUME", NULL);
 }
 
 struct inject_call {
@@ -209,6 +213,9 @@ static int dst_run(struct dst *c)
 	c->m->in_fd = fd;
 	c->m->st.start_ns = now_ns();
 	pthread_mutex_unlock(&c->m->lock);
+	/* tern is exiting: its shutdown may have come before in_fd was there to shut down. */
+	if (__atomic_load_n(&c->m->cancel, __ATOMIC_ACQUIRE))
+		return dst_fail(c, "tern is exiting");
 	if (stream_init(&c->s, fd) < 0 || ram_init(&c->ram, c->vm) < 0)
 		return dst_fail(c, "out of memory");
 	mig_set_status(c->m, MIG_ACTIVE);
@@ -241,12 +248,11 @@ void *mig_dest_thread(void *arg)
 	free(c.devs);
 	ram_free(&c.ram);
 	stream_free(&c.s);
+	/* Only what is ours: the guest may be migrating on from here already. */
 	pthread_mutex_lock(&c.m->lock);
-	if (c.m->conn_fd >= 0)
-		close(c.m->conn_fd);
-	c.m->conn_fd = -1;
+	if (c.m->in_fd >= 0)
+		close(c.m->in_fd);
+	c.m->in_fd = -1;
 	pthread_mutex_unlock(&c.m->lock);
-	mig_finish(c.m);
-	mig_thread_exit(c.m);
 	return NULL;
 }

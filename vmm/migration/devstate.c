@@ -23,6 +23,21 @@ static int describe_root(struct vm *vm, void *fdt)
 	return fdt_property_string(fdt, "memory", mem) || fdt_property_string(fdt, "vcpus", "1");
 }
 
+/* Device i's node: its kind's name, -k added for the k-th (k > 0) device of that kind (not
+ * @k: libfdt would find "name@k" when asked for "name"). */
+static const char *node_name(struct vm *vm, int i, char buf[64])
+{
+	const char *name = vm->dev[i].ops->name;
+	int k = 0;
+
+	for (int j = 0; j < i; j++)
+		k += !strcmp(vm->dev[j].ops->name, name);
+	if (!k)
+		return name;
+	snprintf(buf, 64, "%s-%d", name, k);
+	return buf;
+}
+
 /* A node per device with the hook (describe or save), each filled by that hook. */
 static void *build_tree(struct vm *vm, bool describe, int *len)
 {
@@ -34,10 +49,11 @@ static void *build_tree(struct vm *vm, bool describe, int *len)
 		for (int i = 0; i < vm->ndev && !err; i++) {
 			const struct device *d = &vm->dev[i];
 			int (*fn)(void *, void *) = describe ? d->ops->describe : d->ops->save;
+			char buf[64];
 
 			if (fn)
-				err = fdt_begin_node(fdt, d->ops->name) || fn(d->opaque, fdt) < 0 ||
-				      fdt_end_node(fdt);
+				err = fdt_begin_node(fdt, node_name(vm, i, buf)) ||
+				      fn(d->opaque, fdt) < 0 || fdt_end_node(fdt);
 		}
 		if (!err && !fdt_end_node(fdt) && !fdt_finish(fdt)) {
 			*len = fdt_totalsize(fdt);
@@ -147,16 +163,18 @@ static void load_on_io_thread(void *arg)
 	c->r = 0;
 	for (int i = 0; i < vm->ndev && !c->r; i++) {
 		const struct device *d = &vm->dev[i];
+		char buf[64];
+		const char *name = node_name(vm, i, buf);
 		int node;
 
 		if (!d->ops->load)
 			continue;
-		node = fdt_subnode_offset(c->fdt, 0, d->ops->name);
+		node = fdt_subnode_offset(c->fdt, 0, name);
 		if (node < 0) {
-			snprintf(c->err, c->errlen, "no state for device %s in the stream", d->ops->name);
+			snprintf(c->err, c->errlen, "no state for device %s in the stream", name);
 			c->r = -1;
 		} else if (d->ops->load(d->opaque, c->fdt, node) < 0) {
-			snprintf(c->err, c->errlen, "device %s refused its state", d->ops->name);
+			snprintf(c->err, c->errlen, "device %s refused its state", name);
 			c->r = -1;
 		}
 	}

@@ -370,26 +370,33 @@ static void cmd_migrate_incoming(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
-static void mig_destroy(void *opaque)
+void migration_shutdown(struct vm *vm)
 {
-	struct migration *m = opaque;
+	struct migration *m = vm->migration;
 
+	if (!m)
+		return;
 	if (m->thread_started) {
 		mig_cancel(m);
 		mig_reap(m);
 	}
 	if (m->in_started) {
-		uint64_t one = 1;
-
-		/* Wakes an accept or a read of the incoming thread. */
-		if (write(m->cancel_fd, &one, sizeof(one)) < 0)
-			perrorf("migration: cancel");
+		/* Wakes an accept or a read of the incoming thread, or stops it before it reads. */
+		mig_cancel(m);
 		pthread_mutex_lock(&m->lock);
 		if (m->in_fd >= 0)
 			shutdown(m->in_fd, SHUT_RDWR);
 		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->in_thread, NULL);
+		m->in_started = false;
 	}
+}
+
+static void mig_destroy(void *opaque)
+{
+	struct migration *m = opaque;
+
+	migration_shutdown(m->vm);
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
 	if (m->progress_timer >= 0) {

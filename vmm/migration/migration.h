@@ -10,6 +10,9 @@ struct vm;
 
 /* Adds the migration commands to the monitor. */
 int migration_init(struct vm *vm);
+/* Ends the migration threads, cancelling what still runs: before the vCPU and the devices they
+ * use are torn down. */
+void migration_shutdown(struct vm *vm);
 /* -incoming URI: wait for a stream, load it, resume the guest. */
 int migration_incoming(struct vm *vm, const char *uri);
 /* migrate_incoming URI, on a tern started with -incoming defer. */

@@ -1,9 +1,10 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <linux/kvm.h>
 
 #include "vmm/migration/ram.h"
@@ -12,6 +13,8 @@
 
 #define PAGE MIG_PAGE_SIZE
 #define BATCH_PAGES 256		/* 1 MiB a record */
+#define PM_PRESENT (1ULL << 63)	/* /proc/PID/pagemap: in RAM */
+#define PM_SWAPPED (1ULL << 62)	/* in swap */
 
 static uint64_t *bitmap_alloc(uint64_t npages)
 {
@@ -66,24 +69,41 @@ int ram_track(struct mig_ram *r, bool on, char *err, unsigned errlen)
 	return on ? ram_get_log(r, err, errlen) : 0;
 }
 
-int ram_add_resident(struct mig_ram *r, char *err, unsigned errlen)
+/*
+ * Round 0: every page the guest ever touched. /proc/self/pagemap, not mincore: a page the host
+ * swapped out is touched but not resident, and would otherwise arrive as zeros.
+ */
+int ram_add_touched(struct mig_ram *r, char *err, unsigned errlen)
 {
-	unsigned char *vec = malloc(r->npages);
+	enum { CHUNK = 32768 }; /* pagemap entries (8 bytes each) a read */
+	uint64_t *e = malloc(CHUNK * sizeof(*e));
+	uint64_t first = (uintptr_t)r->vm->ram / PAGE;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int ret = 0;
 
-	if (!vec) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+	if (!e || fd < 0) {
+		snprintf(err, errlen, "%s: %s", e ? "open /proc/self/pagemap" : "pagemap",
+			 strerror(e ? errno : ENOMEM));
+		ret = -1;
 	}
-	if (mincore(r->vm->ram, r->vm->ram_size, vec) < 0) {
-		snprintf(err, errlen, "mincore: %s", strerror(errno));
-		free(vec);
-		return -1;
+	for (uint64_t i = 0; !ret && i < r->npages; i += CHUNK) {
+		uint64_t n = MIN((uint64_t)CHUNK, r->npages - i);
+		ssize_t got = pread(fd, e, n * sizeof(*e), (first + i) * sizeof(*e));
+
+		if (got != (ssize_t)(n * sizeof(*e))) {
+			snprintf(err, errlen, "read /proc/self/pagemap: %s",
+				 got < 0 ? strerror(errno) : "short read");
+			ret = -1;
+			break;
+		}
+		for (uint64_t j = 0; j < n; j++)
+			if (e[j] & (PM_PRESENT | PM_SWAPPED))
+				r->todo[(i + j) / 64] |= 1ULL << ((i + j) % 64);
 	}
-	for (uint64_t i = 0; i < r->npages; i++)
-		if (vec[i] & 1)
-			r->todo[i / 64] |= 1ULL << (i % 64);
-	free(vec);
-	return 0;
+	if (fd >= 0)
+		close(fd);
+	free(e);
+	return ret;
 }
 
 uint64_t ram_todo_count(struct mig_ram *r)

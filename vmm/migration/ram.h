@@ -1,6 +1,6 @@
 /*
  * Guest RAM in a migration. The source sends, in round 0, only pages the guest ever touched
- * (resident in tern's mapping: untouched pages are never read), then what KVM's dirty log and
+ * (mapped in tern's address space: untouched pages are never read), then what KVM's dirty log and
  * the VMM's own log say changed. Zero pages travel as markers.
  */
 #ifndef TERN_MIG_RAM_H
@@ -28,8 +28,8 @@ void ram_free(struct mig_ram *r);
 
 /* Source. */
 int ram_track(struct mig_ram *r, bool on, char *err, unsigned errlen);
-/* Round 0: every resident page into todo. */
-int ram_add_resident(struct mig_ram *r, char *err, unsigned errlen);
+/* Round 0: every page the guest ever touched (in RAM or in swap) into todo. */
+int ram_add_touched(struct mig_ram *r, char *err, unsigned errlen);
 /* Later rounds: dirty pages into todo. Returns how many pages todo holds, -1 on error. */
 int64_t ram_sync(struct mig_ram *r, char *err, unsigned errlen);
 uint64_t ram_todo_count(struct mig_ram *r);

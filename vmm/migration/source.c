@@ -3,6 +3,7 @@
  * destination has said READY and we have sent GO, any failure resumes the guest here; after
  * GO the guest is never resumed here, whatever happens.
  */
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ struct src {
 	struct mig_stream s;
 	struct mig_ram ram;
 	bool interactive;	/* a socket with a destination that answers (not a file) */
-	bool paused, was_running, handed_over;
+	bool paused, handed_over;
+	enum vm_runstate before;	/* the run state that a failure goes back to */
 	char err[256];
 };
 
@@ -117,8 +119,10 @@ static int src_send_round(struct src *c, uint64_t round)
 	if (c->m->max_bandwidth) {
 		uint64_t min_ns = (c->s.sent - sent0) * 1000000000ULL / c->m->max_bandwidth;
 
+		/* A sleep that migrate_cancel ends. */
 		if (min_ns > dt)
-			usleep((min_ns - dt) / 1000);
+			poll(&(struct pollfd){ .fd = c->m->cancel_fd, .events = POLLIN }, 1,
+			     (int)MIN((min_ns - dt) / 1000000, (uint64_t)INT_MAX));
 	}
 	return 0;
 }
@@ -165,7 +169,7 @@ static int src_rounds(struct src *c)
 	bool fits;
 
 	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
-	    ram_add_resident(&c->ram, c->err, sizeof(c->err)) < 0)
+	    ram_add_touched(&c->ram, c->err, sizeof(c->err)) < 0)
 		return -1;
 	m->st.setup_ns = now_ns() - m->st.start_ns;
 	mig_set_status(m, MIG_ACTIVE);
@@ -189,11 +193,11 @@ static int src_stop_and_copy(struct src *c)
 	void *devs;
 	int len, r;
 
-	c->was_running = vm_state(c->vm) == RUN_STATE_RUNNING;
-	vcpu_pause(&c->vm->vcpu);
+	/* From here stop and cont wait or refuse: only this thread moves the guest on. */
+	c->before = vm_enter_state(c->vm, RUN_STATE_FINISH_MIGRATE);
 	mig_pause_devices(c->vm);
 	c->paused = true;
-	if (c->was_running)
+	if (c->before == RUN_STATE_RUNNING)
 		vm_event(c->vm, "STOP", NULL);
 	if (ram_sync(&c->ram, c->err, sizeof(c->err)) < 0)
 		return -1;
@@ -215,9 +219,13 @@ static int src_stop_and_copy(struct src *c)
 			snprintf(c->err, sizeof(c->err), "cancelled");
 			return -1;
 		}
-		/* From here on the guest belongs to the destination. */
-		c->handed_over = true;
-		if (stream_put(&c->s, REC_GO, 0, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
+		/*
+		 * A GO that could not be written never reached the destination whole: it discards
+		 * what it got, and the guest goes on here. Once written, the guest is theirs. Its
+		 * argument: run it (or keep it stopped, as the user had it here).
+		 */
+		if (stream_put(&c->s, REC_GO, c->before == RUN_STATE_RUNNING, NULL, 0) < 0 ||
+		    stream_flush(&c->s) < 0) {
 			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
 			return -1;
 		}
@@ -238,7 +246,7 @@ static void src_end(struct src *c, int r)
 	m->st.total_ns = now_ns() - m->st.start_ns;
 	pthread_mutex_unlock(&m->lock);
 	if (c->handed_over) {
-		vm_set_state(c->vm, RUN_STATE_POSTMIGRATE);
+		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
 		m->snapshot_done = !c->interactive;
 		if (r < 0)
 			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
@@ -248,10 +256,9 @@ static void src_end(struct src *c, int r)
 	}
 	if (c->paused) {
 		mig_resume_devices(c->vm);
-		if (c->was_running) {
-			vcpu_resume(&c->vm->vcpu);
+		vm_enter_state(c->vm, c->before);
+		if (c->before == RUN_STATE_RUNNING)
 			vm_event(c->vm, "RESUME", NULL);
-		}
 	}
 	mig_fail(m, "%s", c->err);
 }
