@@ -201,11 +201,15 @@ static void virtio_net_rx(struct virtio_net *n)
 	for (;;) {
 		if (!n->frame_len) {
 			r = read(n->tap, n->frame, sizeof(n->frame));
-			if (r <= (ssize_t)n->hdr_len) {
-				if (r < 0 && errno != EAGAIN && errno != EINTR)
-					perrorf("%s: read tap %s", n->v.name, n->ifname);
+			if (r < 0 && errno != EAGAIN && errno != EINTR) {
+				/* The tap is gone (deleted under us): one line, no busy loop on it;
+				 * the guest's next receive buffer kick tries again. */
+				perrorf("%s: read tap %s", n->v.name, n->ifname);
+				virtio_net_poll_tap(n, false);
 				break;
 			}
+			if (r <= (ssize_t)n->hdr_len)
+				break;
 			n->frame_len = r;
 		}
 		if (!virtio_net_rx_frame(n, n->frame, n->frame_len)) {
@@ -327,6 +331,12 @@ static void virtio_net_send_rarp(void *opaque)
 
 	/* The tap expects its header even before the guest negotiated one: 10 by default. */
 	pthread_mutex_lock(&n->v.lock); /* hdr_len and the tap's setting change together */
+	/* A paused guest may belong to a destination by now: its announcements would steer the
+	 * bridge back to this port. */
+	if (n->paused) {
+		pthread_mutex_unlock(&n->v.lock);
+		return;
+	}
 	hl = n->hdr_len ? n->hdr_len : 10;
 	announce_rarp_frame(n->config.mac, buf + hl);
 	if (write(n->tap, buf, hl + ANNOUNCE_FRAME_LEN) < 0)

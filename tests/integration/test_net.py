@@ -204,9 +204,9 @@ def tern_in_lab(mon, *extra):
                  "-monitor", "unix:%s,server,nowait" % mon, *extra], netns=NS)
 
 
-def hand_over(cur, cur_mon, mon_path, uri):
+def hand_over(cur, cur_mon, mon_path, uri, *extra):
     """Migrates the lab guest in cur to a new tern waiting on uri, quits cur; the new one."""
-    nxt = tern_in_lab(mon_path, "-incoming", uri)
+    nxt = tern_in_lab(mon_path, "-incoming", uri, *extra)
     try:
         nxt_mon = Monitor(str(mon_path))
         out = cur_mon.cmd('migrate "%s"' % uri)
@@ -217,6 +217,23 @@ def hand_over(cur, cur_mon, mon_path, uri):
     cur_mon.cmd("quit")
     cur.wait()
     return nxt, nxt_mon
+
+
+def test_migrate_guest_with_two_nics(lab, tmp_path):
+    """Each NIC's state goes to its own twin: they used to share one node in the stream, so the
+    destination refused the second MAC."""
+    second = ["-netdev", "bridge,id=n1,br=osvbr0",
+              "-device", "virtio-net,netdev=n1,mac=52:54:00:00:00:02"]
+    cur = tern_in_lab(tmp_path / "m0", *second)
+    assert guest_ip(cur) == PINNED_IP
+    cur, cur_mon = hand_over(cur, Monitor(str(tmp_path / "m0")), tmp_path / "m1",
+                             "tcp:127.0.0.1:%d" % free_port(), *second)
+    try:
+        net = cur_mon.cmd("info network")
+        assert PINNED_MAC.lower() in net and "52:54:00:00:00:02" in net, net
+        in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
+    finally:
+        cur.kill()
 
 
 def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
