@@ -4,7 +4,7 @@ print their answers: the scripted form of Ctrl-A c.
 
 usage: monitor.py PATH 'info status' ['migrate "tcp:127.0.0.1:4444"' ...]
 A blocking `migrate` waits for the migration to end. Exit status 1 when an answer starts with
-"Error:" or the monitor cannot be reached.
+"Error:", a blocking migrate ends failed or cancelled, or the monitor cannot be reached.
 """
 import re
 import socket
@@ -48,7 +48,8 @@ def main(argv):
         for line in argv[2:]:
             out = mon.cmd(line)
             sys.stdout.write(out)
-            failed |= out.lstrip().startswith("Error:")
+            failed |= bool(re.match(r"\s*Error:", out) or
+                           re.search(r"^migrate: (failed|cancelled):", out, re.M))
     except OSError as e:
         print("monitor.py: %s: %s" % (argv[1], e), file=sys.stderr)
         return 1

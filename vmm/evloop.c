@@ -114,6 +114,22 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque
 	return -1;
 }
 
+int evloop_mod(struct evloop *l, int fd, uint32_t events)
+{
+	for (int i = 0; i < EVLOOP_MAX; i++) {
+		struct epoll_event ev = { .events = events, .data.ptr = &l->h[i] };
+
+		if (!l->h[i].used || l->h[i].fd != fd)
+			continue;
+		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
+			perrorf("evloop: epoll_ctl mod fd %d", fd);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
 void evloop_del(struct evloop *l, int fd)
 {
 	for (int i = 0; i < EVLOOP_MAX; i++) {

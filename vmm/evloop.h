@@ -36,6 +36,8 @@ struct evloop {
 int evloop_init(struct evloop *l);
 void evloop_destroy(struct evloop *l);
 int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque);
+/* Changes the events an added fd waits for. */
+int evloop_mod(struct evloop *l, int fd, uint32_t events);
 void evloop_del(struct evloop *l, int fd);
 /* Runs until evloop_stop(). */
 void evloop_run(struct evloop *l);

@@ -77,19 +77,21 @@ int monitor_add_command(struct monitor *m, const char *name, const char *args, c
 	return 0;
 }
 
-/* Splits line in place. Returns argc, or -1 for an unterminated quote. */
+/* Splits line in place. Returns argc, -1 for an unterminated quote, -2 for too many words. */
 static int monitor_split(char *line, char **argv)
 {
 	int argc = 0;
 	char *p = line;
 
-	while (*p && argc < MON_MAX_ARGS) {
+	while (*p) {
 		char *w;
 
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (!*p)
 			break;
+		if (argc == MON_MAX_ARGS)
+			return -2;
 		if (*p == '"') {
 			w = ++p;
 			p = strchr(p, '"');
@@ -137,7 +139,9 @@ static void monitor_execute(struct mon_session *s, char *line)
 	const struct mon_cmd *c;
 
 	if (argc < 0) {
-		monitor_printf(s, "Error: unterminated quote\n");
+		monitor_printf(s, argc == -1 ? "Error: unterminated quote\n"
+					     : "Error: too many words (at most %d)\n",
+			       MON_MAX_ARGS);
 		return;
 	}
 	if (argc == 0)
@@ -148,6 +152,12 @@ static void monitor_execute(struct mon_session *s, char *line)
 			monitor_printf(s, "Error: unknown info item '%s' (try 'info')\n", argv[1]);
 		else
 			monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[0]);
+		return;
+	}
+	/* As QEMU: a word too many is an error, not ignored (`stop now please` must not stop). */
+	if (!c->args && argc > used) {
+		monitor_printf(s, "Error: '%s' takes no arguments (got '%s')\n", c->name,
+			       argv[used]);
 		return;
 	}
 	c->fn(s, argc - used + 1, argv + used - 1);

@@ -23,6 +23,8 @@
 #define QMP_CLIENTS 4
 #define QMP_IN_MAX 65536
 #define QMP_EVENTS 32
+/* Replies and events a client has not read yet; past this it is dropped. */
+#define QMP_OUT_MAX (16 << 20)
 
 /* Where the scan of a client's input stands; it goes on across reads. */
 struct qmp_scan {
@@ -38,6 +40,8 @@ struct qmp_client {
 	bool negotiated;
 	char in[QMP_IN_MAX];
 	size_t len;
+	char *out;		/* what the socket did not take yet */
+	size_t out_len;
 	struct qmp_scan scan;
 };
 
@@ -52,13 +56,55 @@ struct qmp {
 	int nevents;
 };
 
+static void qmp_client_close(struct qmp_client *c)
+{
+	evloop_del(&c->q->vm->loop, c->fd);
+	close(c->fd);
+	c->fd = -1;
+	free(c->out);
+	c->out = NULL;
+	c->out_len = 0;
+}
+
+/*
+ * Sends what waits. While some still does, the client's input is not read (as QEMU, which
+ * stops reading a client whose replies queue up): its replies never get lost or reordered.
+ */
+static void qmp_flush(struct qmp_client *c)
+{
+	while (c->out_len) {
+		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n < 0) {
+			/* Gone: reading the socket now finds that out and closes it. */
+			c->out_len = 0;
+			break;
+		}
+		memmove(c->out, c->out + n, c->out_len - n);
+		c->out_len -= n;
+	}
+	evloop_mod(&c->q->vm->loop, c->fd, c->out_len ? EPOLLOUT : EPOLLIN);
+}
+
 static void qmp_send(struct qmp_client *c, const char *json, size_t len)
 {
+	char *out;
+
 	if (c->fd < 0)
 		return;
-	if (send(c->fd, json, len, MSG_NOSIGNAL) < 0 || send(c->fd, "\r\n", 2, MSG_NOSIGNAL) < 0)
-		if (errno != EPIPE && errno != ECONNRESET)
-			perrorf("qmp: send");
+	out = c->out_len + len + 2 <= QMP_OUT_MAX ? realloc(c->out, c->out_len + len + 2) : NULL;
+	if (!out) {
+		errorf("qmp: a client left %zu bytes unread: dropped", c->out_len);
+		qmp_client_close(c);
+		return;
+	}
+	memcpy(out + c->out_len, json, len);
+	memcpy(out + c->out_len + len, "\r\n", 2);
+	c->out = out;
+	c->out_len += len + 2;
+	qmp_flush(c);
 }
 
 static void gen_str(yajl_gen g, const char *s)
@@ -443,6 +489,9 @@ static void qmp_split(struct qmp_client *c)
 				return;
 		} else if (!s->depth && !isspace((unsigned char)ch)) {
 			s->scalar = true;
+		} else if (!s->depth && !s->scalar && !s->discard) {
+			/* Whitespace between values (keep-alive newlines): let it go. */
+			start = s->pos + 1;
 		}
 		s->str = ch == '"';
 	}
@@ -451,18 +500,15 @@ static void qmp_split(struct qmp_client *c)
 	s->pos -= start;
 }
 
-static void qmp_client_close(struct qmp_client *c)
-{
-	evloop_del(&c->q->vm->loop, c->fd);
-	close(c->fd);
-	c->fd = -1;
-}
-
 static void qmp_readable(void *opaque, uint32_t events)
 {
 	struct qmp_client *c = opaque;
 	ssize_t n;
 
+	if (events & EPOLLOUT) {
+		qmp_flush(c);
+		return;
+	}
 	if (c->len >= QMP_IN_MAX - 1) {
 		struct qmp_call q = { .c = c };
 
@@ -504,9 +550,9 @@ static void qmp_accept(void *opaque, uint32_t events)
 
 		if (c->fd >= 0)
 			continue;
-		*c = (struct qmp_client){ .q = q, .fd = fd };
 		if (evloop_add(&q->vm->loop, fd, EPOLLIN, qmp_readable, c) < 0)
 			break;
+		*c = (struct qmp_client){ .q = q, .fd = fd };
 		qmp_greet(c);
 		return;
 	}

@@ -89,6 +89,21 @@ def test_monitor_refuses_a_line_too_long(tern, tmp_path):
 
 
 @pytest.mark.kvm
+def test_monitor_refuses_extra_words(tern, tmp_path):
+    """A command with words it does not take is refused, as QEMU does: not run."""
+    t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"Booted up")
+    m = Monitor(str(tmp_path / "m"))
+    out = m.cmd("stop now please")
+    assert out.strip() == "Error: 'stop' takes no arguments (got 'now')", out
+    out = m.cmd("info status please")
+    assert out.strip() == "Error: 'info status' takes no arguments (got 'please')", out
+    out = m.cmd("migrate_set_parameter " + "x " * 20)
+    assert out.strip() == "Error: too many words (at most 16)", out
+    assert "VM status: running" in m.cmd("info status")
+
+
+@pytest.mark.kvm
 def test_stop_and_cont_pause_ticks(tern):
     t = tern(*BOOT, "-append", "ticks")
     t.expect(r"tick 3 ")

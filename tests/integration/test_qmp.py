@@ -121,6 +121,27 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     assert q.ok("query-status")["status"] == "running"
 
 
+def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
+    """A client that sends many commands before reading any reply gets every reply, in order
+    (they used to be dropped once the socket was full); newlines between commands never fill
+    the input buffer (70 KB of them used to cost the next command its reply)."""
+    path = str(tmp_path / "q")
+    tern(*qmp_args(path)).expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    q.send_raw(b"\n" * (70 << 10) + b'{"execute": "query-status", "id": 1}')
+    r = q.reply()
+    assert r["id"] == 1 and r["return"]["status"] == "running", r
+    n = 500  # help is 1-2 KB: far more than the socket holds
+    q.send_raw(b"".join(b'{"execute": "human-monitor-command", "id": %d, '
+                        b'"arguments": {"command-line": "help"}}' % i for i in range(n)))
+    time.sleep(0.5)
+    for i in range(n):
+        r = q.reply()
+        assert r["id"] == i and "migrate_cancel" in r["return"], r
+    assert q.ok("query-status")["status"] == "running"
+
+
 def test_stop_cont_hmp_and_quit(tern, tmp_path):
     path = str(tmp_path / "q")
     t = tern(*qmp_args(path))

@@ -77,7 +77,8 @@ static int vcpu_thread(void)
 	if (fd < 0 || write(fd, &(uint64_t){ 1 }, 8) != 8 || close(fd) < 0)
 		return 21;
 	free(malloc(1 << 20)); /* mmap and munmap */
-	if (open("/dev/null", O_RDONLY) != -1 || errno != EPERM)
+	/* Files: refused quietly (glibc's free() tries one, and copes). */
+	if (open("/dev/null", O_RDONLY) != -1 || errno != EACCES)
 		return 22;
 	if (syscall(SYS_getppid) != -1 || errno != EPERM)
 		return 23;
@@ -93,7 +94,7 @@ int main(void)
 	CHECK(strstr(err, "tern: sandbox: refused system call 56 ") != NULL);
 	CHECK(strstr(err, "tern: sandbox: refused system call 59 ") != NULL);
 	CHECK_EQ(in_child(vcpu_thread, err, sizeof(err)), 0);
-	CHECK(strstr(err, "refused system call 257 ") != NULL); /* openat */
+	CHECK(strstr(err, "refused system call 257 ") == NULL); /* openat: quietly */
 	CHECK(strstr(err, "refused system call 110 ") != NULL); /* getppid */
 	return unit_summary();
 }
