@@ -223,6 +223,28 @@ def test_destination_killed_during_round0(tern, socks):
     assert_guest_alive(a, am)
 
 
+def test_destination_that_stops_reading_times_out(tern, socks):
+    """A destination that takes nothing more (a proxy that stops reading in round 0, with 64M
+    to send) fails the migration after 10 s, and the guest runs on at the source, instead of
+    waiting for it forever."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port, append="memtest=64")
+    release = threading.Event()
+
+    def stall(kind, n):
+        if kind == "PAGES":
+            release.wait(60)
+        return "pass"
+    proxy = MigProxy(port, stall)
+    try:
+        am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+        info = wait_status(am, ("failed",), timeout=60)
+    finally:
+        release.set()
+    assert "timed out: the other side takes nothing" in info["error"], info
+    assert_guest_alive(a, am)
+
+
 def test_migrate_cancel_midway(tern, socks):
     uri = "tcp:127.0.0.1:%d" % free_port()
     a, am, b, bm = slow_pair(tern, socks, uri)

@@ -10,12 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "vmm/migration/internal.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
 #define ANSWER_TIMEOUT_MS 10000
+/* A destination that takes nothing for this long has hung: the guest must not wait on it. */
+#define SEND_TIMEOUT_S 10
 /* Catching up may mean reading megabytes of socket buffers over a slow link. */
 #define CATCH_UP_TIMEOUT_MS 60000
 /* How long frames that still reach this side are forwarded after the hand-over. */
@@ -311,6 +314,10 @@ void *mig_source_thread(void *arg)
 
 	c.interactive = c.m->uri.kind != MIG_FILE;
 	fd = mig_uri_connect(&c.m->uri, c.err, sizeof(c.err));
+	if (fd >= 0 && c.interactive &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
+		       &(struct timeval){ .tv_sec = SEND_TIMEOUT_S }, sizeof(struct timeval)) < 0)
+		perrorf("migration: SO_SNDTIMEO");
 	if (fd >= 0) {
 		pthread_mutex_lock(&c.m->lock);
 		c.m->conn_fd = fd;

@@ -74,8 +74,13 @@ void stream_free(struct mig_stream *s)
 
 static int stream_fail(struct mig_stream *s, const char *what)
 {
-	snprintf(s->err, sizeof(s->err), "%s: %s", what,
-		 errno == EPIPE ? "connection closed" : strerror(errno));
+	const char *why = strerror(errno);
+
+	if (errno == EPIPE)
+		why = "connection closed";
+	else if (errno == EAGAIN) /* SO_SNDTIMEO */
+		why = "timed out: the other side takes nothing";
+	snprintf(s->err, sizeof(s->err), "%s: %s", what, why);
 	return -1;
 }
 
