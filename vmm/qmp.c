@@ -118,6 +118,32 @@ static void gen_kv_int(yajl_gen g, const char *k, long long v)
 	yajl_gen_integer(g, v);
 }
 
+/* Any JSON value back as it came: QEMU echoes whatever "id" a client chose. */
+static void gen_value(yajl_gen g, yajl_val v)
+{
+	if (YAJL_IS_STRING(v)) {
+		gen_str(g, YAJL_GET_STRING(v));
+	} else if (YAJL_IS_NUMBER(v)) {
+		yajl_gen_number(g, YAJL_GET_NUMBER(v), strlen(YAJL_GET_NUMBER(v)));
+	} else if (YAJL_IS_OBJECT(v)) {
+		yajl_gen_map_open(g);
+		for (size_t i = 0; i < v->u.object.len; i++) {
+			gen_str(g, v->u.object.keys[i]);
+			gen_value(g, v->u.object.values[i]);
+		}
+		yajl_gen_map_close(g);
+	} else if (YAJL_IS_ARRAY(v)) {
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < v->u.array.len; i++)
+			gen_value(g, v->u.array.values[i]);
+		yajl_gen_array_close(g);
+	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+		yajl_gen_bool(g, YAJL_IS_TRUE(v));
+	} else {
+		yajl_gen_null(g);
+	}
+}
+
 /* One command: its arguments, and what the reply carries. */
 struct qmp_call {
 	struct qmp_client *c;
@@ -156,12 +182,9 @@ static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 			yajl_gen_map_close(g);
 		}
 	}
-	if (id && (YAJL_IS_STRING(id) || YAJL_IS_INTEGER(id))) {
+	if (id) {
 		gen_str(g, "id");
-		if (YAJL_IS_STRING(id))
-			gen_str(g, YAJL_GET_STRING(id));
-		else
-			yajl_gen_integer(g, YAJL_GET_INTEGER(id));
+		gen_value(g, id);
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_get_buf(g, &buf, &len);
@@ -169,9 +192,28 @@ static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 	yajl_gen_free(g);
 }
 
+/* A string cut short must not end inside a UTF-8 character: the reply would be invalid. */
+static void utf8_trim(char *s)
+{
+	size_t n = strlen(s);
+
+	for (size_t k = 1; k <= 3 && k <= n; k++) {
+		unsigned char b = s[n - k];
+
+		if ((b & 0xc0) == 0xc0) { /* the lead byte of the last character */
+			if ((b >= 0xf0 ? 4u : b >= 0xe0 ? 3u : 2u) > k)
+				s[n - k] = '\0';
+			return;
+		}
+		if ((b & 0xc0) != 0x80) /* ASCII: whole */
+			return;
+	}
+}
+
 static int qmp_fail(struct qmp_call *q, const char *fmt, const char *arg)
 {
 	snprintf(q->err, sizeof(q->err), fmt, arg);
+	utf8_trim(q->err);
 	return -1;
 }
 

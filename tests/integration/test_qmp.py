@@ -94,6 +94,11 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     r = q.cmd("no-such-command")
     assert r["error"] == {"class": "CommandNotFound",
                           "desc": "The command no-such-command has not been found"}
+    # Any id comes back as it was sent; an error cut short stays valid UTF-8.
+    q.send_raw(b'{"execute": "query-status", "id": {"a": [1, 2.5, null, true]}}')
+    assert q.reply()["id"] == {"a": [1, 2.5, None, True]}
+    r = q.cmd("\u00e9" * 200)
+    assert r["error"]["class"] == "CommandNotFound", r
     # Bad input gets an error naming it, and the monitor goes on.
     q.send_raw(b'[1, 2]')
     assert "expected an object" in q.reply()["error"]["desc"]
