@@ -91,14 +91,23 @@ static void virtio_net_poll_tap(struct virtio_net *n, bool on)
 	n->polling = on;
 }
 
+/*
+ * At most this many frames a call, each way: a guest that refills its ring as fast as it
+ * drains (or a flood on the tap) must not hold the I/O thread, and with it the monitor and a
+ * migration's stop, for ever.
+ */
+#define NET_BURST 256
+
 static void virtio_net_tx(struct virtio_net *n)
 {
 	struct virtq *vq = &n->v.vq[TXQ];
 	struct virtq_chain *c = &n->chain[0];
-	int r;
+	unsigned budget = NET_BURST;
+	int r = 0;
 
 	do {
-		while ((r = virtq_pop(n->vm, vq, c)) > 0) {
+		while (budget && (r = virtq_pop(n->vm, vq, c)) > 0) {
+			budget--;
 			if (c->out_len <= n->hdr_len ||
 			    writev(n->tap, c->iov, c->nout) != (ssize_t)c->out_len) {
 				/* A full tap queue drops the frame, as a busy wire would. */
@@ -114,6 +123,11 @@ static void virtio_net_tx(struct virtio_net *n)
 			return;
 		}
 		virtio_mmio_used(&n->v, TXQ);
+		if (!budget) {
+			/* The rest after the loop's other work: our own kick brings us back. */
+			virtio_mmio_kick(&n->v, TXQ);
+			return;
+		}
 	} while (virtq_enable_notify(n->vm, vq));
 }
 
@@ -194,11 +208,13 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 /* Moves frames from the tap into the guest until one side runs dry. */
 static void virtio_net_rx(struct virtio_net *n)
 {
+	unsigned budget = NET_BURST;
 	ssize_t r;
 
 	if (n->paused || !virtio_mmio_running(&n->v))
 		return;
-	for (;;) {
+	/* Past the budget the tap stays readable: the loop comes back after its other work. */
+	while (budget--) {
 		if (!n->frame_len) {
 			r = read(n->tap, n->frame, sizeof(n->frame));
 			if (r < 0 && errno != EAGAIN && errno != EINTR) {
