@@ -77,6 +77,9 @@ static void mon_socket_accept(void *opaque, uint32_t events)
 		if (ms->client[i].fd < 0)
 			cl = &ms->client[i];
 	if (!cl) {
+		static const char full[] = "Error: too many monitor clients\n";
+
+		(void)!send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
 		return;
 	}

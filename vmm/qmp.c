@@ -582,6 +582,8 @@ static void qmp_greet(struct qmp_client *c)
 
 static void qmp_accept(void *opaque, uint32_t events)
 {
+	static const char full[] = "{\"error\": {\"class\": \"GenericError\", "
+				   "\"desc\": \"too many QMP clients\"}}\r\n";
 	struct qmp *q = opaque;
 	int fd = accept4(q->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
@@ -598,6 +600,7 @@ static void qmp_accept(void *opaque, uint32_t events)
 		qmp_greet(c);
 		return;
 	}
+	(void)!send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }
 

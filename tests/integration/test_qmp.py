@@ -147,6 +147,30 @@ def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
     assert q.ok("query-status")["status"] == "running"
 
 
+def test_too_many_clients_are_told(tern, tmp_path):
+    """The client past the last slot hears why before the socket closes."""
+    path, mon = str(tmp_path / "q"), str(tmp_path / "m")
+    tern(*qmp_args(path, "-monitor", "unix:%s,server,nowait" % mon)).expect(r"memtest: filled")
+
+    def until_closed(sock):
+        out = b""
+        while True:
+            d = sock.recv(4096)
+            if not d:
+                return out
+            out += d
+
+    held = [Qmp(path) for _ in range(4)]
+    assert b'"desc": "too many QMP clients"' in until_closed(connect_unix(path, 10))
+    held += [connect_unix(mon, 10) for _ in range(8)]
+    for h in held[4:]:  # each has its slot once it has its prompt
+        got = b""
+        while b"(tern) " not in got:
+            got += h.recv(4096)
+    assert until_closed(connect_unix(mon, 10)) == b"Error: too many monitor clients\n"
+    assert held[0].ok("qmp_capabilities") == {}
+
+
 def test_stop_cont_hmp_and_quit(tern, tmp_path):
     path = str(tmp_path / "q")
     t = tern(*qmp_args(path))
