@@ -64,7 +64,7 @@ static void console_escape(struct console *c, uint8_t ch)
 	switch (ch) {
 	case 'x':
 		errorf("terminated");
-		vm_request_exit(c->vm, 0, NULL);
+		vm_request_exit(c->vm, 0, "host-ui", NULL);
 		break;
 	case 'h':
 	case '?':

@@ -16,7 +16,7 @@ static void i8042_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len, b
 		return;
 	}
 	if (addr == I8042_CMD && data[0] == I8042_CMD_RESET)
-		vm_request_exit(vm, 0, NULL);
+		vm_request_exit(vm, 0, "guest-reset", NULL);
 }
 
 int i8042_create(struct vm *vm)

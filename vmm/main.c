@@ -46,7 +46,7 @@ static void tern_signal(void *opaque, uint32_t events)
 	if (read(t->sigfd, &si, sizeof(si)) != sizeof(si))
 		return;
 	snprintf(why, sizeof(why), "terminating on signal %u", si.ssi_signo);
-	vm_request_exit(&t->vm, 0, why);
+	vm_request_exit(&t->vm, 0, "host-signal", why);
 }
 
 /* SIGINT/SIGTERM/SIGHUP become events of the loop, so every exit takes the same clean path. */

@@ -306,7 +306,7 @@ static void cmd_cont(struct mon_session *s, int argc, char **argv)
 
 static void cmd_quit(struct mon_session *s, int argc, char **argv)
 {
-	vm_request_exit(monitor_session_vm(s), 0, NULL);
+	vm_request_exit(monitor_session_vm(s), 0, "host-qmp-quit", NULL);
 }
 
 struct monitor *monitor_create(struct vm *vm)

@@ -323,7 +323,7 @@ static int qmp_cont(struct qmp_call *q)
 
 static int qmp_quit(struct qmp_call *q)
 {
-	vm_request_exit(q->vm, 0, NULL);
+	vm_request_exit(q->vm, 0, "host-qmp-quit", NULL);
 	return 0;
 }
 
@@ -649,9 +649,13 @@ static void qmp_flush_events(void *opaque, uint32_t events)
 static void qmp_destroy(void *opaque)
 {
 	struct qmp *q = opaque;
+	const char *cause = q->vm->exit_cause ? q->vm->exit_cause : "host-error";
+	char data[96];
 
 	q->vm->event_fn = NULL;
-	qmp_event(q, "SHUTDOWN", "{\"guest\": false, \"reason\": \"host-qmp-quit\"}");
+	snprintf(data, sizeof(data), "{\"guest\": %s, \"reason\": \"%s\"}",
+		 strncmp(cause, "guest-", 6) ? "false" : "true", cause);
+	qmp_event(q, "SHUTDOWN", data);
 	qmp_flush_events(q, 0);
 	for (int i = 0; i < QMP_CLIENTS; i++)
 		if (q->client[i].fd >= 0)

@@ -48,7 +48,7 @@ int vcpu_create(struct vm *vm, struct vcpu *v)
 	return 0;
 }
 
-static void vcpu_exit_with_regs(struct vcpu *v, int code, const char *what)
+static void vcpu_exit_with_regs(struct vcpu *v, int code, const char *cause, const char *what)
 {
 	struct kvm_regs regs;
 	char why[256];
@@ -56,7 +56,7 @@ static void vcpu_exit_with_regs(struct vcpu *v, int code, const char *what)
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
 		memset(&regs, 0, sizeof(regs));
 	snprintf(why, sizeof(why), "guest %s at RIP 0x%llx", what, (unsigned long long)regs.rip);
-	vm_request_exit(v->vm, code, why);
+	vm_request_exit(v->vm, code, cause, why);
 }
 
 static void vcpu_handle_io(struct vcpu *v)
@@ -86,28 +86,31 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN:
-		vcpu_exit_with_regs(v, 1, "crashed: triple fault (KVM_EXIT_SHUTDOWN)");
+		vcpu_exit_with_regs(v, 1, "guest-reset", "crashed: triple fault (KVM_EXIT_SHUTDOWN)");
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		snprintf(why, sizeof(why), "stopped: KVM internal error, suberror %u%s",
 			 r->internal.suberror,
 			 r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)" : "");
-		vcpu_exit_with_regs(v, 1, why);
+		vcpu_exit_with_regs(v, 1, "host-error", why);
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(why, sizeof(why), "failed to enter: hardware reason 0x%llx",
 			 (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
-		vcpu_exit_with_regs(v, 1, why);
+		vcpu_exit_with_regs(v, 1, "host-error", why);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
-		vm_request_exit(v->vm, 0, NULL);
+		vm_request_exit(v->vm, 0,
+				r->system_event.type == KVM_SYSTEM_EVENT_RESET ? "guest-reset"
+									: "guest-shutdown",
+				NULL);
 		return false;
 	case KVM_EXIT_HLT:
-		vcpu_exit_with_regs(v, 0, "halted with interrupts off");
+		vcpu_exit_with_regs(v, 0, "guest-shutdown", "halted with interrupts off");
 		return false;
 	default:
 		snprintf(why, sizeof(why), "stopped: unexpected KVM exit reason %u", r->exit_reason);
-		vcpu_exit_with_regs(v, 1, why);
+		vcpu_exit_with_regs(v, 1, "host-error", why);
 		return false;
 	}
 }
@@ -141,7 +144,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	ok = v->vm->cfg->no_sandbox || sandbox_enter(SANDBOX_VCPU) == 0;
 	if (!ok)
-		vm_request_exit(v->vm, 1, NULL);
+		vm_request_exit(v->vm, 1, "host-error", NULL);
 
 	/*
 	 * The thread parks only after KVM_RUN came back with EINTR (a kick): KVM finishes an
@@ -155,7 +158,7 @@ static void *vcpu_thread(void *arg)
 			break;
 		if (errno != EINTR && errno != EAGAIN) {
 			perrorf("kvm: KVM_RUN");
-			vm_request_exit(v->vm, 1, NULL);
+			vm_request_exit(v->vm, 1, "host-error", NULL);
 			break;
 		}
 		/* A kick: pause or exit wanted; it has done its job. */

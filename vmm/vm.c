@@ -220,12 +220,13 @@ void vm_irq_pulse(struct vm *vm, uint32_t irq)
 	vm_irq_line(vm, irq, 0);
 }
 
-void vm_request_exit(struct vm *vm, int code, const char *why)
+void vm_request_exit(struct vm *vm, int code, const char *cause, const char *why)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->exiting) {
 		vm->exiting = true;
 		vm->exit_code = code;
+		vm->exit_cause = cause;
 		if (why)
 			errorf("%s", why);
 	}

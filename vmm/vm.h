@@ -72,6 +72,7 @@ struct vm {
 	enum vm_runstate state;
 	bool exiting;
 	int exit_code;
+	const char *exit_cause;
 
 	/* QMP-style events (STOP, RESUME, MIGRATION...): one listener, the QMP server. */
 	void (*event_fn)(void *opaque, const char *name, const char *data_json);
@@ -107,8 +108,12 @@ void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
 void vm_irq_pulse(struct vm *vm, uint32_t irq);
 void vm_irq_line(struct vm *vm, uint32_t irq, int level);
 
-/* Ends the I/O loop; main then tears everything down and exits with code. Any thread. */
-void vm_request_exit(struct vm *vm, int code, const char *why);
+/*
+ * Ends the I/O loop; main then tears everything down and exits with code. Any thread; the
+ * first request wins. cause: QEMU's ShutdownCause name (host-qmp-quit, host-signal, host-ui,
+ * host-error, guest-shutdown, guest-reset), as the SHUTDOWN event reports it.
+ */
+void vm_request_exit(struct vm *vm, int code, const char *cause, const char *why);
 
 /* Sends an event to the listener, if any; any thread. data_json may be NULL. */
 void vm_event(struct vm *vm, const char *name, const char *data_json);

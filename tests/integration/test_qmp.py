@@ -1,6 +1,7 @@
 """The JSON monitor (QMP): QEMU's greeting, commands, errors and events, so QMP clients work."""
 import json
 import os
+import signal
 import socket
 import time
 
@@ -147,6 +148,17 @@ def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
     assert q.ok("query-status")["status"] == "running"
 
 
+def test_shutdown_event_names_its_cause(tern, tmp_path):
+    path = str(tmp_path / "q")
+    t = tern(*qmp_args(path))
+    t.expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    t.proc.send_signal(signal.SIGTERM)
+    q.event("SHUTDOWN", guest=False, reason="host-signal")
+    assert t.wait(10) == 0
+
+
 def test_too_many_clients_are_told(tern, tmp_path):
     """The client past the last slot hears why before the socket closes."""
     path, mon = str(tmp_path / "q"), str(tmp_path / "m")
@@ -200,7 +212,7 @@ def test_stop_cont_hmp_and_quit(tern, tmp_path):
                                                 "max-bandwidth": 1 << 30}
     assert q.ok("query-migrate") == {"status": "none"}
     assert q.cmd("quit") == {"return": {}}
-    q.event("SHUTDOWN")
+    q.event("SHUTDOWN", guest=False, reason="host-qmp-quit")
     assert t.wait(10) == 0
     assert not os.path.exists(path)
 

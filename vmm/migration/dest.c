@@ -243,7 +243,7 @@ void *mig_dest_thread(void *arg)
 
 		mig_fail(c.m, "%s", c.err);
 		snprintf(why, sizeof(why), "incoming migration failed: %s", c.err);
-		vm_request_exit(c.vm, 1, why);
+		vm_request_exit(c.vm, 1, "host-error", why);
 	}
 	free(c.devs);
 	ram_free(&c.ram);
