@@ -236,6 +236,20 @@ def test_migrate_guest_with_two_nics(lab, tmp_path):
         cur.kill()
 
 
+def test_snapshot_then_cont_keeps_the_network(lab, tmp_path):
+    """After a snapshot to a file the guest may go on where it is: with its NIC (which used
+    to stay paused, the guest deaf)."""
+    t = tern_in_lab(tmp_path / "m")
+    assert guest_ip(t) == PINNED_IP
+    mon = Monitor(str(tmp_path / "m"))
+    try:
+        assert "completed" in mon.cmd('migrate "file:%s"' % (tmp_path / "snap"))
+        assert "Error" not in mon.cmd("cont")
+        in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
+    finally:
+        t.kill()
+
+
 def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):
     """Ten migrations A->B->A'..., alternating tcp and unix, while a client sends a request
     every 10 ms on one keep-alive connection: no request lost, no reset, no wait over 1 s."""

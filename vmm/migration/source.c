@@ -251,6 +251,9 @@ static void src_end(struct src *c, int r)
 	if (c->handed_over) {
 		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
 		m->snapshot_done = !c->interactive;
+		/* After a snapshot the guest may go on here (cont), and its devices with it. */
+		if (m->snapshot_done)
+			mig_resume_devices(c->vm);
 		if (r < 0)
 			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
 		else
