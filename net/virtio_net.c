@@ -218,8 +218,8 @@ static void virtio_net_rx(struct virtio_net *n)
 		if (!n->frame_len) {
 			r = read(n->tap, n->frame, sizeof(n->frame));
 			if (r < 0 && errno != EAGAIN && errno != EINTR) {
-				/* The tap is gone (deleted under us): one line, no busy loop on it;
-				 * the guest's next receive buffer kick tries again. */
+				/* The tap is gone (deleted under us): one line, and no busy loop
+				 * on it. A kick for new receive buffers would try it again. */
 				perrorf("%s: read tap %s", n->v.name, n->ifname);
 				virtio_net_poll_tap(n, false);
 				break;
@@ -469,7 +469,10 @@ static void virtio_net_inject(void *opaque, const void *buf, size_t len)
 	struct virtio_net *n = opaque;
 
 	pthread_mutex_lock(&n->v.lock);
-	if (len > n->hdr_len && len <= sizeof(n->frame) && virtio_mmio_running(&n->v)) {
+	/* Paused, the guest is on its way on (A->B->C): its RAM is being copied. */
+	if (n->paused) {
+		n->rx_dropped++;
+	} else if (len > n->hdr_len && len <= sizeof(n->frame) && virtio_mmio_running(&n->v)) {
 		uint8_t *copy = malloc(len);
 
 		/* frame[] may hold a frame of our own tap that still waits. */

@@ -83,3 +83,17 @@ class MigProxy:
             if act == "flip" and length:
                 body[length // 2] ^= 0x40
             b.sendall(hdr + bytes(body))
+
+
+def holding(target_port, kind, timeout=60):
+    """A proxy that holds the source's first record of kind, and all after it, until its
+    .release is set."""
+    release = threading.Event()
+
+    def hold(k, n):
+        if k == kind:
+            release.wait(timeout)
+        return "pass"
+    proxy = MigProxy(target_port, hold)
+    proxy.release = release
+    return proxy

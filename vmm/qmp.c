@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,8 @@ struct qmp_client {
 	bool negotiated;
 	char in[QMP_IN_MAX];
 	size_t len;
-	char *out;		/* what the socket did not take yet */
-	size_t out_len;
+	char *out;		/* out[out_off, out_len): what the socket did not take yet */
+	size_t out_off, out_len;
 	struct qmp_scan scan;
 };
 
@@ -63,7 +64,7 @@ static void qmp_client_close(struct qmp_client *c)
 	c->fd = -1;
 	free(c->out);
 	c->out = NULL;
-	c->out_len = 0;
+	c->out_off = c->out_len = 0;
 }
 
 /*
@@ -72,19 +73,19 @@ static void qmp_client_close(struct qmp_client *c)
  */
 static void qmp_flush(struct qmp_client *c)
 {
-	while (c->out_len) {
-		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
-		if (n < 0) {
-			/* Gone: reading the socket now finds that out and closes it. */
-			c->out_len = 0;
-			break;
-		}
-		memmove(c->out, c->out + n, c->out_len - n);
-		c->out_len -= n;
+		if (n < 0) /* gone: reading the socket now finds that out and closes it */
+			c->out_off = c->out_len;
+		else
+			c->out_off += n;
 	}
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
 	evloop_mod(&c->q->vm->loop, c->fd, c->out_len ? EPOLLOUT : EPOLLIN);
 }
 
@@ -94,6 +95,11 @@ static void qmp_send(struct qmp_client *c, const char *json, size_t len)
 
 	if (c->fd < 0)
 		return;
+	if (c->out_off) { /* what was sent makes room */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
 	out = c->out_len + len + 2 <= QMP_OUT_MAX ? realloc(c->out, c->out_len + len + 2) : NULL;
 	if (!out) {
 		errorf("qmp: a client left %zu bytes unread: dropped", c->out_len);
@@ -118,10 +124,15 @@ static void gen_kv_int(yajl_gen g, const char *k, long long v)
 	yajl_gen_integer(g, v);
 }
 
-/* Any JSON value back as it came: QEMU echoes whatever "id" a client chose. */
-static void gen_value(yajl_gen g, yajl_val v)
+/*
+ * Any JSON value back as it came: QEMU echoes whatever "id" a client chose. Nested deeper
+ * than depth, null: yajl_gen writes no brackets past its own limit (128) but still closes them.
+ */
+static void gen_value(yajl_gen g, yajl_val v, int depth)
 {
-	if (YAJL_IS_STRING(v)) {
+	if (!depth) {
+		yajl_gen_null(g);
+	} else if (YAJL_IS_STRING(v)) {
 		gen_str(g, YAJL_GET_STRING(v));
 	} else if (YAJL_IS_NUMBER(v)) {
 		yajl_gen_number(g, YAJL_GET_NUMBER(v), strlen(YAJL_GET_NUMBER(v)));
@@ -129,13 +140,13 @@ static void gen_value(yajl_gen g, yajl_val v)
 		yajl_gen_map_open(g);
 		for (size_t i = 0; i < v->u.object.len; i++) {
 			gen_str(g, v->u.object.keys[i]);
-			gen_value(g, v->u.object.values[i]);
+			gen_value(g, v->u.object.values[i], depth - 1);
 		}
 		yajl_gen_map_close(g);
 	} else if (YAJL_IS_ARRAY(v)) {
 		yajl_gen_array_open(g);
 		for (size_t i = 0; i < v->u.array.len; i++)
-			gen_value(g, v->u.array.values[i]);
+			gen_value(g, v->u.array.values[i], depth - 1);
 		yajl_gen_array_close(g);
 	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
 		yajl_gen_bool(g, YAJL_IS_TRUE(v));
@@ -184,7 +195,7 @@ static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 	}
 	if (id) {
 		gen_str(g, "id");
-		gen_value(g, id);
+		gen_value(g, id, 32);
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_get_buf(g, &buf, &len);
@@ -657,9 +668,17 @@ static void qmp_destroy(void *opaque)
 		 strncmp(cause, "guest-", 6) ? "false" : "true", cause);
 	qmp_event(q, "SHUTDOWN", data);
 	qmp_flush_events(q, 0);
-	for (int i = 0; i < QMP_CLIENTS; i++)
-		if (q->client[i].fd >= 0)
-			qmp_client_close(&q->client[i]);
+	for (int i = 0; i < QMP_CLIENTS; i++) {
+		struct qmp_client *c = &q->client[i];
+
+		/* The last replies and SHUTDOWN: a moment for a slow reader to take them. */
+		for (int tries = 0; c->fd >= 0 && c->out_len && tries < 10; tries++) {
+			poll(&(struct pollfd){ .fd = c->fd, .events = POLLOUT }, 1, 10);
+			qmp_flush(c);
+		}
+		if (c->fd >= 0)
+			qmp_client_close(c);
+	}
 	evloop_del(&q->vm->loop, q->fd);
 	evloop_del(&q->vm->loop, q->evfd);
 	close(q->fd);

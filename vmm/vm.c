@@ -269,7 +269,7 @@ static enum vm_runstate vm_set_state(struct vm *vm, enum vm_runstate s)
 	return old;
 }
 
-/* With run_lock held. */
+/* With run_lock held, so that STOP and RESUME reach listeners in the order they happened. */
 static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 {
 	enum vm_runstate old;
@@ -279,6 +279,8 @@ static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 	old = vm_set_state(vm, s);
 	if (s == RUN_STATE_RUNNING)
 		vcpu_resume(&vm->vcpu);
+	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING))
+		vm_event(vm, s == RUN_STATE_RUNNING ? "RESUME" : "STOP", NULL);
 	return old;
 }
 
@@ -300,15 +302,10 @@ void vm_event(struct vm *vm, const char *name, const char *data_json)
 
 void vm_stop(struct vm *vm)
 {
-	bool stop;
-
 	pthread_mutex_lock(&vm->run_lock);
-	stop = vm_state(vm) == RUN_STATE_RUNNING;
-	if (stop)
+	if (vm_state(vm) == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
 	pthread_mutex_unlock(&vm->run_lock);
-	if (stop)
-		vm_event(vm, "STOP", NULL);
 }
 
 /* Why the guest may not run here, or NULL; with run_lock held. */
@@ -333,20 +330,16 @@ int vm_cont(struct vm *vm, char *err, size_t errlen)
 {
 	enum vm_runstate s;
 	const char *why;
-	bool cont;
 
 	pthread_mutex_lock(&vm->run_lock);
 	s = vm_state(vm);
 	why = vm_cont_refused(vm, s);
-	cont = !why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE);
-	if (cont)
+	if (!why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE))
 		vm_enter_state_locked(vm, RUN_STATE_RUNNING);
 	pthread_mutex_unlock(&vm->run_lock);
 	if (why) {
 		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
-	if (cont)
-		vm_event(vm, "RESUME", NULL);
 	return 0;
 }

@@ -124,7 +124,8 @@ void vm_stop(struct vm *vm);
 int vm_cont(struct vm *vm, char *err, size_t errlen);
 const char *vm_state_name(enum vm_runstate s);
 enum vm_runstate vm_state(struct vm *vm);
-/* Moves to s, the vCPU running only in RUN_STATE_RUNNING; returns the state before. */
+/* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where
+ * that changes; returns the state before. */
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
 
 /* vcpu.c */

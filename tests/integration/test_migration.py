@@ -2,13 +2,12 @@
 import os
 import re
 import socket
-import threading
 import time
 
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import MigProxy
+from migproxy import MigProxy, holding
 
 # Every test here boots a guest.
 pytestmark = pytest.mark.kvm
@@ -229,18 +228,12 @@ def test_destination_that_stops_reading_times_out(tern, socks):
     waiting for it forever."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port, append="memtest=64")
-    release = threading.Event()
-
-    def stall(kind, n):
-        if kind == "PAGES":
-            release.wait(60)
-        return "pass"
-    proxy = MigProxy(port, stall)
+    proxy = holding(port, "PAGES")
     try:
         am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
         info = wait_status(am, ("failed",), timeout=60)
     finally:
-        release.set()
+        proxy.release.set()
     assert "timed out: the other side takes nothing" in info["error"], info
     assert_guest_alive(a, am)
 
@@ -277,13 +270,7 @@ def test_stopped_guest_migrates_stopped_and_cont_waits(tern, socks):
     was being sent); a guest the user stopped arrives stopped, as in QEMU."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
-    release = threading.Event()
-
-    def hold_end(kind, n):
-        if kind == "END":
-            release.wait(20)
-        return "pass"
-    proxy = MigProxy(port, hold_end)
+    proxy = holding(port, "END")
     am.cmd("stop")
     am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
     deadline = time.monotonic() + 20
@@ -293,7 +280,7 @@ def test_stopped_guest_migrates_stopped_and_cont_waits(tern, socks):
     out = am.cmd("cont")
     assert "Error: the guest is being handed over" in out, out
     assert am.info("status")["VM status"] == "paused (finish-migrate)"
-    release.set()
+    proxy.release.set()
     wait_status(am, ("completed",))
     assert am.info("status")["VM status"] == "paused (postmigrate)"
     deadline = time.monotonic() + 10

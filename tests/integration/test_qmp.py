@@ -76,6 +76,16 @@ def qmp_args(path, *extra):
             "-append", "memtest=8", "-qmp", "unix:%s,server,nowait" % path] + list(extra)
 
 
+def start(tern, tmp_path):
+    """A booted guest and a negotiated QMP client: (tern, client)."""
+    path = str(tmp_path / "q")
+    t = tern(*qmp_args(path))
+    t.expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    return t, q
+
+
 def test_greeting_negotiation_and_errors(tern, tmp_path):
     path = str(tmp_path / "q")
     tern(*qmp_args(path)).expect(r"memtest: filled")
@@ -98,6 +108,8 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     # Any id comes back as it was sent; an error cut short stays valid UTF-8.
     q.send_raw(b'{"execute": "query-status", "id": {"a": [1, 2.5, null, true]}}')
     assert q.reply()["id"] == {"a": [1, 2.5, None, True]}
+    q.send_raw(b'{"execute": "query-status", "id": ' + b"[" * 200 + b"]" * 200 + b"}")
+    assert "return" in q.reply()  # valid JSON, however deep the id
     r = q.cmd("\u00e9" * 200)
     assert r["error"]["class"] == "CommandNotFound", r
     # Bad input gets an error naming it, and the monitor goes on.
@@ -131,10 +143,7 @@ def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
     """A client that sends many commands before reading any reply gets every reply, in order
     (they used to be dropped once the socket was full); newlines between commands never fill
     the input buffer (70 KB of them used to cost the next command its reply)."""
-    path = str(tmp_path / "q")
-    tern(*qmp_args(path)).expect(r"memtest: filled")
-    q = Qmp(path)
-    q.ok("qmp_capabilities")
+    t, q = start(tern, tmp_path)
     q.send_raw(b"\n" * (70 << 10) + b'{"execute": "query-status", "id": 1}')
     r = q.reply()
     assert r["id"] == 1 and r["return"]["status"] == "running", r
@@ -149,11 +158,7 @@ def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
 
 
 def test_shutdown_event_names_its_cause(tern, tmp_path):
-    path = str(tmp_path / "q")
-    t = tern(*qmp_args(path))
-    t.expect(r"memtest: filled")
-    q = Qmp(path)
-    q.ok("qmp_capabilities")
+    t, q = start(tern, tmp_path)
     t.proc.send_signal(signal.SIGTERM)
     q.event("SHUTDOWN", guest=False, reason="host-signal")
     assert t.wait(10) == 0
@@ -184,11 +189,7 @@ def test_too_many_clients_are_told(tern, tmp_path):
 
 
 def test_stop_cont_hmp_and_quit(tern, tmp_path):
-    path = str(tmp_path / "q")
-    t = tern(*qmp_args(path))
-    t.expect(r"memtest: filled")
-    q = Qmp(path)
-    q.ok("qmp_capabilities")
+    t, q = start(tern, tmp_path)
     assert q.ok("query-status") == {"status": "running", "singlestep": False, "running": True}
     q.ok("stop")
     q.event("STOP")
@@ -214,7 +215,7 @@ def test_stop_cont_hmp_and_quit(tern, tmp_path):
     assert q.cmd("quit") == {"return": {}}
     q.event("SHUTDOWN", guest=False, reason="host-qmp-quit")
     assert t.wait(10) == 0
-    assert not os.path.exists(path)
+    assert not os.path.exists(tmp_path / "q")
 
 
 def test_migrate_over_qmp(tern, tmp_path):

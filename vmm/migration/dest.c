@@ -147,7 +147,7 @@ static int dst_wait_go(struct dst *c)
 		return dst_fail(c, "the source went away before handing the guest over");
 	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
 		return dst_fail(c, "corrupt stream: expected go");
-	c->run = h.arg != 0;
+	c->run = h.arg == 0;
 	return 0;
 }
 
@@ -157,8 +157,6 @@ static void dst_resume(struct dst *c)
 	 * the user had stopped stays stopped, as in QEMU: cont runs it. */
 	vm_enter_state(c->vm, c->run ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
 	mig_post_migrate(c->vm);
-	if (c->run)
-		vm_event(c->vm, "RESUME", NULL);
 }
 
 struct inject_call {

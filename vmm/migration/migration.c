@@ -174,6 +174,8 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0)
 		return -1;
 	mig_reap(m);
+	/* The guest ran on after an earlier snapshot; this migration may hand it over. */
+	__atomic_store_n(&m->snapshot_done, false, __ATOMIC_RELEASE);
 	if (mig_start_thread(m, mig_source_thread, &m->thread) < 0) {
 		snprintf(err, errlen, "%s", m->error);
 		return -1;
@@ -415,7 +417,7 @@ static const struct device_ops mig_ops = {
 
 bool migration_snapshot_taken(struct vm *vm)
 {
-	return vm->migration && vm->migration->snapshot_done;
+	return vm->migration && __atomic_load_n(&vm->migration->snapshot_done, __ATOMIC_ACQUIRE);
 }
 
 int migration_init(struct vm *vm)

@@ -196,12 +196,11 @@ static int src_stop_and_copy(struct src *c)
 	void *devs;
 	int len, r;
 
-	/* From here stop and cont wait or refuse: only this thread moves the guest on. */
+	/* From here cont is refused and stop does nothing, as in QEMU: only this thread moves
+	 * the guest on. */
 	c->before = vm_enter_state(c->vm, RUN_STATE_FINISH_MIGRATE);
 	mig_pause_devices(c->vm);
 	c->paused = true;
-	if (c->before == RUN_STATE_RUNNING)
-		vm_event(c->vm, "STOP", NULL);
 	if (ram_sync(&c->ram, c->err, sizeof(c->err)) < 0)
 		return -1;
 	devs = mig_save_devices(c->vm, &len, c->err, sizeof(c->err));
@@ -225,9 +224,10 @@ static int src_stop_and_copy(struct src *c)
 		/*
 		 * A GO that could not be written never reached the destination whole: it discards
 		 * what it got, and the guest goes on here. Once written, the guest is theirs. Its
-		 * argument: run it (or keep it stopped, as the user had it here).
+		 * argument: 1 to keep it stopped, as the user had it here (0, what an older tern
+		 * sends, runs it).
 		 */
-		if (stream_put(&c->s, REC_GO, c->before == RUN_STATE_RUNNING, NULL, 0) < 0 ||
+		if (stream_put(&c->s, REC_GO, c->before != RUN_STATE_RUNNING, NULL, 0) < 0 ||
 		    stream_flush(&c->s) < 0) {
 			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
 			return -1;
@@ -249,10 +249,11 @@ static void src_end(struct src *c, int r)
 	m->st.total_ns = now_ns() - m->st.start_ns;
 	pthread_mutex_unlock(&m->lock);
 	if (c->handed_over) {
+		/* After a snapshot the guest may go on here (cont), and its devices with it; said
+		 * before the state allows cont. */
+		__atomic_store_n(&m->snapshot_done, !c->interactive, __ATOMIC_RELEASE);
 		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
-		m->snapshot_done = !c->interactive;
-		/* After a snapshot the guest may go on here (cont), and its devices with it. */
-		if (m->snapshot_done)
+		if (!c->interactive)
 			mig_resume_devices(c->vm);
 		if (r < 0)
 			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
@@ -263,8 +264,6 @@ static void src_end(struct src *c, int r)
 	if (c->paused) {
 		mig_resume_devices(c->vm);
 		vm_enter_state(c->vm, c->before);
-		if (c->before == RUN_STATE_RUNNING)
-			vm_event(c->vm, "RESUME", NULL);
 	}
 	mig_fail(m, "%s", c->err);
 }
