@@ -232,11 +232,13 @@ static int qmp_fail(struct qmp_call *q, const char *fmt, const char *arg)
 static const char *qmp_arg_str(struct qmp_call *q, const char *key)
 {
 	const char *path[] = { key, NULL };
-	const char *v = YAJL_GET_STRING(yajl_tree_get(q->args, path, yajl_t_string));
+	yajl_val v = yajl_tree_get(q->args, path, yajl_t_any);
 
 	if (!v)
 		qmp_fail(q, "Parameter '%s' is missing", key);
-	return v;
+	else if (!YAJL_IS_STRING(v))
+		qmp_fail(q, "Invalid parameter type for '%s', expected: string", key);
+	return YAJL_GET_STRING(v);
 }
 
 static void fill_status(yajl_gen g, struct qmp_call *q)
@@ -368,7 +370,8 @@ static int qmp_migrate_set_parameters(struct qmp_call *q)
 		if (!v)
 			continue;
 		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
-			return qmp_fail(q, "Parameter '%s' expects a number", keys[i]);
+			return qmp_fail(q, "Invalid parameter type for '%s', expected: integer",
+					keys[i]);
 		if (migration_set_parameter(q->vm, keys[i], YAJL_GET_INTEGER(v), q->err,
 					    sizeof(q->err)) < 0)
 			return -1;
@@ -441,6 +444,11 @@ static void fill_commands(yajl_gen g, struct qmp_call *q)
 static int qmp_run(struct qmp_call *q, const char *cmd)
 {
 	if (!strcmp(cmd, "qmp_capabilities")) {
+		if (q->c->negotiated) {
+			q->err_class = "CommandNotFound";
+			return qmp_fail(q, "%s", "Capabilities negotiation is already complete, "
+					     "command ignored");
+		}
 		q->c->negotiated = true;
 		return 0;
 	}
@@ -466,20 +474,26 @@ static void qmp_command(struct qmp_client *c, const char *text)
 	const char *exec_path[] = { "execute", NULL }, *args_path[] = { "arguments", NULL };
 	const char *id_path[] = { "id", NULL };
 	struct qmp_call q = { .c = c, .vm = c->q->vm };
-	yajl_val id = NULL;
-	const char *cmd;
+	yajl_val id = NULL, cmd, args;
 	int r = -1;
 
 	if (!root || !YAJL_IS_OBJECT(root)) {
 		qmp_fail(&q, "%s", "JSON parse error: expected an object");
 	} else {
+		/* QEMU's words for each way a command can be malformed. */
 		id = yajl_tree_get(root, id_path, yajl_t_any);
-		cmd = YAJL_GET_STRING(yajl_tree_get(root, exec_path, yajl_t_string));
-		q.args = yajl_tree_get(root, args_path, yajl_t_object);
-		if (cmd)
-			r = qmp_run(&q, cmd);
-		else
+		cmd = yajl_tree_get(root, exec_path, yajl_t_any);
+		args = yajl_tree_get(root, args_path, yajl_t_any);
+		if (!cmd) {
 			qmp_fail(&q, "%s", "QMP input lacks member 'execute'");
+		} else if (!YAJL_IS_STRING(cmd)) {
+			qmp_fail(&q, "%s", "QMP input member 'execute' must be a string");
+		} else if (args && !YAJL_IS_OBJECT(args)) {
+			qmp_fail(&q, "%s", "QMP input member 'arguments' must be an object");
+		} else {
+			q.args = args;
+			r = qmp_run(&q, YAJL_GET_STRING(cmd));
+		}
 	}
 	qmp_reply(&q, id, r < 0);
 	yajl_tree_free(root);

@@ -122,9 +122,18 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     assert "'}{\\': unknown migration URI" in out, out
     q.send_raw(b'{"arguments": {}}')
     assert "lacks member 'execute'" in q.reply()["error"]["desc"]
+    # As QEMU words them: a wrong type anywhere, and a second negotiation.
+    q.send_raw(b'{"execute": 1}')
+    assert q.reply()["error"]["desc"] == "QMP input member 'execute' must be a string"
+    q.send_raw(b'{"execute": "query-status", "arguments": []}')
+    assert q.reply()["error"]["desc"] == "QMP input member 'arguments' must be an object"
+    r = q.cmd("migrate", uri=4444)
+    assert r["error"]["desc"] == "Invalid parameter type for 'uri', expected: string", r
+    r = q.cmd("qmp_capabilities")
+    assert r["error"]["class"] == "CommandNotFound", r
     assert q.cmd("migrate")["error"]["desc"] == "Parameter 'uri' is missing"
     r = q.cmd("migrate-set-parameters", **{"downtime-limit": "soon"})
-    assert "expects a number" in r["error"]["desc"]
+    assert r["error"]["desc"] == "Invalid parameter type for 'downtime-limit', expected: integer"
     assert "defer" in q.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
     # Two commands in one write, and one split over two writes, with string and number ids.
     q.send_raw(b'{"execute": "query-status", "id": "a"}{"execute": "query-status", "id": 2}')
