@@ -148,10 +148,7 @@ static void monitor_execute(struct mon_session *s, char *line)
 		return;
 	c = monitor_find(s->mon, argc, argv, &used);
 	if (!c) {
-		if (!strcmp(argv[0], "info") && argc > 1)
-			monitor_printf(s, "Error: unknown info item '%s' (try 'info')\n", argv[1]);
-		else
-			monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[0]);
+		monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[0]);
 		return;
 	}
 	/* As QEMU: a word too many is an error, not ignored (`stop now please` must not stop). */
@@ -263,19 +260,35 @@ struct vm *monitor_session_vm(struct mon_session *s)
 	return s->mon->vm;
 }
 
+/* help: every command; help CMD: those named CMD or CMD something (help info). */
 static void cmd_help(struct mon_session *s, int argc, char **argv)
 {
 	struct monitor *m = s->mon;
+	size_t n = argc > 1 ? strlen(argv[1]) : 0;
+	bool found = false;
 
-	for (int i = 0; i < m->ncmd; i++)
-		monitor_printf(s, "%s%s%s -- %s\n", m->cmd[i].name, m->cmd[i].args ? " " : "",
+	for (int i = 0; i < m->ncmd; i++) {
+		const char *name = m->cmd[i].name;
+
+		if (n && (strncmp(name, argv[1], n) || (name[n] && name[n] != ' ')))
+			continue;
+		found = true;
+		monitor_printf(s, "%s%s%s -- %s\n", name, m->cmd[i].args ? " " : "",
 			       m->cmd[i].args ? m->cmd[i].args : "", m->cmd[i].help);
+	}
+	if (!found)
+		monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[1]);
 }
 
 static void cmd_info(struct mon_session *s, int argc, char **argv)
 {
 	struct monitor *m = s->mon;
 
+	/* info ITEM finds its own command first: here ITEM is none of them. */
+	if (argc > 1) {
+		monitor_printf(s, "Error: unknown info item '%s' (try 'info')\n", argv[1]);
+		return;
+	}
 	for (int i = 0; i < m->ncmd; i++)
 		if (!strncmp(m->cmd[i].name, "info ", 5))
 			monitor_printf(s, "%s -- %s\n", m->cmd[i].name, m->cmd[i].help);

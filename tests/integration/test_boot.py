@@ -90,7 +90,8 @@ def test_monitor_refuses_a_line_too_long(tern, tmp_path):
 
 @pytest.mark.kvm
 def test_monitor_refuses_extra_words(tern, tmp_path):
-    """A command with words it does not take is refused, as QEMU does: not run."""
+    """A command with words it does not take is refused, as QEMU does: not run. info and help
+    take one: an unknown one is an error too."""
     t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
     t.expect(r"Booted up")
     m = Monitor(str(tmp_path / "m"))
@@ -100,6 +101,10 @@ def test_monitor_refuses_extra_words(tern, tmp_path):
     assert out.strip() == "Error: 'info status' takes no arguments (got 'please')", out
     out = m.cmd("migrate_set_parameter " + "x " * 20)
     assert out.strip() == "Error: too many words (at most 16)", out
+    assert m.cmd("info bogus").strip() == "Error: unknown info item 'bogus' (try 'info')"
+    assert m.cmd("help stop").strip() == "stop -- pause the guest"
+    assert "info migrate -- " in m.cmd("help info")
+    assert m.cmd("help frob").strip() == "Error: unknown command 'frob' (try 'help')"
     assert "VM status: running" in m.cmd("info status")
 
 
