@@ -1,5 +1,5 @@
 #!/bin/bash
-# The inter-host migration story (DESIGN.md, "Lab network"), with no typing. Two namespaces play
+# The inter-host migration story (README: "Live migration"), with no typing. Two namespaces play
 # hosts A and B, each with its own bridge osvbr0 and an uplink (veth) into a third, the switch:
 # the lab of scripts/lab.sh, which holds dnsmasq and the client. The migration stream runs over a
 # link of its own between A and B (192.168.200.1 and .2). Guest A runs on host A with the pinned

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The intra-host lab network (DESIGN.md, "Lab network"): a network namespace holding bridge
+# The intra-host lab network (README: "Networking"): a network namespace holding bridge
 # osvbr0 (192.168.123.1/24) and a dnsmasq that serves DHCP on that bridge only, pinning
 # 52:54:30:30:30:30 to 192.168.123.10 with an infinite lease. Nothing outside the namespace is
 # configured: no host interface, no host sysctl, no traffic leaves it.
