@@ -34,10 +34,12 @@ hosts_down() {
 }
 
 cleanup() {
+	trap '' INT TERM # a second Ctrl-C must not cut the clean-up short
 	demo_cleanup
 	hosts_down
 	"$ROOT/scripts/lab.sh" down >/dev/null 2>&1 || true
 }
+demo_fresh "$SWITCH" "$HOST_A" "$HOST_B"
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 

@@ -17,9 +17,11 @@ NS=$TERN_LAB_NS
 ROUNDTRIPS=${1:-1}
 
 cleanup() {
+	trap '' INT TERM # a second Ctrl-C must not cut the clean-up short
 	demo_cleanup
 	"$ROOT/scripts/lab.sh" down >/dev/null 2>&1 || true
 }
+demo_fresh "$NS"
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 

@@ -22,6 +22,19 @@ demo_cleanup() {
 	rm -rf "$WORK"
 }
 
+# demo_fresh NS...: refuses namespaces that exist already (someone's lab: clean-up would take
+# it down). Before the EXIT trap is set.
+demo_fresh() {
+	local ns
+	for ns in "$@"; do
+		if ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF -- "$ns"; then
+			echo "demo: namespace $ns exists already (a lab of yours?): set TERN_LAB_NS to" \
+				"another name, or take it down with TERN_LAB_NS=$ns scripts/lab.sh down" >&2
+			exit 1
+		fi
+	done
+}
+
 demo_check() {
 	[[ $EUID -eq 0 ]] || die "needs root (namespaces, taps)"
 	[[ -x $TERN && -f $GUEST ]] || die "build first: make && make guest"
@@ -37,7 +50,8 @@ demo_start() {
 		</dev/null >>"$WORK/$name.err" 2>&1 &
 	PIDS+=("$!")
 	for _ in $(seq 100); do
-		[[ -S $WORK/$name.mon ]] && return 0
+		# The monitor answers once tern is all set up (listening, if -incoming).
+		[[ -S $WORK/$name.mon ]] && demo_mon "$name" "info status" >/dev/null && return 0
 		sleep 0.05
 	done
 	die "guest $name did not start: $(cat "$WORK/$name.err")"
@@ -51,7 +65,7 @@ demo_mon() {
 # demo_wait_address NAME: until the guest has its pinned address from dnsmasq.
 demo_wait_address() {
 	for _ in $(seq 200); do
-		grep -q "eth0: $IP" "$WORK/$1.log" 2>/dev/null && return 0
+		grep -qwF "eth0: $IP" "$WORK/$1.log" 2>/dev/null && return 0
 		sleep 0.1
 	done
 	die "guest $1 got no address: $(tail -3 "$WORK/$1.log")"
@@ -84,7 +98,7 @@ demo_migrate() {
 # demo_summary: stops the client and prints the summary; exit status 1 when it lost a request
 # or saw a reset.
 demo_summary() {
-	kill -TERM "$CLIENT"
+	kill -TERM "$CLIENT" 2>/dev/null || true
 	wait "$CLIENT" || true
 	python3 - "$WORK/client.json" "$WORK/migrations" <<'PY'
 import json, sys

@@ -81,6 +81,16 @@ def wait_reply(sock, xid, mac, want, deadline):
             return r
 
 
+def send(s, iface, packet):
+    """Broadcasts packet to the servers; False, with one line said, if the interface can't."""
+    try:
+        s.sendto(packet, ("255.255.255.255", 67))
+        return True
+    except OSError as e:
+        print("dhcp-client: %s: %s" % (iface, e), file=sys.stderr)
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("iface")
@@ -104,7 +114,8 @@ def main():
     offer = None
     # Resend DISCOVER every second until an OFFER comes (the port may still be coming up).
     while offer is None and time.monotonic() < deadline:
-        s.sendto(build(DISCOVER, xid, mac), ("255.255.255.255", 67))
+        if not send(s, a.iface, build(DISCOVER, xid, mac)):
+            return 2
         offer = wait_reply(s, xid, mac, (OFFER,), min(deadline, time.monotonic() + 1))
     if offer is None:
         print("dhcp-client: %s: no OFFER in %gs" % (a.iface, a.timeout), file=sys.stderr)
@@ -116,7 +127,8 @@ def main():
         extra.append((OPT_SERVER, server))
     ack = None
     while ack is None and time.monotonic() < deadline:
-        s.sendto(build(REQUEST, xid, mac, extra), ("255.255.255.255", 67))
+        if not send(s, a.iface, build(REQUEST, xid, mac, extra)):
+            return 2
         ack = wait_reply(s, xid, mac, (ACK, NAK), min(deadline, time.monotonic() + 1))
     if ack is None:
         print("dhcp-client: %s: offered %s, but no ACK in %gs" % (a.iface, addr, a.timeout),

@@ -143,6 +143,11 @@ stop_pids() {
 
 down() {
 	local pid pids=()
+	# From inside, stopping what runs in the lab would stop this script and its shell too.
+	if [ "$(ip netns identify $$ 2>/dev/null)" = "$NS" ]; then
+		echo "$PROG: run 'down' from outside namespace $NS (this shell is inside it)" >&2
+		exit 1
+	fi
 	pid=$(dnsmasq_pid) || pid=
 	if [ -n "$pid" ]; then
 		stop_pids "$pid"

@@ -12,7 +12,9 @@ monitor). Differences from OSv's run.py, all on purpose:
   -t/--tap TAP   use that tap (implies -n); with an explicit -b, tern also puts it on BRIDGE
   -k/--kernel    accepted: tern always boots the kernel directly (--kernel-path, default
                  build/guest/guest.elf, the test guest)
-  -V/--verbose, --novnc, --nogdb  accepted; tern has no VNC or gdb stub
+  -V/--verbose   puts --verbose before the guest's command line, as OSv's does
+  --novnc, --nogdb  accepted; tern has no VNC or gdb stub
+  -i, -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
 """
 import argparse
@@ -27,8 +29,30 @@ DEFAULT_KERNEL = os.path.join(ROOT, "build", "guest", "guest.elf")
 DEFAULT_MEMSIZE = "512M"
 DEFAULT_BRIDGE = "osvbr0"
 NETDEV_ID = "n0"
+# What tern's -m takes (vmm/util.c parse_size): so both accept and refuse the same sizes.
+MEMSIZE = r"(size=)?(0[xX][0-9a-fA-F]+|\d+)([kKmMgGtT]([iI]?[bB])?|[bB])?"
+NO_USER_NET = "tern has no user-mode networking: use -n on the lab's bridge (scripts/lab.sh)"
+NOT_AN_IMAGE = "tern boots kernels, not OSv images or build trees: use --kernel-path"
+# OSv's flags that mean nothing on tern: (flags, takes a value, what to do instead).
+REFUSED = [
+    (("--api",), False, NO_USER_NET),
+    (("--forward",), True, NO_USER_NET),
+    (("-i", "--image"), True, NOT_AN_IMAGE),
+    (("-d", "--debug"), False, NOT_AN_IMAGE),
+    (("-r", "--release"), False, NOT_AN_IMAGE),
+    (("-H", "--no-shutdown"), False, "tern has no gdb stub to stay up for"),
+    (("-D", "--detach"), False, "the console is this terminal; run tern itself with "
+                                 "-daemonize -serial none"),
+]
 OTHER_HYPERVISORS = ("qemu", "none", "xen", "xenpv", "firecracker", "qemu_microvm", "vmware",
                      "virtualbox", "hyperkit", "cloud-hypervisor")
+
+
+class Refuse(argparse.Action):
+    """An OSv flag with no meaning here: an error that says what to use instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("%s: %s" % (option_string, self.help))
 
 
 def parser():
@@ -53,7 +77,8 @@ def parser():
                     help="boot the kernel directly (what tern always does)")
     ap.add_argument("--kernel-path", default=DEFAULT_KERNEL, metavar="PATH",
                     help="kernel to boot (default: the test guest, build/guest/guest.elf)")
-    ap.add_argument("-V", "--verbose", action="store_true", help="accepted for OSv's sake")
+    ap.add_argument("-V", "--verbose", action="store_true",
+                    help="put --verbose before the guest's command line (OSv's verbose boot)")
     ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
     ap.add_argument("--nogdb", action="store_true", help="accepted; tern has no gdb stub")
     ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
@@ -64,6 +89,8 @@ def parser():
                     help="print the tern command line and exit")
     ap.add_argument("--tern", default=DEFAULT_TERN, metavar="PATH",
                     help="the tern binary (default build/tern)")
+    for flags, value, why in REFUSED:
+        ap.add_argument(*flags, action=Refuse, nargs=1 if value else 0, help=why)
     return ap
 
 
@@ -76,19 +103,26 @@ def tern_command(a, ap):
         known = " (it runs OSv on %s; this launcher only on tern)" % hv \
             if hv in OTHER_HYPERVISORS else ""
         ap.error("-p %s: tern is a KVM VMM, use -p kvm%s" % (a.hypervisor, known))
-    if not re.fullmatch(r"\s*(size=)?\d+(\.\d+)?\s*[kKmMgGtT]?[bB]?\s*", a.memsize):
+    if not re.fullmatch(MEMSIZE, a.memsize):
         ap.error("-m %s: not a memory size (e.g. 512M, 1G)" % a.memsize)
     if not a.vcpus.isdigit() or int(a.vcpus) < 1:
         ap.error("-c %s: not a number of vCPUs" % a.vcpus)
     if int(a.vcpus) != 1:
         ap.error("-c %s: tern runs one vCPU for now (use -c 1)" % a.vcpus)
 
-    cmd = [a.tern, "-kernel", a.kernel_path, "-m", a.memsize.strip(), "-smp", a.vcpus,
+    cmd = [a.tern, "-kernel", a.kernel_path, "-m", a.memsize, "-smp", a.vcpus,
            "-nographic", "-serial", "stdio"]
-    if a.execute is not None:
-        cmd += ["-append", a.execute]
+    execute = a.execute
+    if a.verbose:
+        execute = "--verbose" + (" " + execute if execute else "")
+    if execute is not None:
+        cmd += ["-append", execute]
 
     networking = a.networking or a.tap is not None
+    for flag, name in (("-t", a.tap), ("-b", a.bridge)):
+        if name is not None and not re.fullmatch(r"[^\s,=/]{1,15}", name):
+            ap.error("%s %r: not an interface name (1-15 characters, no ',', '=' or '/')"
+                     % (flag, name))
     if networking:
         if a.tap is not None:
             netdev = "tap,id=%s,ifname=%s,script=no,downscript=no" % (NETDEV_ID, a.tap)
@@ -98,8 +132,9 @@ def tern_command(a, ap):
             netdev = "bridge,id=%s,br=%s" % (NETDEV_ID, a.bridge or DEFAULT_BRIDGE)
         device = "virtio-net,netdev=%s" % NETDEV_ID
         if a.mac is not None:
-            if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", a.mac):
-                ap.error("--mac %s: not a MAC address like 52:54:00:12:34:56" % a.mac)
+            if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", a.mac) or \
+                    int(a.mac[:2], 16) & 1:
+                ap.error("--mac %s: not a unicast MAC address like 52:54:00:12:34:56" % a.mac)
             device += ",mac=%s" % a.mac
         cmd += ["-netdev", netdev, "-device", device]
     elif a.mac is not None or a.bridge is not None:

@@ -56,8 +56,14 @@ def test_run_py_memory_vcpus_cmdline_kernel():
 
 
 def test_run_py_accepted_noops():
-    assert command_of("-V", "--verbose", "--novnc", "--nogdb", "-k", "--kernel",
-                      "-p", "auto") == BASE
+    assert command_of("--novnc", "--nogdb", "-k", "--kernel", "-p", "auto") == BASE
+
+
+def test_run_py_verbose_and_sizes_as_tern_takes_them():
+    assert command_of("-V") == BASE + ["-append", "--verbose"]
+    assert command_of("--verbose", "-e", "/hello") == BASE + ["-append", "--verbose /hello"]
+    assert command_of("-m", "512MiB")[4] == "512MiB"
+    assert command_of("-m", "0x20000000")[4] == "0x20000000"
 
 
 def test_run_py_bridge_networking():
@@ -103,6 +109,17 @@ def test_run_py_tern_path_and_quoting():
     (["-c", "2"], "one vCPU"),
     (["-c", "x"], "-c x"),
     (["-m", "lots"], "-m lots"),
+    (["-m", "1.5G"], "-m 1.5G"),
+    (["-m", "512 M"], "-m 512 M"),
+    (["-n", "-b", ""], "not an interface name"),
+    (["-t", "tap0,br=x"], "not an interface name"),
+    (["-n", "--mac", "01:00:5e:00:00:01"], "not a unicast MAC"),
+    (["--api"], "no user-mode networking"),
+    (["--forward", "tcp:8000::8000"], "no user-mode networking"),
+    (["-i", "usr.img"], "use --kernel-path"),
+    (["-d"], "use --kernel-path"),
+    (["-H"], "no gdb stub"),
+    (["-D"], "-daemonize"),
     (["--mac", PINNED_MAC], "--mac"),
     (["-n", "--mac", "52:54:30"], "--mac 52:54:30"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
@@ -350,6 +367,26 @@ def test_lab_usage_and_bad_name():
     assert p.returncode == 2 and "usage:" in p.stderr
     p = lab("up", check=False, env_ns="bad name")
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "TERN_LAB_NS" in p.stderr
+
+
+@needs_lab
+def test_lab_down_from_inside_refuses(lab_up):
+    """From a shell inside the lab, down would stop that shell and itself half-way."""
+    env = dict(os.environ, TERN_LAB_NS=LAB_NS)
+    p = subprocess.run(["ip", "netns", "exec", LAB_NS, LAB_SH, "down"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1 and "from outside namespace" in p.stderr, p.stderr
+    assert LAB_NS in sh("ip", "netns", "list").stdout
+
+
+@needs_lab
+def test_demo_refuses_an_existing_lab(lab_up):
+    """The demo's clean-up takes its namespaces down: never someone's own lab."""
+    env = dict(os.environ, TERN_LAB_NS=LAB_NS)
+    p = subprocess.run([os.path.join(ROOT, "scripts", "demo-intra-host.sh")], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1 and "exists already" in p.stderr, p.stderr
+    assert lab("status", check=False).returncode == 0
 
 
 @needs_lab
