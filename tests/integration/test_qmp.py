@@ -253,6 +253,7 @@ def test_migrate_over_qmp(tern, tmp_path):
     assert info["ram"]["transferred"] > 0 and info["ram"]["normal"] > 0
     assert info["ram"]["total"] == 128 << 20
     qb.event("RESUME")
+    qb.event("MIGRATION", status="completed")
     assert qb.ok("query-status")["status"] == "running"
     assert qb.ok("query-migrate")["status"] == "completed"
     # Never on both: the source refuses to go on.

@@ -156,6 +156,11 @@ static void dst_resume(struct dst *c)
 	/* The guest first: the devices take up their queues and announce it beside it. A guest
 	 * the user had stopped stays stopped, as in QEMU: cont runs it. */
 	vm_enter_state(c->vm, c->run ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
+	/* The news next, before the devices' round trip through the I/O thread, which also
+	 * serves the monitors: who hears RESUME and asks finds the migration completed, and the
+	 * guest free to move on. */
+	__atomic_store_n(&c->m->incoming, false, __ATOMIC_RELEASE);
+	mig_set_status(c->m, MIG_COMPLETED);
 	mig_post_migrate(c->vm);
 }
 
@@ -224,9 +229,7 @@ static int dst_run(struct dst *c)
 	c->m->st.zero_pages = c->ram.zero_pages;
 	c->m->st.normal_pages = c->ram.normal_pages;
 	dst_resume(c);
-	mig_set_status(c->m, MIG_COMPLETED);
 	/* The guest runs here now, and may move on while late frames still come in. */
-	__atomic_store_n(&c->m->incoming, false, __ATOMIC_RELEASE);
 	dst_forwarded(c);
 	return 0;
 }
