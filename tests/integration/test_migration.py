@@ -210,6 +210,21 @@ def slow_pair(tern, socks, uri):
     return a, am, b, bm
 
 
+def test_max_bandwidth_paces_the_round(tern, socks):
+    """max-bandwidth holds all along a round, not just on average after it (the round used to
+    go out at full speed, then a sleep): with 64M at 16 MB/s, 1.5 s in, well under 40M have
+    gone; and info migrate shows them going (it used to say 0 until the round ended)."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = slow_pair(tern, socks, uri)
+    am.cmd('migrate -d "%s"' % uri)
+    wait_status(am, ("active",))
+    time.sleep(1.5)
+    info = am.info("migrate")
+    assert 0 < int(info["transferred ram"].split()[0]) < 40 << 10, info
+    wait_status(am, ("completed",), timeout=60)
+    assert_guest_alive(b, bm)
+
+
 def test_destination_killed_during_round0(tern, socks):
     uri = "tcp:127.0.0.1:%d" % free_port()
     a, am, b, bm = slow_pair(tern, socks, uri)

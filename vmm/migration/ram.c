@@ -147,7 +147,7 @@ static int ram_send_run(struct mig_ram *r, struct mig_stream *s, uint64_t first,
 	return stream_put(s, REC_PAGES, first * PAGE, r->vm->ram + first * PAGE, n * PAGE);
 }
 
-int ram_send(struct mig_ram *r, struct mig_stream *s, const bool *stop)
+int ram_send(struct mig_ram *r, struct mig_stream *s, int (*pace)(void *), void *arg)
 {
 	uint64_t run = 0, n = 0;
 	bool run_zero = false;
@@ -165,7 +165,7 @@ int ram_send(struct mig_ram *r, struct mig_stream *s, const bool *stop)
 				if (ram_send_run(r, s, run, n, run_zero) < 0)
 					return -1;
 				n = 0;
-				if (__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+				if (pace(arg) < 0) {
 					snprintf(s->err, sizeof(s->err), "cancelled");
 					return -1;
 				}

@@ -33,8 +33,8 @@ int ram_add_touched(struct mig_ram *r, char *err, unsigned errlen);
 /* Later rounds: dirty pages into todo. Returns how many pages todo holds, -1 on error. */
 int64_t ram_sync(struct mig_ram *r, char *err, unsigned errlen);
 uint64_t ram_todo_count(struct mig_ram *r);
-/* Sends and clears todo. *stop is polled between batches. */
-int ram_send(struct mig_ram *r, struct mig_stream *s, const bool *stop);
+/* Sends and clears todo. pace(arg) runs between records: it may sleep; -1 cancels. */
+int ram_send(struct mig_ram *r, struct mig_stream *s, int (*pace)(void *), void *arg);
 
 /* Destination: a REC_PAGES or REC_ZERO record. */
 int ram_receive(struct mig_ram *r, struct mig_stream *s, const struct rec_hdr *h);

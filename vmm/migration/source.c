@@ -34,6 +34,8 @@ struct src {
 	bool interactive;	/* a socket with a destination that answers (not a file) */
 	bool paused, handed_over;
 	enum vm_runstate before;	/* the run state that a failure goes back to */
+	/* This round: when it began, s.sent then, its pages, and those sent before it. */
+	uint64_t round_start, round_sent, round_pages, pages_before;
 	char err[256];
 };
 
@@ -102,31 +104,55 @@ static void src_stats(struct src *c, uint64_t remaining_pages)
 	pthread_mutex_unlock(&c->m->lock);
 }
 
+/*
+ * Between records: progress for info migrate, stop at a cancel, and, while the guest runs,
+ * keep to max-bandwidth over the round so far (the sleep ends at a cancel too). The
+ * stop-and-copy goes at full speed: the guest waits for it.
+ */
+static int src_pace(void *arg)
+{
+	struct src *c = arg;
+	uint64_t bw = c->m->max_bandwidth, due, now;
+	uint64_t done = c->ram.zero_pages + c->ram.normal_pages - c->pages_before;
+
+	src_stats(c, c->round_pages > done ? c->round_pages - done : 0);
+	if (bw && !c->paused) {
+		due = c->round_start + (c->s.sent - c->round_sent) * 1000000000ULL / bw;
+		now = now_ns();
+		if (due > now)
+			poll(&(struct pollfd){ .fd = c->m->cancel_fd, .events = POLLIN }, 1,
+			     (int)MIN((due - now) / 1000000 + 1, (uint64_t)INT_MAX));
+	}
+	return src_cancelled(c) ? -1 : 0;
+}
+
+/* What src_pace() measures from: todo, of pages, is what this round sends. */
+static void src_round_begin(struct src *c, uint64_t pages)
+{
+	c->round_start = now_ns();
+	c->round_sent = c->s.sent;
+	c->round_pages = pages;
+	c->pages_before = c->ram.zero_pages + c->ram.normal_pages;
+}
+
 /* Sends what todo holds, measuring the link's bandwidth on the way. */
 static int src_send_round(struct src *c, uint64_t round)
 {
-	uint64_t t0 = now_ns(), sent0 = c->s.sent, dt;
+	uint64_t dt;
 
-	if (ram_send(&c->ram, &c->s, &c->m->cancel) < 0 ||
+	src_round_begin(c, ram_todo_count(&c->ram));
+	if (ram_send(&c->ram, &c->s, src_pace, c) < 0 ||
 	    stream_put(&c->s, REC_ROUND, round, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
 		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
 		return -1;
 	}
-	dt = now_ns() - t0;
+	dt = now_ns() - c->round_start;
 	/* Small rounds say little about the link; keep the last good figure. */
-	if (c->s.sent - sent0 >= (256 << 10) && dt)
-		c->m->st.bandwidth = (c->s.sent - sent0) * 1000000000ULL / dt;
+	if (c->s.sent - c->round_sent >= (256 << 10) && dt)
+		c->m->st.bandwidth = (c->s.sent - c->round_sent) * 1000000000ULL / dt;
 	else if (!c->m->st.bandwidth)
 		c->m->st.bandwidth = 1ULL << 30;
 	c->m->st.rounds = round + 1;
-	if (c->m->max_bandwidth) {
-		uint64_t min_ns = (c->s.sent - sent0) * 1000000000ULL / c->m->max_bandwidth;
-
-		/* A sleep that migrate_cancel ends. */
-		if (min_ns > dt)
-			poll(&(struct pollfd){ .fd = c->m->cancel_fd, .events = POLLIN }, 1,
-			     (int)MIN((min_ns - dt) / 1000000, (uint64_t)INT_MAX));
-	}
 	return 0;
 }
 
@@ -193,6 +219,7 @@ static int src_stop_and_copy(struct src *c)
 {
 	struct migration *m = c->m;
 	uint64_t t_stop = now_ns();
+	int64_t dirty;
 	void *devs;
 	int len, r;
 
@@ -201,12 +228,14 @@ static int src_stop_and_copy(struct src *c)
 	c->before = vm_enter_state(c->vm, RUN_STATE_FINISH_MIGRATE);
 	mig_pause_devices(c->vm);
 	c->paused = true;
-	if (ram_sync(&c->ram, c->err, sizeof(c->err)) < 0)
+	dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
+	if (dirty < 0)
 		return -1;
+	src_round_begin(c, dirty);
 	devs = mig_save_devices(c->vm, &len, c->err, sizeof(c->err));
 	if (!devs)
 		return -1;
-	r = ram_send(&c->ram, &c->s, &m->cancel) || stream_put(&c->s, REC_DEVICES, 0, devs, len) ||
+	r = ram_send(&c->ram, &c->s, src_pace, c) || stream_put(&c->s, REC_DEVICES, 0, devs, len) ||
 	    stream_put(&c->s, REC_END, 0, NULL, 0) || stream_flush(&c->s);
 	free(devs);
 	if (r) {
