@@ -378,13 +378,11 @@ void migration_shutdown(struct vm *vm)
 
 	if (!m)
 		return;
-	if (m->thread_started) {
+	/* Wakes what waits on the streams or an accept; an incoming thread not yet reading stops. */
+	if (m->thread_started || m->in_started)
 		mig_cancel(m);
-		mig_reap(m);
-	}
+	mig_reap(m);
 	if (m->in_started) {
-		/* Wakes an accept or a read of the incoming thread, or stops it before it reads. */
-		mig_cancel(m);
 		pthread_mutex_lock(&m->lock);
 		if (m->in_fd >= 0)
 			shutdown(m->in_fd, SHUT_RDWR);

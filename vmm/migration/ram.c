@@ -79,27 +79,31 @@ int ram_add_touched(struct mig_ram *r, char *err, unsigned errlen)
 	uint64_t *e = malloc(CHUNK * sizeof(*e));
 	uint64_t first = (uintptr_t)r->vm->ram / PAGE;
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int ret = 0;
+	int ret = -1;
 
-	if (!e || fd < 0) {
-		snprintf(err, errlen, "%s: %s", e ? "open /proc/self/pagemap" : "pagemap",
-			 strerror(e ? errno : ENOMEM));
-		ret = -1;
+	if (fd < 0) {
+		snprintf(err, errlen, "open /proc/self/pagemap: %s", strerror(errno));
+		goto out;
 	}
-	for (uint64_t i = 0; !ret && i < r->npages; i += CHUNK) {
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (uint64_t i = 0; i < r->npages; i += CHUNK) {
 		uint64_t n = MIN((uint64_t)CHUNK, r->npages - i);
 		ssize_t got = pread(fd, e, n * sizeof(*e), (first + i) * sizeof(*e));
 
 		if (got != (ssize_t)(n * sizeof(*e))) {
 			snprintf(err, errlen, "read /proc/self/pagemap: %s",
 				 got < 0 ? strerror(errno) : "short read");
-			ret = -1;
-			break;
+			goto out;
 		}
 		for (uint64_t j = 0; j < n; j++)
 			if (e[j] & (PM_PRESENT | PM_SWAPPED))
 				r->todo[(i + j) / 64] |= 1ULL << ((i + j) % 64);
 	}
+	ret = 0;
+out:
 	if (fd >= 0)
 		close(fd);
 	free(e);
