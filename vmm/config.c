@@ -417,7 +417,7 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 			return 1;
 		}
 		if (!strcmp(opt, "-version")) {
-			printf("tern version 0.1\n");
+			printf("tern version " TERN_VERSION "\n");
 			return 1;
 		}
 		if (config_flag(c, opt))

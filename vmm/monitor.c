@@ -304,6 +304,12 @@ static void cmd_info_status(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "VM status: paused (%s)\n", vm_state_name(st));
 }
 
+/* QEMU's form: the version, then the package in parentheses. */
+static void cmd_info_version(struct mon_session *s, int argc, char **argv)
+{
+	monitor_printf(s, "%s (tern)\n", TERN_VERSION);
+}
+
 static void cmd_stop(struct mon_session *s, int argc, char **argv)
 {
 	vm_stop(monitor_session_vm(s));
@@ -335,6 +341,7 @@ struct monitor *monitor_create(struct vm *vm)
 	monitor_add_command(m, "help", "[cmd]", "show the commands", cmd_help);
 	monitor_add_command(m, "info", "[subcommand]", "show information about the VM", cmd_info);
 	monitor_add_command(m, "info status", NULL, "show the VM's run state", cmd_info_status);
+	monitor_add_command(m, "info version", NULL, "show tern's version", cmd_info_version);
 	monitor_add_command(m, "stop", NULL, "pause the guest", cmd_stop);
 	monitor_add_command(m, "cont", NULL, "resume the guest", cmd_cont);
 	monitor_add_command(m, "quit", NULL, "quit tern (alias q)", cmd_quit);

@@ -309,9 +309,9 @@ static void fill_version(yajl_gen g, struct qmp_call *q)
 	yajl_gen_map_open(g);
 	gen_str(g, "qemu");
 	yajl_gen_map_open(g);
-	gen_kv_int(g, "major", 0);
-	gen_kv_int(g, "minor", 1);
-	gen_kv_int(g, "micro", 0);
+	gen_kv_int(g, "major", TERN_VERSION_MAJOR);
+	gen_kv_int(g, "minor", TERN_VERSION_MINOR);
+	gen_kv_int(g, "micro", TERN_VERSION_MICRO);
 	yajl_gen_map_close(g);
 	gen_str(g, "package");
 	gen_str(g, "tern");

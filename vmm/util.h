@@ -7,6 +7,16 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+/* One version for -version, `info version` and QMP's query-version. */
+#define TERN_VERSION_MAJOR 0
+#define TERN_VERSION_MINOR 1
+#define TERN_VERSION_MICRO 0
+#define TERN_STR_(x) #x
+#define TERN_STR(x) TERN_STR_(x)
+#define TERN_VERSION                                                                     \
+	TERN_STR(TERN_VERSION_MAJOR) "." TERN_STR(TERN_VERSION_MINOR) "." TERN_STR(        \
+		TERN_VERSION_MICRO)
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -109,6 +109,24 @@ def test_monitor_refuses_extra_words(tern, tmp_path):
 
 
 @pytest.mark.kvm
+def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
+    """QEMU's info version and info migrate_parameters: the version -version prints, and
+    the parameters as migrate_set_parameter left them."""
+    rc, version = run_tern(["-version"])
+    assert rc == 0, version
+    t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"Booted up")
+    m = Monitor(str(tmp_path / "m"))
+    assert m.cmd("info version") == "0.1.0 (tern)\n"
+    assert version == "tern version 0.1.0\n"
+    assert m.cmd("migrate_set_parameter downtime-limit 7").strip() == ""
+    assert m.cmd("migrate_set_parameter max-bandwidth 1M").strip() == ""
+    assert m.cmd("info migrate_parameters").splitlines() == [
+        "downtime-limit: 7 ms", "max-bandwidth: 1048576 bytes/second"]
+    assert "Migration status: none" in m.cmd("info migrate")
+
+
+@pytest.mark.kvm
 def test_stop_and_cont_pause_ticks(tern):
     t = tern(*BOOT, "-append", "ticks")
     t.expect(r"tick 3 ")

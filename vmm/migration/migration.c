@@ -240,6 +240,14 @@ static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
+/* As QEMU's info migrate_parameters words them. */
+static void print_parameters(struct mon_session *s, const struct migration_info *i)
+{
+	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)i->downtime_limit_ms);
+	monitor_printf(s, "max-bandwidth: %llu bytes/second\n",
+		       (unsigned long long)i->max_bandwidth);
+}
+
 static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 {
 	struct migration_info i;
@@ -269,8 +277,15 @@ static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 			       (unsigned long long)(i.normal_pages * 4));
 		monitor_printf(s, "dirty sync count: %llu\n", (unsigned long long)i.rounds);
 	}
-	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)i.downtime_limit_ms);
-	monitor_printf(s, "max-bandwidth: %llu bytes/second\n", (unsigned long long)i.max_bandwidth);
+	print_parameters(s, &i);
+}
+
+static void cmd_info_migrate_parameters(struct mon_session *s, int argc, char **argv)
+{
+	struct migration_info i;
+
+	migration_query(monitor_session_vm(s), &i);
+	print_parameters(s, &i);
 }
 
 int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
@@ -455,6 +470,8 @@ int migration_init(struct vm *vm)
 	monitor_add_command(mon, "migrate_incoming", "\"URI\"",
 			    "wait for a migration on URI (with -incoming defer)", cmd_migrate_incoming);
 	monitor_add_command(mon, "info migrate", NULL, "show migration status", cmd_info_migrate);
+	monitor_add_command(mon, "info migrate_parameters", NULL, "show the migration parameters",
+			    cmd_info_migrate_parameters);
 	return 0;
 }
 
