@@ -13,6 +13,7 @@ monitor). Differences from OSv's run.py, all on purpose:
   -k/--kernel    accepted: tern always boots the kernel directly (--kernel-path, default
                  build/guest/guest.elf, the test guest)
   -V/--verbose   puts --verbose before the guest's command line, as OSv's does
+  -w/--wait      tern's -S: the guest waits for cont in the monitor (C-a c)
   --novnc, --nogdb  accepted; tern has no VNC or gdb stub
   -i, -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
@@ -79,6 +80,8 @@ def parser():
                     help="kernel to boot (default: the test guest, build/guest/guest.elf)")
     ap.add_argument("-V", "--verbose", action="store_true",
                     help="put --verbose before the guest's command line (OSv's verbose boot)")
+    ap.add_argument("-w", "--wait", action="store_true",
+                    help="do not start the guest until 'cont' in the monitor (tern's -S)")
     ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
     ap.add_argument("--nogdb", action="store_true", help="accepted; tern has no gdb stub")
     ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
@@ -117,6 +120,8 @@ def tern_command(a, ap):
         execute = "--verbose" + (" " + execute if execute else "")
     if execute is not None:
         cmd += ["-append", execute]
+    if a.wait:
+        cmd.append("-S")
 
     networking = a.networking or a.tap is not None
     for flag, name in (("-t", a.tap), ("-b", a.bridge)):

@@ -29,6 +29,7 @@ void config_usage(void)
 	       "  -netdev bridge,id=ID,br=BRIDGE\n"
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
+	       "  -S                    do not run the guest until cont (with -incoming: once there)\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
 	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", ...}\n"
 	       "  -nographic -name NAME -pidfile FILE\n"
@@ -375,6 +376,7 @@ static bool config_flag(struct tern_config *c, const char *opt)
 	bool *flag = !strcmp(opt, "-nographic") ? &c->nographic
 		     : !strcmp(opt, "-daemonize") ? &c->daemonize
 		     : !strcmp(opt, "-pvh")	  ? &c->pvh
+		     : !strcmp(opt, "-S")	  ? &c->start_paused
 						  : NULL;
 
 	if (flag)

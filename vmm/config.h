@@ -33,6 +33,7 @@ struct tern_config {
 	const char *incoming;
 	const char *name, *pidfile;
 	bool nographic, daemonize, pvh;
+	bool start_paused;	/* -S: the guest waits for cont (or, incoming, arrives paused) */
 	bool no_sandbox;	/* -sandbox off: no system call filters */
 	void *json;		/* -config FILE's tree: the strings above may point into it */
 	struct netdev_cfg netdev[CONFIG_MAX_NICS];

@@ -236,9 +236,12 @@ static int tern_setup(struct tern *t)
 	/* Everything that opens, forks or attaches is done: the filters go on now. */
 	if (!t->cfg.no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
 		return -1;
-	vm->state = incoming ? RUN_STATE_INMIGRATE : RUN_STATE_RUNNING;
-	/* A waiting destination starts its vCPU thread parked; migration resumes it. */
-	vm->vcpu.want_pause = incoming;
+	vm->autostart = !t->cfg.start_paused;
+	vm->state = incoming	     ? RUN_STATE_INMIGRATE
+		    : vm->autostart ? RUN_STATE_RUNNING
+				    : RUN_STATE_PRELAUNCH;
+	/* A waiting destination starts its vCPU thread parked, migration resumes it; -S: cont. */
+	vm->vcpu.want_pause = vm->state != RUN_STATE_RUNNING;
 	if (vcpu_start(&vm->vcpu) < 0)
 		return -1;
 	return incoming ? migration_incoming(vm, t->cfg.incoming) : 0;

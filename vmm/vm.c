@@ -241,6 +241,7 @@ static const char *const state_names[] = {
 	[RUN_STATE_POSTMIGRATE] = "postmigrate",
 	[RUN_STATE_SHUTDOWN] = "shutdown",
 	[RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
+	[RUN_STATE_PRELAUNCH] = "prelaunch",
 };
 
 const char *vm_state_name(enum vm_runstate s)
@@ -302,9 +303,22 @@ void vm_event(struct vm *vm, const char *name, const char *data_json)
 
 void vm_stop(struct vm *vm)
 {
+	enum vm_runstate s;
+
 	pthread_mutex_lock(&vm->run_lock);
-	if (vm_state(vm) == RUN_STATE_RUNNING)
+	s = vm_state(vm);
+	/* As QEMU: on a waiting destination, stop means "keep it stopped when it arrives". */
+	if (s == RUN_STATE_INMIGRATE)
+		vm->autostart = false;
+	else if (s == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_arrive(struct vm *vm, bool run)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	vm_enter_state_locked(vm, run && vm->autostart ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
@@ -312,8 +326,6 @@ void vm_stop(struct vm *vm)
 static const char *vm_cont_refused(struct vm *vm, enum vm_runstate s)
 {
 	switch (s) {
-	case RUN_STATE_INMIGRATE:
-		return "the guest is waiting for an incoming migration: it runs on the other side";
 	case RUN_STATE_FINISH_MIGRATE:
 		return "the guest is being handed over by a migration (migrate_cancel stops it)";
 	case RUN_STATE_POSTMIGRATE:
@@ -334,7 +346,11 @@ int vm_cont(struct vm *vm, char *err, size_t errlen)
 	pthread_mutex_lock(&vm->run_lock);
 	s = vm_state(vm);
 	why = vm_cont_refused(vm, s);
-	if (!why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE))
+	/* As QEMU: on a waiting destination, cont means "run it when it arrives". */
+	if (s == RUN_STATE_INMIGRATE)
+		vm->autostart = true;
+	else if (!why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE ||
+			  s == RUN_STATE_PRELAUNCH))
 		vm_enter_state_locked(vm, RUN_STATE_RUNNING);
 	pthread_mutex_unlock(&vm->run_lock);
 	if (why) {

@@ -38,6 +38,7 @@ enum vm_runstate {
 	RUN_STATE_POSTMIGRATE,
 	RUN_STATE_SHUTDOWN,
 	RUN_STATE_FINISH_MIGRATE,	/* paused for a migration's stop-and-copy */
+	RUN_STATE_PRELAUNCH,		/* -S: not run yet, waiting for cont */
 };
 
 /* Guest-visible addresses of the board. */
@@ -70,6 +71,9 @@ struct vm {
 	 * stop, cont and migration (different threads) never interleave. Taken before lock. */
 	pthread_mutex_t run_lock;
 	enum vm_runstate state;
+	/* Whether a guest arriving by migration runs at once (QEMU's autostart): off with -S,
+	 * and stop or cont on a waiting destination set it. Guarded by run_lock. */
+	bool autostart;
 	bool exiting;
 	int exit_code;
 	const char *exit_cause;
@@ -127,6 +131,8 @@ enum vm_runstate vm_state(struct vm *vm);
 /* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where
  * that changes; returns the state before. */
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
+/* A migrated guest has arrived: it runs if its source ran it (run) and autostart is on. */
+void vm_arrive(struct vm *vm, bool run);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v);

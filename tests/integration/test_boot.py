@@ -127,6 +127,21 @@ def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
 
 
 @pytest.mark.kvm
+def test_dash_s_waits_for_cont(tern, tmp_path):
+    """-S, as QEMU: the guest does not run (prelaunch) until cont; stop leaves it so."""
+    t = tern(*BOOT, "-append", "echo", "-S", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    m = Monitor(str(tmp_path / "m"))
+    assert m.cmd("info status").strip() == "VM status: paused (prelaunch)"
+    m.cmd("stop")
+    t.drain(0.5)
+    assert "Booted up" not in t.text()
+    assert m.cmd("info status").strip() == "VM status: paused (prelaunch)"
+    assert m.cmd("cont").strip() == ""
+    t.expect(r"Booted up")
+    assert m.cmd("info status").strip() == "VM status: running"
+
+
+@pytest.mark.kvm
 def test_stop_and_cont_pause_ticks(tern):
     t = tern(*BOOT, "-append", "ticks")
     t.expect(r"tick 3 ")

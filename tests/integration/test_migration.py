@@ -280,6 +280,48 @@ def test_connection_cut_before_go(tern, socks, where):
     assert b.wait(timeout=15) != 0
 
 
+def wait_vm_status(mon, want, timeout=10):
+    deadline = time.monotonic() + timeout
+    while mon.info("status")["VM status"] != want:
+        assert time.monotonic() < deadline, mon.info("status")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["stop", "-S"])
+def test_destination_told_to_stay_stopped(tern, socks, how):
+    """As QEMU's autostart: stop on a waiting destination, or -S, and the guest arrives paused
+    (cont runs it); cont there takes the stop back."""
+    port = free_port()
+    uri = "tcp:127.0.0.1:%d" % port
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    b = tern(*incoming_args(socks("b.mon"), uri, *(["-S"] if how == "-S" else [])))
+    am, bm = Monitor(socks("a.mon")), Monitor(socks("b.mon"))
+    if how == "stop":
+        assert bm.cmd("stop").strip() == ""
+        assert bm.cmd("cont").strip() == ""  # takes it back: arrives running
+        assert bm.cmd("stop").strip() == ""  # and once more: arrives paused
+    assert bm.info("status")["VM status"] == "paused (inmigrate)"
+    assert "migrate: completed" in am.cmd('migrate "%s"' % uri)
+    wait_vm_status(bm, "paused")
+    assert bm.info("migrate")["Migration status"] == "completed"
+    bm.cmd("cont")
+    assert_guest_alive(b, bm)
+
+
+def test_waiting_destination_cont_runs_it_on_arrival(tern, socks):
+    """-S, then cont while it waits: it runs once there, as in QEMU."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    b = tern(*incoming_args(socks("b.mon"), uri, "-S"))
+    am, bm = Monitor(socks("a.mon")), Monitor(socks("b.mon"))
+    assert bm.cmd("cont").strip() == ""
+    assert bm.info("status")["VM status"] == "paused (inmigrate)"
+    assert "migrate: completed" in am.cmd('migrate "%s"' % uri)
+    assert_guest_alive(b, bm)
+
+
 def test_stopped_guest_migrates_stopped_and_cont_waits(tern, socks):
     """In the stop-and-copy, cont is refused (it used to resume the guest while its last state
     was being sent); a guest the user stopped arrives stopped, as in QEMU."""

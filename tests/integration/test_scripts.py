@@ -57,6 +57,7 @@ def test_run_py_memory_vcpus_cmdline_kernel():
 
 def test_run_py_accepted_noops():
     assert command_of("--novnc", "--nogdb", "-k", "--kernel", "-p", "auto") == BASE
+    assert command_of("-w") == command_of("--wait") == BASE + ["-S"]
 
 
 def test_run_py_verbose_and_sizes_as_tern_takes_them():

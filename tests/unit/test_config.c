@@ -20,7 +20,10 @@ static void test_basic(void)
 	CHECK_STR(c.append, "a b");
 	CHECK_EQ(c.mem_size, 256ULL << 20);
 	CHECK(c.nographic);
+	CHECK(!c.start_paused);
 	CHECK_EQ(c.serial, SERIAL_STDIO);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-S"), 0);
+	CHECK(c.start_paused);
 	CHECK_EQ(PARSE(&c, "--kernel", "k", "-m", "1G"), 0);
 	CHECK_EQ(c.mem_size, 1ULL << 30);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "512"), 0);

@@ -154,8 +154,9 @@ static int dst_wait_go(struct dst *c)
 static void dst_resume(struct dst *c)
 {
 	/* The guest first: the devices take up their queues and announce it beside it. A guest
-	 * the user had stopped stays stopped, as in QEMU: cont runs it. */
-	vm_enter_state(c->vm, c->run ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
+	 * the user had stopped, there or here (-S, stop), stays stopped, as in QEMU: cont runs
+	 * it. */
+	vm_arrive(c->vm, c->run);
 	/* The news next, before the devices' round trip through the I/O thread, which also
 	 * serves the monitors: who hears RESUME and asks finds the migration completed, and the
 	 * guest free to move on. */
