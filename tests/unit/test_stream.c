@@ -295,6 +295,35 @@ static void test_touched_pages(void)
 	munmap(vm.ram, vm.ram_size);
 }
 
+/* More separate ranges than one PAGEMAP_SCAN call returns (256), every one found. */
+static void test_touched_many(void)
+{
+	enum { PAGES = 16384, EVERY = 3 }; /* 64M, every third page: 5462 ranges */
+	struct vm vm;
+	struct mig_ram r;
+	char err[128] = "";
+	bool ok = true;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.ram_size = PAGES * 4096ULL;
+	vm.ram = mmap(NULL, vm.ram_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	CHECK(vm.ram != MAP_FAILED);
+	/* 4K pages: a transparent huge page would make all 512 of its pages touched. */
+	CHECK_EQ(madvise(vm.ram, vm.ram_size, MADV_NOHUGEPAGE), 0);
+	for (int i = 0; i < PAGES; i += EVERY)
+		vm.ram[i * 4096ULL + 5] = 1;
+	CHECK_EQ(ram_init(&r, &vm), 0);
+	CHECK_EQ(ram_add_touched(&r, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_EQ(ram_todo_count(&r), (PAGES + EVERY - 1) / EVERY);
+	for (int i = 0; i < PAGES; i++)
+		ok &= !!(r.todo[i / 64] & (1ULL << (i % 64))) == (i % EVERY == 0);
+	CHECK(ok);
+	ram_free(&r);
+	munmap(vm.ram, vm.ram_size);
+}
+
 static void test_state_props(void)
 {
 	char fdt[4096];
@@ -336,6 +365,7 @@ int main(void)
 	test_uri();
 	test_dirty();
 	test_touched_pages();
+	test_touched_many();
 	test_state_props();
 	return unit_summary();
 }
