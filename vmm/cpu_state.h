@@ -1,6 +1,7 @@
 /*
  * The machine state KVM keeps for us, as devices with save/load hooks: the vCPU (registers,
- * FPU/XSAVE, MSRs, LAPIC, events), the in-kernel irqchip and PIT, and kvmclock.
+ * FPU/XSAVE, MSRs, LAPIC, events), the in-kernel irqchip and PIT, and kvmclock; and the
+ * monitor's `info registers` (cpu_info.c).
  */
 #ifndef TERN_CPU_STATE_H
 #define TERN_CPU_STATE_H
@@ -10,5 +11,6 @@ struct vm;
 int cpu_state_register(struct vm *vm);
 int irqchip_state_register(struct vm *vm);
 int kvmclock_register(struct vm *vm);
+int cpu_info_register(struct vm *vm);
 
 #endif

@@ -227,7 +227,8 @@ static int tern_setup(struct tern *t)
 	if (vm_create(vm, &t->cfg) < 0 || (!incoming && tern_load(t) < 0) || vm_open(vm) < 0 ||
 	    tern_signals(t) < 0 || tern_devices(t) < 0 || vcpu_create(vm, &vm->vcpu) < 0 ||
 	    boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0 || kvmclock_register(vm) < 0 ||
-	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0)
+	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0 ||
+	    cpu_info_register(vm) < 0)
 		return -1;
 	if (!incoming && boot_setup_vcpu(vm->vcpu.fd, &t->entry) < 0)
 		return -1;

@@ -315,6 +315,20 @@ void vm_stop(struct vm *vm)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
+void vm_with_vcpu_parked(struct vm *vm, void (*fn)(void *), void *arg)
+{
+	bool running;
+
+	pthread_mutex_lock(&vm->run_lock);
+	running = vm_state(vm) == RUN_STATE_RUNNING;
+	if (running)
+		vcpu_pause(&vm->vcpu);
+	fn(arg);
+	if (running)
+		vcpu_resume(&vm->vcpu);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
 void vm_arrive(struct vm *vm, bool run)
 {
 	pthread_mutex_lock(&vm->run_lock);

@@ -131,6 +131,8 @@ enum vm_runstate vm_state(struct vm *vm);
 /* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where
  * that changes; returns the state before. */
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
+/* Runs fn(arg) with the vCPU parked and no run-state change: a running guest goes on after. */
+void vm_with_vcpu_parked(struct vm *vm, void (*fn)(void *), void *arg);
 /* A migrated guest has arrived: it runs if its source ran it (run) and autostart is on. */
 void vm_arrive(struct vm *vm, bool run);
 

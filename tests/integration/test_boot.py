@@ -1,6 +1,7 @@
 """Issue 2: tern boots the test unikernel; console, monitor, exits and bad input."""
 import json
 import os
+import re
 import struct
 import termios
 import time
@@ -124,6 +125,34 @@ def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
     assert m.cmd("info migrate_parameters").splitlines() == [
         "downtime-limit: 7 ms", "max-bandwidth: 1048576 bytes/second"]
     assert "Migration status: none" in m.cmd("info migrate")
+
+
+@pytest.mark.kvm
+def test_info_registers(tern, tmp_path):
+    """QEMU's info registers: a running guest shows where it is (long mode, its page tables)
+    and goes on ticking; a stopped one stays stopped and shows the same place twice."""
+    t = tern(*BOOT, "-append", "ticks", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"tick 2 ")
+    m = Monitor(str(tmp_path / "m"))
+    out = m.cmd("info registers")
+    lines = out.splitlines()
+    assert re.fullmatch(r"RAX=[0-9a-f]{16} RBX=[0-9a-f]{16} RCX=[0-9a-f]{16} RDX=[0-9a-f]{16}",
+                        lines[0]), out
+    assert lines[3].startswith("R12="), out
+    rip = re.search(r"^RIP=([0-9a-f]{16}) RFL=[0-9a-f]{8} \[[-DOSZAPC]{7}\] CPL=[03]$", out, re.M)
+    assert rip and int(rip.group(1), 16), out
+    assert re.search(r"^CS =[0-9a-f]{4} [0-9a-f]{16} [0-9a-f]{8} [0-9a-f]{8}$", out, re.M), out
+    efer = int(re.search(r"^EFER=([0-9a-f]{16})$", out, re.M).group(1), 16)
+    assert efer & 0x500 == 0x500, out  # long mode enabled and active
+    cr3 = int(re.search(r"CR3=([0-9a-f]{16})", out).group(1), 16)
+    assert cr3 and cr3 < 128 << 20, out
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
+    assert m.cmd("info status").strip() == "VM status: running"
+    m.cmd("stop")
+    first = m.cmd("info registers")
+    assert m.cmd("info registers") == first
+    assert m.cmd("info status").strip() == "VM status: paused"
 
 
 @pytest.mark.kvm
