@@ -139,9 +139,14 @@ def test_info_registers(tern, tmp_path):
     assert re.fullmatch(r"RAX=[0-9a-f]{16} RBX=[0-9a-f]{16} RCX=[0-9a-f]{16} RDX=[0-9a-f]{16}",
                         lines[0]), out
     assert lines[3].startswith("R12="), out
-    rip = re.search(r"^RIP=([0-9a-f]{16}) RFL=[0-9a-f]{8} \[[-DOSZAPC]{7}\] CPL=[03]$", out, re.M)
+    rip = re.search(r"^RIP=([0-9a-f]{16}) RFL=[0-9a-f]{8} \[[-DOSZAPC]{7}\] CPL=[03] II=[01] "
+                    r"A20=1 SMM=0 HLT=[01]$", out, re.M)
     assert rip and int(rip.group(1), 16), out
-    assert re.search(r"^CS =[0-9a-f]{4} [0-9a-f]{16} [0-9a-f]{8} [0-9a-f]{8}$", out, re.M), out
+    assert re.search(r"^CS =[0-9a-f]{4} [0-9a-f]{16} [0-9a-f]{8} [0-9a-f]{8} DPL=[03] CS64 "
+                     r"\[-R[-A]\]$", out, re.M), out
+    assert re.search(r"^TR =[0-9a-f]{4} [0-9a-f]{16} [0-9a-f]{8} 00008b00 DPL=0 TSS64-busy$",
+                     out, re.M), out
+    assert re.search(r"^DR6=[0-9a-f]{16} DR7=[0-9a-f]{16}$", out, re.M), out
     efer = int(re.search(r"^EFER=([0-9a-f]{16})$", out, re.M).group(1), 16)
     assert efer & 0x500 == 0x500, out  # long mode enabled and active
     cr3 = int(re.search(r"CR3=([0-9a-f]{16})", out).group(1), 16)
@@ -153,6 +158,20 @@ def test_info_registers(tern, tmp_path):
     first = m.cmd("info registers")
     assert m.cmd("info registers") == first
     assert m.cmd("info status").strip() == "VM status: paused"
+
+
+@pytest.mark.kvm
+def test_info_registers_before_the_first_instruction(tern, tmp_path):
+    """-S -pvh: the vCPU waits at the PVH entry, in 32-bit protected mode, and QEMU's 32-bit
+    layout shows it there."""
+    t = tern(*BOOT, "-pvh", "-S", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    m = Monitor(str(tmp_path / "m"))
+    out = m.cmd("info registers")
+    assert re.match(r"EAX=[0-9a-f]{8} EBX=[0-9a-f]{8} ECX=[0-9a-f]{8} EDX=[0-9a-f]{8}\n", out), out
+    assert re.search(r"^EIP=[0-9a-f]{8} EFL=[0-9a-f]{8} \[[-DOSZAPC]{7}\] CPL=0 ", out, re.M), out
+    assert re.search(r"^CS =[0-9a-f]{4} 00000000 ffffffff [0-9a-f]{8} DPL=0 CS32 ", out, re.M), out
+    assert re.search(r"^EFER=0{16}$", out, re.M), out
+    assert "Booted up" not in t.text()
 
 
 @pytest.mark.kvm

@@ -1,4 +1,5 @@
 /* The migration stream format, URIs, dirty bitmaps and state properties. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -310,7 +311,7 @@ static void test_touched_many(void)
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	CHECK(vm.ram != MAP_FAILED);
 	/* 4K pages: a transparent huge page would make all 512 of its pages touched. */
-	CHECK_EQ(madvise(vm.ram, vm.ram_size, MADV_NOHUGEPAGE), 0);
+	CHECK(!madvise(vm.ram, vm.ram_size, MADV_NOHUGEPAGE) || errno == EINVAL); /* no THP */
 	for (int i = 0; i < PAGES; i += EVERY)
 		vm.ram[i * 4096ULL + 5] = 1;
 	CHECK_EQ(ram_init(&r, &vm), 0);
