@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "vmm/util.h"
 
@@ -113,6 +114,15 @@ int write_full(int fd, const void *buf, size_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+void mem_populate(void *p, size_t len)
+{
+	uintptr_t start = ALIGN_UP((uintptr_t)p, 4096), end = ((uintptr_t)p + len) & ~4095ULL;
+
+	/* Only a hint: kernels before 5.14 say EINVAL and the pages fault in one by one. */
+	if (end > start)
+		madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
 uint64_t now_ns(void)

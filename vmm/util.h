@@ -34,6 +34,13 @@ int parse_size(const char *s, uint64_t def_unit, uint64_t *out);
 int read_full(int fd, void *buf, size_t len);
 int write_full(int fd, const void *buf, size_t len);
 
+/*
+ * Maps the whole pages inside [p, p+len) in one call, before they are written: on a host that
+ * is itself a VM a page fault cost 11 us here, 330 of them 3.7 ms, one MADV_POPULATE_WRITE for
+ * the same pages 0.18 ms.
+ */
+void mem_populate(void *p, size_t len);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 

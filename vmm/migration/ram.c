@@ -269,9 +269,16 @@ int ram_receive(struct mig_ram *r, struct mig_stream *s, const struct rec_hdr *h
 		return -1;
 	}
 	if (h->type == REC_PAGES) {
+		bool fresh = false;
+
 		r->normal_pages += n;
-		for (uint64_t i = first; i < first + n; i++)
+		for (uint64_t i = first; i < first + n; i++) {
+			fresh |= !(r->written[i / 64] & (1ULL << (i % 64)));
 			r->written[i / 64] |= 1ULL << (i % 64);
+		}
+		/* Guest RAM not written yet: mapped in one call, not a fault a page as it is read. */
+		if (fresh)
+			mem_populate(r->vm->ram + first * PAGE, n * PAGE);
 		return stream_get_payload(s, h, r->vm->ram + first * PAGE);
 	}
 	/* Fresh RAM is zero already: only pages written earlier need clearing. */

@@ -126,6 +126,7 @@ int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p,
 		}
 		s->buf = b;
 		s->cap = need;
+		s->populated = 0;
 	}
 	/*
 	 * Copy first, then checksum the copy: a live guest may rewrite a page while it is being
@@ -133,6 +134,12 @@ int stream_put(struct mig_stream *s, uint32_t type, uint64_t arg, const void *p,
 	 * sure the newer contents follow in a later round).
 	 */
 	rec = s->buf + s->len;
+	/* The first time this far into the buffer (round 0): mapped in one call, not a fault a
+	 * page. Only a sending side fills it; a receiving one never pays for it. */
+	if (s->len + need > s->populated) {
+		mem_populate(s->buf + s->populated, s->len + need - s->populated);
+		s->populated = s->len + need;
+	}
 	memcpy(rec, &h, sizeof(h));
 	if (len)
 		memcpy(rec + sizeof(h), p, len);

@@ -44,6 +44,7 @@ struct mig_stream {
 	int fd;
 	uint8_t *buf;		/* records not yet written */
 	size_t len, cap;
+	size_t populated;	/* how much of buf is known mapped: see stream_put */
 	uint8_t *in;		/* bytes read ahead */
 	size_t in_pos, in_len;
 	uint64_t sent, received;
