@@ -102,6 +102,20 @@ static void acpi_dsdt_com1(struct aml *a)
 	aml_pkg_end(a, dev);
 }
 
+/* \_S5: soft off, the sleep type a guest writes to the FADT's sleep control register. */
+static void acpi_dsdt_s5(struct aml *a)
+{
+	size_t pkg;
+
+	aml_name(a, "_S5_");
+	pkg = aml_package_begin(a, 4);
+	aml_integer(a, BOOT_SLP_TYP_S5); /* SLP_TYPa */
+	aml_integer(a, BOOT_SLP_TYP_S5); /* SLP_TYPb */
+	aml_integer(a, 0);
+	aml_integer(a, 0);
+	aml_pkg_end(a, pkg);
+}
+
 static int acpi_dsdt(struct acpi_alloc *al, const struct boot_cfg *cfg, uint64_t *addr)
 {
 	uint8_t body[DSDT_MAX];
@@ -110,6 +124,7 @@ static int acpi_dsdt(struct acpi_alloc *al, const struct boot_cfg *cfg, uint64_t
 	size_t sb;
 
 	aml_init(&a, body, sizeof(body));
+	acpi_dsdt_s5(&a);
 	sb = aml_scope_begin(&a, "\\_SB_");
 	acpi_dsdt_com1(&a);
 	for (int i = 0; i < cfg->ndevs && i < BOOT_MAX_DEVS; i++)
@@ -147,6 +162,9 @@ static int acpi_fadt(struct acpi_alloc *al, uint64_t dsdt, uint64_t *addr)
 	acpi_gas_io8(t + 116, 0x64);	/* RESET_REG */
 	t[128] = 0xfe;			/* RESET_VALUE */
 	t[131] = 0;			/* minor version: 6.0 */
+	/* Power off (S5) through the sleep registers, so that a guest's poweroff ends tern. */
+	acpi_gas_io8(t + 244, BOOT_SLEEP_CONTROL_PORT); /* SLEEP_CONTROL_REG */
+	acpi_gas_io8(t + 256, BOOT_SLEEP_STATUS_PORT);	/* SLEEP_STATUS_REG */
 	put64(t + 140, dsdt);		/* X_DSDT */
 	memcpy(t + 268, "TERNVMM ", 8); /* hypervisor vendor identity */
 	acpi_seal(t);

@@ -13,6 +13,7 @@
 #define AML_QWORD_PREFIX 0x0e
 #define AML_SCOPE 0x10
 #define AML_BUFFER 0x11
+#define AML_PACKAGE 0x12
 #define AML_EXT_PREFIX 0x5b
 #define AML_DEVICE 0x82 /* after AML_EXT_PREFIX */
 #define AML_ROOT_CHAR 0x5c
@@ -160,6 +161,16 @@ size_t aml_device_begin(struct aml *a, const char *name)
 	aml_byte(a, AML_DEVICE);
 	mark = a->len;
 	aml_namestring(a, name);
+	return mark;
+}
+
+size_t aml_package_begin(struct aml *a, uint8_t nelem)
+{
+	size_t mark;
+
+	aml_byte(a, AML_PACKAGE);
+	mark = a->len;
+	aml_byte(a, nelem);
 	return mark;
 }
 

@@ -31,6 +31,8 @@ void aml_eisaid(struct aml *a, const char *id);
 size_t aml_scope_begin(struct aml *a, const char *name);
 size_t aml_device_begin(struct aml *a, const char *name);
 void aml_pkg_end(struct aml *a, size_t mark);
+/* Package(n) { ... }: n elements follow, then aml_pkg_end. */
+size_t aml_package_begin(struct aml *a, uint8_t nelem);
 /* Name(name, ...): the value follows. */
 void aml_name(struct aml *a, const char *name);
 

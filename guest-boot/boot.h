@@ -25,6 +25,14 @@ struct boot_dev {
 };
 
 #define BOOT_MAX_DEVS 16
+/*
+ * ACPI's hardware-reduced sleep registers (FADT), one byte each in I/O space: the guest writes
+ * SLP_TYP << 2 | SLP_EN to the control register to enter a sleep state; _S5 (soft off) is
+ * BOOT_SLP_TYP_S5. Linux and OSv's ACPICA power off this way.
+ */
+#define BOOT_SLEEP_CONTROL_PORT 0x3c0
+#define BOOT_SLEEP_STATUS_PORT 0x3c1
+#define BOOT_SLP_TYP_S5 5
 #define BOOT_CMDLINE_MAX 2048	/* including the terminating NUL */
 
 struct boot_cfg {

@@ -1,4 +1,4 @@
-/* Small fixed devices of the board: i8042 reset and the boot-marker port. */
+/* Small fixed devices of the board: i8042 reset, ACPI power-off and the boot-marker port. */
 #ifndef TERN_BOARD_H
 #define TERN_BOARD_H
 
@@ -8,6 +8,9 @@ struct vm;
 
 /* Port 0x64: 0xFE (pulse reset) is how OSv powers off or reboots: the guest has exited. */
 int i8042_create(struct vm *vm);
+
+/* Ports 0x3C0-0x3C1: ACPI's sleep control and status; sleep type 5 (soft off) exits tern. */
+int acpi_sleep_create(struct vm *vm);
 
 /*
  * Port 0x3F0: the test guest writes 1 at its first instruction and OSv writes 123 when

@@ -4,13 +4,15 @@
 # machine's configured sources, and an initramfs whose /init loads kvm_amd and the modules the
 # tests need. QEMU then runs that kernel under TCG with an emulated AMD-V CPU, so tern talks to
 # a real KVM. Idempotent: a second run with everything in place needs no network.
+# Besides, stock-initrd.gz: busybox and the virtio modules for the same kernel booted as a
+# guest by tern inside that host (tests/integration/test_stock_linux.py).
 #
 # usage: tests/nested/build.sh BUILD_DIR
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "${1:?usage: build.sh BUILD_DIR}"
 OUT=$(cd "$1" && pwd)
-[[ -f $OUT/initrd.gz && -f $OUT/vmlinuz ]] && exit 0
+[[ -f $OUT/initrd.gz && -f $OUT/vmlinuz && -f $OUT/stock-initrd.gz ]] && exit 0
 
 mkdir -p "$OUT/debs"
 cd "$OUT/debs"
@@ -39,6 +41,16 @@ cp "$x/bin/busybox" "$r/bin/"
 "$x/bin/busybox" depmod -b "$r" "$kver"
 install -m 755 "$HERE/init" "$r/init"
 (cd "$r" && find . | "$x/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$OUT/initrd.gz.tmp"
+s=$OUT/stock
+rm -rf "$s" && mkdir -p "$s/bin" "$s/lib" "$s/proc" "$s/sys"
+cp "$x/bin/busybox" "$s/bin/"
+for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio \
+	net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
+	cp "$x/$kmod/$m.ko" "$s/lib/"
+done
+install -m 755 "$HERE/stock-init" "$s/init"
+(cd "$s" && find . | "$x/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$OUT/stock-initrd.gz"
+rm -rf "$s"
 cp "$x/boot/vmlinuz-$kver" "$OUT/vmlinuz"
 mv "$OUT/initrd.gz.tmp" "$OUT/initrd.gz"
 rm -rf "$x"

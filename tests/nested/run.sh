@@ -18,6 +18,8 @@ tty=0
 	# The nested host exists to have KVM: a test that finds none there must fail, not skip.
 	echo "export TERN_REQUIRE_KVM=1 TERM=${TERM:-dumb}"
 	((tty)) || echo "export PY_COLORS=0"
+	# Its KVM runs stock Linux too: the kernel it boots itself, as a guest of tern.
+	printf 'export TERN_STOCK_LINUX=%q\n' "$OUT"
 	# The benchmarks' knobs (tests/bench) and tern's own variables go along.
 	for v in N SIZES $(compgen -v TERN_); do
 		[[ -v $v ]] && printf 'export %s=%q\n' "$v" "${!v}"

@@ -569,6 +569,11 @@ static void test_acpi(void)
 	CHECK_TABLE(fadt_addr, "FACP");
 	CHECK(fadt[8] >= 5);
 	CHECK(get32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
+	/* Sleep control and status: one byte each in I/O space, where acpi_sleep.c listens */
+	CHECK_EQ(fadt[244], 1);
+	CHECK_EQ(get64(fadt + 248), BOOT_SLEEP_CONTROL_PORT);
+	CHECK_EQ(fadt[256], 1);
+	CHECK_EQ(get64(fadt + 260), BOOT_SLEEP_STATUS_PORT);
 	dsdt_addr = get64(fadt + 140);
 	CHECK_EQ(get32(fadt + 40), dsdt_addr);
 	CHECK_TABLE(dsdt_addr, "DSDT");
@@ -590,6 +595,9 @@ static void test_acpi(void)
 		     "\x86\x09\x00\x01\x00\x10\x00\xd0\x00\x10\x00\x00"
 		     "\x89\x06\x00\x03\x01\x06\x00\x00\x00\x79\x00",
 		     23) != NULL);
+	/* Name(_S5_, Package(4) { 5, 5, 0, 0 }) */
+	CHECK(memmem(dsdt, get32(dsdt + 4), "\x08_S5_\x12\x08\x04\x0a\x05\x0a\x05\x00\x00", 14) !=
+	      NULL);
 	/* EISAID("PNP0501") */
 	CHECK(memmem(dsdt, get32(dsdt + 4), "\x0c\x41\xd0\x05\x01", 5) != NULL);
 	if (dir) {
