@@ -1,17 +1,20 @@
 """A stock distribution kernel on tern: Debian's own Linux (a bzImage, with no driver built in
 for tern's devices) boots, finds the virtio-mmio NIC and the serial port that tern describes on
 its command line and in its ACPI tables, uses kvm-clock, pings over a tap with the pinned MAC,
-and powers off through ACPI, which ends tern with status 0.
+and powers off through ACPI, which ends tern with status 0. And it live-migrates: its ticks go
+on at the destination, and it answers pings there.
 
 It needs a KVM with hardware virtualization: TERN_STOCK_LINUX names a folder with that kernel
 (vmlinuz) and a busybox initramfs for it (stock-initrd.gz). The nested test host sets it
 (tests/nested/build.sh makes both); under kvm_pvm, as on the CI machines, Linux cannot boot
 (PLATFORM.md) and the test is skipped."""
 import os
+import re
 import subprocess
 
 import pytest
 
+from conftest import Monitor, free_port
 
 STOCK = os.environ.get("TERN_STOCK_LINUX")
 NS = "ternstock-%d" % os.getpid()
@@ -27,26 +30,31 @@ def ip(*args):
 
 
 @pytest.fixture
-def tap():
-    """A tap in a namespace of its own, with the guest's peer address on it."""
+def bridge():
+    """A bridge in a namespace of its own, with the guest's peer address on it."""
     ip("netns", "add", NS)
     try:
-        ip("-n", NS, "tuntap", "add", "dev", "st0", "mode", "tap")
-        ip("-n", NS, "addr", "add", "10.9.9.1/24", "dev", "st0")
-        ip("-n", NS, "link", "set", "st0", "up")
-        yield "st0"
+        ip("-n", NS, "link", "set", "lo", "up")
+        ip("-n", NS, "link", "add", "br0", "type", "bridge")
+        ip("-n", NS, "addr", "add", "10.9.9.1/24", "dev", "br0")
+        ip("-n", NS, "link", "set", "br0", "up")
+        yield "br0"
     finally:
         subprocess.run(["ip", "netns", "del", NS], timeout=30)
 
 
-def test_stock_linux_boots_finds_devices_and_powers_off(tern, tap):
-    t = tern("-kernel", os.path.join(STOCK, "vmlinuz"),
-             "-initrd", os.path.join(STOCK, "stock-initrd.gz"), "-m", "256M", "-nographic",
-             "-serial", "stdio",
-             "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
-             "-device", "virtio-net,netdev=n0,mac=" + MAC,
-             "-append", "console=ttyS0 panic=-1 loglevel=4 stock.ip=10.9.9.2 "
-                        "stock.peer=10.9.9.1", netns=NS)
+def stock_args(bridge, *extra, append=""):
+    """Debian's kernel with the stock initramfs, its NIC on bridge."""
+    return ["-kernel", os.path.join(STOCK, "vmlinuz"),
+            "-initrd", os.path.join(STOCK, "stock-initrd.gz"), "-m", "256M", "-nographic",
+            "-serial", "stdio", "-netdev", "bridge,id=n0,br=" + bridge,
+            "-device", "virtio-net,netdev=n0,mac=" + MAC,
+            "-append", "console=ttyS0 panic=-1 loglevel=4 stock.ip=10.9.9.2 stock.peer=10.9.9.1 "
+            + append, *extra]
+
+
+def test_stock_linux_boots_finds_devices_and_powers_off(tern, bridge):
+    t = tern(*stock_args(bridge), netns=NS)
     t.expect(r"stock: up \d+\.\d+", timeout=180)
     t.expect(r"stock: clocksource kvm-clock")
     t.expect(r"stock: acpi 1 virtio-mmio devices")
@@ -54,3 +62,28 @@ def test_stock_linux_boots_finds_devices_and_powers_off(tern, tap):
     t.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=60)
     assert t.wait(timeout=60) == 0, t.text()[-2000:]
     assert "insmod" not in t.text(), t.text()[-2000:]
+
+
+def test_stock_linux_live_migrates(tern, bridge, tmp_path):
+    port = free_port()
+    a = tern(*stock_args(bridge, "-monitor", "unix:%s,server,nowait" % (tmp_path / "a"),
+                         append="stock.stay"), netns=NS)
+    a.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=180)
+    a.expect(r"stock: tick [0-9.]+\r?\n")
+    b = tern(*stock_args(bridge, "-monitor", "unix:%s,server,nowait" % (tmp_path / "b"),
+                         "-incoming", "tcp:127.0.0.1:%d" % port, append="stock.stay"), netns=NS)
+    am, bm = Monitor(str(tmp_path / "a")), Monitor(str(tmp_path / "b"))
+    out = am.cmd('migrate "tcp:127.0.0.1:%d"' % port, timeout=120)
+    assert "migrate: completed" in out, out
+    a.drain(0.2)  # what it printed before it stopped
+    last = max(float(u) for u in re.findall(r"stock: tick ([0-9.]+)\r?\n", a.text()))
+    # The guest goes on at the destination, its clock from where it was.
+    m = b.expect(r"stock: tick ([0-9.]+)\r?\n", timeout=30)
+    first = float(m.group(1))
+    assert last < first < last + 30, (last, first)
+    b.expect(r"stock: tick ", start=m.end())
+    assert bm.info("status")["VM status"] == "running"
+    # And its network: the bridge learnt the guest's new port from tern's announcement.
+    p = subprocess.run(["ip", "netns", "exec", NS, "ping", "-c", "3", "-W", "5", "10.9.9.2"],
+                       stdout=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
