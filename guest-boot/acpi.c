@@ -162,10 +162,10 @@ static int acpi_fadt(struct acpi_alloc *al, uint64_t dsdt, uint64_t *addr)
 	acpi_gas_io8(t + 116, 0x64);	/* RESET_REG */
 	t[128] = 0xfe;			/* RESET_VALUE */
 	t[131] = 0;			/* minor version: 6.0 */
+	put64(t + 140, dsdt);		/* X_DSDT */
 	/* Power off (S5) through the sleep registers, so that a guest's poweroff ends tern. */
 	acpi_gas_io8(t + 244, BOOT_SLEEP_CONTROL_PORT); /* SLEEP_CONTROL_REG */
 	acpi_gas_io8(t + 256, BOOT_SLEEP_STATUS_PORT);	/* SLEEP_STATUS_REG */
-	put64(t + 140, dsdt);		/* X_DSDT */
 	memcpy(t + 268, "TERNVMM ", 8); /* hypervisor vendor identity */
 	acpi_seal(t);
 	return 0;
