@@ -10,7 +10,7 @@
 #include "guest-boot/internal.h"
 #include "vmm/util.h"
 
-#define ACPI_AREA_END BOOT_HIMEM_START
+#define ACPI_AREA_END BOOT_RESET_VECTOR
 #define HDR_LEN 36 /* every table's header */
 #define RSDP_LEN 36
 #define FADT_LEN 276 /* revision 6 */

@@ -86,6 +86,19 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki, e
 	return 0;
 }
 
+/*
+ * There is no BIOS: the reset vector pulses the i8042 reset line instead, which ends tern as
+ * a reboot. Linux jumps there to reboot when its ACPI is hardware-reduced: it then tries EFI,
+ * then the BIOS, before the keyboard controller, and would run zeros for ever.
+ */
+static void boot_reset_vector(struct guest_mem *mem)
+{
+	/* mov al, 0xfe; out 0x64, al; 1: hlt; jmp 1b */
+	static const uint8_t code[] = { 0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd };
+
+	memcpy(mem->base + BOOT_RESET_VECTOR, code, sizeof(code));
+}
+
 int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_entry *out)
 {
 	struct kernel_info ki;
@@ -110,6 +123,7 @@ int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_ent
 		return -1;
 	if (acpi_build(mem, cfg, &in.rsdp) < 0)
 		return -1;
+	boot_reset_vector(mem);
 	if (mode == BOOT_PVH32)
 		pvh_build(mem, &in);
 	else

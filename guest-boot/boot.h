@@ -82,6 +82,7 @@ int boot_setup_cpuid(int kvm_fd, int vcpu_fd);
 #define BOOT_ACPI_ADDR		0xe0000ULL	/* RSDP where the BIOS area search finds it */
 #define BOOT_CMDLINE_ADDR	0x20000ULL
 #define BOOT_KERNEL_ADDR	0x100000ULL	/* bzImage protected-mode code */
+#define BOOT_RESET_VECTOR	0xffff0ULL	/* f000:fff0, where a CPU reset starts */
 #define BOOT_HIMEM_START	0x100000ULL
 #define BOOT_IDENT_MAP_END	(1ULL << 30)	/* the 64-bit entry's page tables map this much */
 

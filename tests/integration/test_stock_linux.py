@@ -64,6 +64,14 @@ def test_stock_linux_boots_finds_devices_and_powers_off(tern, bridge):
     assert "insmod" not in t.text(), t.text()[-2000:]
 
 
+def test_stock_linux_reboot_ends_tern(tern, bridge):
+    """Linux reboots through the reset vector tern fills in (there is no BIOS): tern exits."""
+    t = tern(*stock_args(bridge, append="stock.reboot"), netns=NS)
+    t.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=180)
+    assert t.wait(timeout=60) == 0, t.text()[-2000:]
+    assert "reboot: Restarting system" in t.text()
+
+
 def test_stock_linux_live_migrates(tern, bridge, tmp_path):
     port = free_port()
     a = tern(*stock_args(bridge, "-monitor", "unix:%s,server,nowait" % (tmp_path / "a"),

@@ -542,6 +542,8 @@ static void test_acpi(void)
 	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	CHECK(!memcmp(r, "RSD PTR ", 8));
 	CHECK_EQ(r[15], 2);
+	/* The reset vector: mov al, 0xfe; out 0x64, al; hlt; jmp back to the hlt */
+	CHECK(!memcmp(mem.base + BOOT_RESET_VECTOR, "\xb0\xfe\xe6\x64\xf4\xeb\xfd", 7));
 	for (int i = 0; i < 20; i++)
 		sum += r[i];
 	CHECK_EQ(sum, 0);
