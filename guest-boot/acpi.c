@@ -159,8 +159,8 @@ static int acpi_fadt(struct acpi_alloc *al, uint64_t dsdt, uint64_t *addr)
 	put16(t + 109, IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT);
 	/* No PM blocks, no SCI: hardware-reduced. Reset goes through the i8042 tern has. */
 	put32(t + 112, FADT_HW_REDUCED_ACPI | FADT_RESET_REG_SUP);
-	acpi_gas_io8(t + 116, 0x64);	/* RESET_REG */
-	t[128] = 0xfe;			/* RESET_VALUE */
+	acpi_gas_io8(t + 116, BOOT_RESET_PORT); /* RESET_REG */
+	t[128] = BOOT_RESET_VALUE;		/* RESET_VALUE */
 	t[131] = 0;			/* minor version: 6.0 */
 	put64(t + 140, dsdt);		/* X_DSDT */
 	/* Power off (S5) through the sleep registers, so that a guest's poweroff ends tern. */

@@ -93,8 +93,9 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki, e
  */
 static void boot_reset_vector(struct guest_mem *mem)
 {
-	/* mov al, 0xfe; out 0x64, al; 1: hlt; jmp 1b */
-	static const uint8_t code[] = { 0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd };
+	/* mov al, BOOT_RESET_VALUE; out BOOT_RESET_PORT, al; 1: hlt; jmp 1b */
+	static const uint8_t code[] = { 0xb0, BOOT_RESET_VALUE, 0xe6, BOOT_RESET_PORT,
+					0xf4, 0xeb, 0xfd };
 
 	memcpy(mem->base + BOOT_RESET_VECTOR, code, sizeof(code));
 }

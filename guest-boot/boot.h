@@ -30,6 +30,12 @@ struct boot_dev {
  * SLP_TYP << 2 | SLP_EN to the control register to enter a sleep state; _S5 (soft off) is
  * BOOT_SLP_TYP_S5. Linux and OSv's ACPICA power off this way.
  */
+/*
+ * The i8042's command port and its pulse-reset command (vmm/i8042.c): how the FADT's reset
+ * register and the reset vector's code reboot.
+ */
+#define BOOT_RESET_PORT 0x64
+#define BOOT_RESET_VALUE 0xfe
 #define BOOT_SLEEP_CONTROL_PORT 0x3c0
 #define BOOT_SLEEP_STATUS_PORT 0x3c1
 #define BOOT_SLP_TYP_S5 5

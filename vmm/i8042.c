@@ -1,10 +1,11 @@
+#include "guest-boot/boot.h"
 #include "vmm/board.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
 #define I8042_DATA 0x60
-#define I8042_CMD 0x64
-#define I8042_CMD_RESET 0xfe
+#define I8042_CMD BOOT_RESET_PORT
+#define I8042_CMD_RESET BOOT_RESET_VALUE
 #define I8042_STATUS_SYS 0x04	/* self-test passed; input and output buffers empty */
 
 static void i8042_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
