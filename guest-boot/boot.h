@@ -74,8 +74,9 @@ int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_ent
 /* Puts a vCPU into the state described by e (sregs, regs, FPU). -1 with a printed error. */
 int boot_setup_vcpu(int vcpu_fd, const struct boot_entry *e);
 
-/* KVM_GET_SUPPORTED_CPUID, trimmed to one CPU, with KVM's paravirt leaves (kvmclock). */
-int boot_setup_cpuid(int kvm_fd, int vcpu_fd);
+/* KVM_GET_SUPPORTED_CPUID for the vCPU with this APIC ID, alone in its package, with KVM's
+ * paravirt leaves (kvmclock). */
+int boot_setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t apic_id);
 
 /* Fixed layout of low memory (GUEST-ABI.md: never use 0x1000-0x2fff). */
 #define BOOT_GDT_ADDR		0x500ULL

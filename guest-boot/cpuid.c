@@ -1,6 +1,8 @@
 /*
  * The guest's CPUID: what KVM supports, trimmed to one CPU per package, plus KVM's paravirt
- * leaves so that OSv and Linux find kvmclock (OSv halts without a clock source).
+ * leaves so that OSv and Linux find kvmclock (OSv halts without a clock source). With -smp N
+ * the guest sees N packages of one CPU each (QEMU's old -smp default), APIC IDs 0 to N-1:
+ * no core or thread numbering to get wrong, and nothing the host's topology leaks into.
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -53,15 +55,15 @@ static struct kvm_cpuid_entry2 *cpuid_leaf(struct kvm_cpuid2 *c, uint32_t fn)
 	return &c->entries[c->nent++];
 }
 
-static void cpuid_trim(struct kvm_cpuid2 *c)
+static void cpuid_trim(struct kvm_cpuid2 *c, uint32_t apic_id)
 {
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
 		switch (e->function) {
 		case 1:
-			/* APIC ID 0 (bits 31-24), one logical CPU (23-16); keep CLFLUSH/brand */
-			e->ebx = (e->ebx & 0xffff) | (1u << 16);
+			/* APIC ID (bits 31-24), one logical CPU (23-16); keep CLFLUSH/brand */
+			e->ebx = (e->ebx & 0xffff) | (1u << 16) | (apic_id << 24);
 			e->ecx |= LEAF1_ECX_HYPERVISOR;
 			e->edx &= ~LEAF1_EDX_HTT;
 			break;
@@ -71,10 +73,14 @@ static void cpuid_trim(struct kvm_cpuid2 *c)
 			break;
 		case 0xb:
 		case 0x1f:
-			/* x2APIC topology: every level holds just this CPU, x2APIC ID 0 */
+			/* x2APIC topology: every level holds just this CPU */
 			e->eax = 0;
 			e->ebx = (e->ecx & 0xff00) ? 1 : 0;
-			e->edx = 0;
+			e->edx = apic_id;
+			break;
+		case 0x80000008:
+			/* AMD: one core per package (NC and ApicIdCoreIdSize), not the host's */
+			e->ecx &= ~0xf0ffu;
 			break;
 		}
 	}
@@ -94,14 +100,14 @@ static void cpuid_kvm_leaves(struct kvm_cpuid2 *c)
 	feat->ebx = feat->ecx = feat->edx = 0;
 }
 
-int boot_setup_cpuid(int kvm_fd, int vcpu_fd)
+int boot_setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t apic_id)
 {
 	struct kvm_cpuid2 *c = cpuid_supported(kvm_fd);
 	int r;
 
 	if (!c)
 		return -1;
-	cpuid_trim(c);
+	cpuid_trim(c, apic_id);
 	cpuid_kvm_leaves(c);
 	r = ioctl(vcpu_fd, KVM_SET_CPUID2, c);
 	if (r < 0)

@@ -20,7 +20,7 @@ void config_usage(void)
 	       "  -initrd FILE          initial ramdisk\n"
 	       "  -append CMDLINE       kernel command line\n"
 	       "  -m SIZE               guest memory (default 128M; K/M/G suffixes, plain = MiB)\n"
-	       "  -smp 1                vCPUs (only 1 for now)\n"
+	       "  -smp N|cpus=N         vCPUs (default 1, at most " TERN_STR(CONFIG_MAX_VCPUS) ")\n"
 	       "  -pvh                  enter through the ELF's PVH note\n"
 	       "  -serial stdio|none|file:PATH   where the serial console goes (default stdio)\n"
 	       "  -monitor unix:PATH,server,nowait   the monitor on a socket too\n"
@@ -229,21 +229,22 @@ static int config_mem(struct tern_config *c, const char *arg)
 
 static int config_smp(struct tern_config *c, const char *arg)
 {
+	const char *num = strncmp(arg, "cpus=", 5) ? arg : arg + 5;
 	char *end;
-	unsigned long n = strtoul(arg, &end, 10);
+	unsigned long n;
 
-	if (!strncmp(end, ",", 1) || !*end) {
-		if (n == 1) {
-			c->smp = 1;
-			return 0;
-		}
-		if (n > 1) {
-			errorf("-smp %lu: tern runs one vCPU for now", n);
-			return -1;
-		}
+	/* An overflow gives ULONG_MAX, which the range check refuses. */
+	n = strtoul(num, &end, 10);
+	if (*num < '0' || *num > '9' || *end) {
+		errorf("-smp: '%s': expected a number of vCPUs (N or cpus=N)", arg);
+		return -1;
 	}
-	errorf("-smp: '%s': expected a number of vCPUs", arg);
-	return -1;
+	if (n < 1 || n > CONFIG_MAX_VCPUS) {
+		errorf("-smp %lu: tern runs 1 to %d vCPUs", n, CONFIG_MAX_VCPUS);
+		return -1;
+	}
+	c->smp = n;
+	return 0;
 }
 
 /* Options that take no value and change nothing, each with the reason. */

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 
 #define CONFIG_MAX_NICS 4
+/* One MADT entry and one thread each; far more than a unikernel on a small host wants. */
+#define CONFIG_MAX_VCPUS 64
 
 enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
 enum netdev_type { NETDEV_TAP, NETDEV_BRIDGE };

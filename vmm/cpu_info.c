@@ -1,9 +1,10 @@
 /*
- * `info registers`: the vCPU's registers in QEMU's layout (without its FPU/SSE block), the first
+ * `info registers`: a vCPU's registers in QEMU's layout (without its FPU/SSE block), the first
  * thing to look at when a guest hangs. A running vCPU is parked for the reads and goes on at
  * once, unseen by the guest and by the monitors (no STOP or RESUME).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
@@ -141,20 +142,68 @@ static void print_regs(struct mon_session *s, const struct regs_call *c)
 	monitor_printf(s, "EFER=%016llx\n", (unsigned long long)sr->efer);
 }
 
+/* Reads the first n vCPUs' registers in one parked moment. */
+struct regs_read {
+	struct vm *vm;
+	int n;
+	struct regs_call *c;
+};
+
+static void regs_read_all(void *arg)
+{
+	struct regs_read *r = arg;
+
+	for (int i = 0; i < r->n; i++) {
+		r->c[i].fd = r->vm->vcpu[i].fd;
+		regs_read(&r->c[i]);
+	}
+}
+
+/* As QEMU: the first vCPU's registers, or with -a every vCPU's, each under CPU#n. */
 static void cmd_info_registers(struct mon_session *s, int argc, char **argv)
 {
 	struct vm *vm = monitor_session_vm(s);
-	struct regs_call c = { .fd = vm->vcpu.fd };
+	bool all = argc == 2 && !strcmp(argv[1], "-a");
+	struct regs_read r = { vm, all ? vm->nvcpu : 1, NULL };
 
-	vm_with_vcpu_parked(vm, regs_read, &c);
-	if (c.err)
-		monitor_printf(s, "Error: cannot read the registers: %s\n", strerror(c.err));
-	else
-		print_regs(s, &c);
+	if (argc > 1 && !all) {
+		monitor_printf(s, "Error: info registers: unknown argument '%s' (only -a)\n",
+			       argv[1]);
+		return;
+	}
+	r.c = calloc(r.n, sizeof(*r.c));
+	if (!r.c) {
+		monitor_printf(s, "Error: out of memory\n");
+		return;
+	}
+	vm_with_vcpus_parked(vm, regs_read_all, &r);
+	for (int i = 0; i < r.n; i++) {
+		if (all)
+			monitor_printf(s, "\nCPU#%d\n", i);
+		if (r.c[i].err)
+			monitor_printf(s, "Error: cannot read the registers: %s\n",
+				       strerror(r.c[i].err));
+		else
+			print_regs(s, &r.c[i]);
+	}
+	free(r.c);
+}
+
+/* QEMU's layout: the monitor's current CPU (always the first here) starred. */
+static void cmd_info_cpus(struct mon_session *s, int argc, char **argv)
+{
+	struct vm *vm = monitor_session_vm(s);
+
+	for (int i = 0; i < vm->nvcpu; i++)
+		monitor_printf(s, "%c CPU #%d: thread_id=%d\n", i ? ' ' : '*', i,
+			       __atomic_load_n(&vm->vcpu[i].tid, __ATOMIC_ACQUIRE));
 }
 
 int cpu_info_register(struct vm *vm)
 {
-	return monitor_add_command(vm->monitor, "info registers", NULL,
-				   "show the vCPU's registers", cmd_info_registers);
+	return monitor_add_command(vm->monitor, "info registers", "[-a]",
+				   "show the first vCPU's registers (-a: every vCPU's)",
+				   cmd_info_registers) ||
+	       monitor_add_command(vm->monitor, "info cpus", NULL, "show the vCPUs",
+				   cmd_info_cpus);
 }

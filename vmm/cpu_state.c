@@ -23,6 +23,7 @@ struct msr_list {
 
 struct cpu_state {
 	struct vm *vm;
+	int fd;		/* the vCPU's */
 	uint32_t msr_index[MAX_MSRS];	/* the MSRs this vCPU can read, found once */
 	int nmsr;
 };
@@ -50,7 +51,7 @@ static int cpu_find_msrs(struct cpu_state *cs)
 		m.hdr.nmsrs = list.l.nmsrs - i;
 		for (uint32_t k = 0; k < m.hdr.nmsrs; k++)
 			m.e[k] = (struct kvm_msr_entry){ .index = list.l.indices[i + k] };
-		n = ioctl(cs->vm->vcpu.fd, KVM_GET_MSRS, &m);
+		n = ioctl(cs->fd, KVM_GET_MSRS, &m);
 		if (n < 0) {
 			perrorf("cpu: KVM_GET_MSRS");
 			return -1;
@@ -69,7 +70,7 @@ static int cpu_save_msrs(struct cpu_state *cs, void *fdt)
 
 	for (int i = 0; i < cs->nmsr; i++)
 		m.e[i] = (struct kvm_msr_entry){ .index = cs->msr_index[i] };
-	n = ioctl(cs->vm->vcpu.fd, KVM_GET_MSRS, &m);
+	n = ioctl(cs->fd, KVM_GET_MSRS, &m);
 	if (n != cs->nmsr) {
 		errorf("cpu: KVM_GET_MSRS read %d of %d MSRs", n, cs->nmsr);
 		return -1;
@@ -95,7 +96,7 @@ static int cpu_load_msrs(struct cpu_state *cs, const void *fdt, int node)
 
 		m.hdr.nmsrs = n - i;
 		memcpy(m.e, all + i, (n - i) * sizeof(all[0]));
-		r = ioctl(cs->vm->vcpu.fd, KVM_SET_MSRS, &m);
+		r = ioctl(cs->fd, KVM_SET_MSRS, &m);
 		if (r < 0) {
 			perrorf("cpu: KVM_SET_MSRS");
 			return -1;
@@ -162,7 +163,7 @@ static int cpu_load_pieces(int fd, const void *fdt, int node, const struct cpu_p
 static int cpu_save(void *opaque, void *fdt)
 {
 	struct cpu_state *cs = opaque;
-	int fd = cs->vm->vcpu.fd;
+	int fd = cs->fd;
 
 	if (cpu_save_pieces(fd, fdt, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
 	    cpu_save_msrs(cs, fdt) < 0 ||
@@ -174,7 +175,7 @@ static int cpu_save(void *opaque, void *fdt)
 static int cpu_load(void *opaque, const void *fdt, int node)
 {
 	struct cpu_state *cs = opaque;
-	int fd = cs->vm->vcpu.fd;
+	int fd = cs->fd;
 
 	if (cpu_load_pieces(fd, fdt, node, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
 	    cpu_load_msrs(cs, fdt, node) < 0 ||
@@ -194,13 +195,14 @@ static void cpu_destroy(void *opaque)
 }
 
 static const struct device_ops cpu_ops = {
-	.name = "cpu@0",
+	/* One per vCPU: nodes cpu, cpu-1, cpu-2... ("cpu" also finds an older tern's "cpu@0"). */
+	.name = "cpu",
 	.save = cpu_save,
 	.load = cpu_load,
 	.destroy = cpu_destroy,
 };
 
-int cpu_state_register(struct vm *vm)
+int cpu_state_register(struct vm *vm, struct vcpu *v)
 {
 	struct cpu_state *cs = calloc(1, sizeof(*cs));
 
@@ -209,6 +211,7 @@ int cpu_state_register(struct vm *vm)
 		return -1;
 	}
 	cs->vm = vm;
+	cs->fd = v->fd;
 	if (cpu_find_msrs(cs) < 0 || vm_register_device(vm, &cpu_ops, cs) < 0) {
 		free(cs);
 		return -1;

@@ -7,8 +7,9 @@
 #define TERN_CPU_STATE_H
 
 struct vm;
+struct vcpu;
 
-int cpu_state_register(struct vm *vm);
+int cpu_state_register(struct vm *vm, struct vcpu *v);
 int irqchip_state_register(struct vm *vm);
 int kvmclock_register(struct vm *vm);
 int cpu_info_register(struct vm *vm);

@@ -39,6 +39,7 @@ struct device {
 	void *opaque;
 };
 
-#define VM_MAX_DEVICES 16
+/* A state node each: the board's devices and one per vCPU. */
+#define VM_MAX_DEVICES 96
 
 #endif

@@ -131,7 +131,7 @@ static int tern_load(struct tern *t)
 		.initrd = t->cfg.initrd,
 		.cmdline = t->cfg.append,
 		.force_pvh = t->cfg.pvh,
-		.ncpus = 1,
+		.ncpus = t->cfg.smp,
 	};
 
 	_Static_assert(CONFIG_MAX_NICS <= BOOT_MAX_DEVS, "every NIC must fit the boot tables");
@@ -141,6 +141,26 @@ static int tern_load(struct tern *t)
 		bc.devs[bc.ndevs++] = (struct boot_dev){ d.base, d.size, d.irq };
 	}
 	return boot_load(&mem, &bc, &t->entry);
+}
+
+/*
+ * The vCPUs, each with its CPUID and its state for migration. Only the boot CPU gets the
+ * kernel's entry point; the others sit in KVM's wait-for-SIPI state until the guest starts
+ * them, as on real hardware.
+ */
+static int tern_vcpus(struct tern *t, bool incoming)
+{
+	struct vm *vm = &t->vm;
+
+	for (unsigned i = 0; i < t->cfg.smp; i++) {
+		struct vcpu *v = &vm->vcpu[i];
+
+		vm->nvcpu = i + 1;
+		if (vcpu_create(vm, v, i) < 0 || boot_setup_cpuid(vm->kvm_fd, v->fd, i) < 0 ||
+		    cpu_state_register(vm, v) < 0)
+			return -1;
+	}
+	return incoming ? 0 : boot_setup_vcpu(vm->vcpu[0].fd, &t->entry);
 }
 
 static int tern_pidfile(const char *path)
@@ -226,12 +246,9 @@ static int tern_setup(struct tern *t)
 	 * the VM's clock as it is at that moment, which must already be the source's.
 	 */
 	if (vm_create(vm, &t->cfg) < 0 || (!incoming && tern_load(t) < 0) || vm_open(vm) < 0 ||
-	    tern_signals(t) < 0 || tern_devices(t) < 0 || vcpu_create(vm, &vm->vcpu) < 0 ||
-	    boot_setup_cpuid(vm->kvm_fd, vm->vcpu.fd) < 0 || kvmclock_register(vm) < 0 ||
-	    cpu_state_register(vm) < 0 || irqchip_state_register(vm) < 0 ||
+	    tern_signals(t) < 0 || tern_devices(t) < 0 || kvmclock_register(vm) < 0 ||
+	    tern_vcpus(t, incoming) < 0 || irqchip_state_register(vm) < 0 ||
 	    cpu_info_register(vm) < 0)
-		return -1;
-	if (!incoming && boot_setup_vcpu(vm->vcpu.fd, &t->entry) < 0)
 		return -1;
 	if (t->cfg.pidfile && tern_pidfile(t->cfg.pidfile) < 0)
 		return -1;
@@ -242,10 +259,12 @@ static int tern_setup(struct tern *t)
 	vm->state = incoming	     ? RUN_STATE_INMIGRATE
 		    : vm->autostart ? RUN_STATE_RUNNING
 				    : RUN_STATE_PRELAUNCH;
-	/* A waiting destination starts its vCPU thread parked, migration resumes it; -S: cont. */
-	vm->vcpu.want_pause = vm->state != RUN_STATE_RUNNING;
-	if (vcpu_start(&vm->vcpu) < 0)
-		return -1;
+	/* A waiting destination starts its vCPU threads parked, migration resumes them; -S: cont. */
+	for (int i = 0; i < vm->nvcpu; i++) {
+		vm->vcpu[i].want_pause = vm->state != RUN_STATE_RUNNING;
+		if (vcpu_start(&vm->vcpu[i]) < 0)
+			return -1;
+	}
 	return incoming ? migration_incoming(vm, t->cfg.incoming) : 0;
 }
 
@@ -275,9 +294,9 @@ int main(int argc, char **argv)
 	code = t->vm.exit_code;
 	/* Migration first, then the vCPU: each uses what comes after it. */
 	migration_shutdown(&t->vm);
-	/* Stop the vCPU before the devices it calls into go away. */
-	if (t->vm.vcpu.started)
-		vcpu_destroy(&t->vm.vcpu);
+	/* Stop the vCPUs before the devices they call into go away. */
+	for (int i = 0; i < t->vm.nvcpu; i++)
+		vcpu_destroy(&t->vm.vcpu[i]);
 	console_destroy(t->console);
 	vm_destroy(&t->vm);
 	chardev_close(t->serial_file);

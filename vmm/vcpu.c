@@ -1,7 +1,8 @@
 /*
- * The vCPU thread: KVM_RUN, dispatch exits to the I/O bus, and a pause protocol that the
- * monitor (stop/cont) and migration (stop-and-copy) rely on: vcpu_pause() returns only once
- * the thread is parked outside KVM_RUN, so its registers can be read or written safely.
+ * A vCPU thread: KVM_RUN, dispatch exits to the I/O bus, and a pause protocol that the
+ * monitor (stop/cont) and migration (stop-and-copy) rely on: vcpu_pause_wait() returns only
+ * once the thread is parked outside KVM_RUN, so its registers can be read or written safely.
+ * Its id is KVM's vCPU id and the guest's APIC ID.
  */
 #include <errno.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "vmm/sandbox.h"
 #include "vmm/util.h"
@@ -22,15 +24,16 @@ static void vcpu_kick_handler(int sig)
 	/* Only here to make KVM_RUN return with EINTR. */
 }
 
-int vcpu_create(struct vm *vm, struct vcpu *v)
+int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 {
 	int size;
 
 	v->vm = vm;
+	v->run = NULL;
 	pthread_cond_init(&v->cond, NULL);
-	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, 0);
+	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
-		perrorf("kvm: KVM_CREATE_VCPU");
+		perrorf("kvm: KVM_CREATE_VCPU %d", id);
 		return -1;
 	}
 	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -139,6 +142,7 @@ static void *vcpu_thread(void *arg)
 	sigset_t set;
 	bool ok;
 
+	__atomic_store_n(&v->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -204,24 +208,28 @@ static void vcpu_kick(struct vcpu *v)
 	pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 }
 
-void vcpu_pause(struct vcpu *v)
+/*
+ * One kick is enough: immediate_exit is set before the signal, so a thread on its way into
+ * KVM_RUN comes straight back, and want_pause is set before either, so it then parks.
+ */
+void vcpu_pause_request(struct vcpu *v)
 {
-	struct vm *vm = v->vm;
-
 	if (!v->started)
 		return;
-	pthread_mutex_lock(&vm->lock);
+	pthread_mutex_lock(&v->vm->lock);
 	v->want_pause = true;
-	while (!v->paused) {
-		/* Unlocked, so that the kicked thread finds the lock free on its way to park. */
-		pthread_mutex_unlock(&vm->lock);
-		/* The kick may race with the thread entering KVM_RUN; immediate_exit covers it. */
-		vcpu_kick(v);
-		pthread_mutex_lock(&vm->lock);
-		if (!v->paused)
-			pthread_cond_wait(&v->cond, &vm->lock);
-	}
-	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&v->vm->lock);
+	vcpu_kick(v);
+}
+
+void vcpu_pause_wait(struct vcpu *v)
+{
+	if (!v->started)
+		return;
+	pthread_mutex_lock(&v->vm->lock);
+	while (!v->paused)
+		pthread_cond_wait(&v->cond, &v->vm->lock);
+	pthread_mutex_unlock(&v->vm->lock);
 }
 
 void vcpu_resume(struct vcpu *v)
@@ -245,6 +253,8 @@ void vcpu_destroy(struct vcpu *v)
 	}
 	if (v->run)
 		munmap(v->run, v->run_size);
-	close(v->fd);
+	v->run = NULL;
+	if (v->fd >= 0)
+		close(v->fd);
 	v->fd = -1;
 }

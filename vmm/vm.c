@@ -156,8 +156,9 @@ void vm_destroy(struct vm *vm)
 		if (vm->dev[i].ops->destroy)
 			vm->dev[i].ops->destroy(vm->dev[i].opaque);
 	vm->ndev = 0;
-	if (vm->vcpu.fd > 0)
-		vcpu_destroy(&vm->vcpu);
+	for (int i = vm->nvcpu - 1; i >= 0; i--)
+		vcpu_destroy(&vm->vcpu[i]);
+	vm->nvcpu = 0;
 	if (vm->loop.epfd > 0)
 		evloop_destroy(&vm->loop);
 	if (vm->ram)
@@ -183,8 +184,8 @@ int vm_alloc_mmio(struct vm *vm, uint64_t *base, uint32_t *irq)
 {
 	struct boot_mmio_dev d;
 
-	if (vm->nmmio_dev == VM_MAX_DEVICES) {
-		errorf("vm: more than %d virtio-mmio devices", VM_MAX_DEVICES);
+	if (vm->nmmio_dev == VM_MAX_MMIO_DEVICES) {
+		errorf("vm: more than %d virtio-mmio devices", VM_MAX_MMIO_DEVICES);
 		return -1;
 	}
 	d = vm_mmio_slot(vm->nmmio_dev++);
@@ -270,16 +271,31 @@ static enum vm_runstate vm_set_state(struct vm *vm, enum vm_runstate s)
 	return old;
 }
 
+/* Asks every vCPU first: they stop together, and the pause takes one kick's time, not n. */
+static void vm_pause_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->nvcpu; i++)
+		vcpu_pause_request(&vm->vcpu[i]);
+	for (int i = 0; i < vm->nvcpu; i++)
+		vcpu_pause_wait(&vm->vcpu[i]);
+}
+
+static void vm_resume_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->nvcpu; i++)
+		vcpu_resume(&vm->vcpu[i]);
+}
+
 /* With run_lock held, so that STOP and RESUME reach listeners in the order they happened. */
 static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 {
 	enum vm_runstate old;
 
 	if (s != RUN_STATE_RUNNING)
-		vcpu_pause(&vm->vcpu);
+		vm_pause_vcpus(vm);
 	old = vm_set_state(vm, s);
 	if (s == RUN_STATE_RUNNING)
-		vcpu_resume(&vm->vcpu);
+		vm_resume_vcpus(vm);
 	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING))
 		vm_event(vm, s == RUN_STATE_RUNNING ? "RESUME" : "STOP", NULL);
 	return old;
@@ -315,17 +331,17 @@ void vm_stop(struct vm *vm)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
-void vm_with_vcpu_parked(struct vm *vm, void (*fn)(void *), void *arg)
+void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg)
 {
 	bool running;
 
 	pthread_mutex_lock(&vm->run_lock);
 	running = vm_state(vm) == RUN_STATE_RUNNING;
 	if (running)
-		vcpu_pause(&vm->vcpu);
+		vm_pause_vcpus(vm);
 	fn(arg);
 	if (running)
-		vcpu_resume(&vm->vcpu);
+		vm_resume_vcpus(vm);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

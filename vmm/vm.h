@@ -21,6 +21,7 @@ struct vm;
 struct vcpu {
 	struct vm *vm;
 	int fd;
+	int tid;	/* the thread's id, for info cpus */
 	struct kvm_run *run;
 	size_t run_size;
 	pthread_t thread;
@@ -46,6 +47,7 @@ enum vm_runstate {
 #define VM_MMIO_BASE 0xd0000000ULL	/* virtio-mmio devices, 4 KiB each */
 #define VM_MMIO_SIZE 0x1000ULL
 #define VM_MMIO_IRQ_BASE 5
+#define VM_MAX_MMIO_DEVICES 16	/* IRQs 5-20 on the IOAPIC's 24 */
 
 struct boot_mmio_dev {
 	uint64_t base, size;
@@ -58,7 +60,8 @@ struct vm {
 	uint64_t ram_size;
 	struct tern_config *cfg;
 
-	struct vcpu vcpu;
+	struct vcpu vcpu[CONFIG_MAX_VCPUS];
+	int nvcpu;		/* created: vcpu[0] is the boot CPU, the others wait for its SIPI */
 	struct iobus pio, mmio;
 	struct evloop loop;
 
@@ -131,16 +134,20 @@ enum vm_runstate vm_state(struct vm *vm);
 /* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where
  * that changes; returns the state before. */
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
-/* Runs fn(arg) with the vCPU parked and no run-state change: a running guest goes on after. */
-void vm_with_vcpu_parked(struct vm *vm, void (*fn)(void *), void *arg);
+/* Runs fn(arg) with the vCPUs parked and no run-state change: a running guest goes on after. */
+void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg);
 /* A migrated guest has arrived: it runs if its source ran it (run) and autostart is on. */
 void vm_arrive(struct vm *vm, bool run);
 
 /* vcpu.c */
-int vcpu_create(struct vm *vm, struct vcpu *v);
+int vcpu_create(struct vm *vm, struct vcpu *v, int id);
 int vcpu_start(struct vcpu *v);
-/* Pause: returns once the vCPU thread sits outside KVM_RUN. Resume lets it go again. */
-void vcpu_pause(struct vcpu *v);
+/*
+ * Pause in two steps, so that every vCPU is asked before any is waited for: the request kicks
+ * the thread out of KVM_RUN, the wait returns once it sits parked outside. Resume lets it go.
+ */
+void vcpu_pause_request(struct vcpu *v);
+void vcpu_pause_wait(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
 

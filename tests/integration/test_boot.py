@@ -161,6 +161,31 @@ def test_info_registers(tern, tmp_path):
 
 
 @pytest.mark.kvm
+def test_smp_vcpus(tern, tmp_path):
+    """-smp 4: a thread per vCPU, listed by info cpus. The boot CPU runs the guest; the others
+    wait in the reset state for a SIPI (the test guest sends none), and info registers -a shows
+    each of them."""
+    t = tern(*BOOT, "-smp", "4", "-append", "ticks",
+             "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"tick 2 ")
+    m = Monitor(str(tmp_path / "m"))
+    cpus = m.cmd("info cpus").splitlines()
+    tids = [int(re.fullmatch(r"%s CPU #%d: thread_id=(\d+)" % ("\\*" if i == 0 else " ", i),
+                             line).group(1)) for i, line in enumerate(cpus)]
+    assert len(tids) == 4 and len(set(tids)) == 4, cpus
+    assert all(os.path.exists("/proc/%d/task/%d" % (t.proc.pid, tid)) for tid in tids), cpus
+    out = m.cmd("info registers -a")
+    parts = re.split(r"^CPU#(\d+)$", out, flags=re.M)
+    assert parts[1::2] == ["0", "1", "2", "3"], out
+    assert re.search(r"^RIP=[0-9a-f]{16} ", parts[2], re.M), out
+    for ap in parts[4::2]:
+        assert re.search(r"^EIP=0000fff0 ", ap, re.M), out
+        assert re.search(r"^CS =f000 ffff0000 0000ffff ", ap, re.M), out
+    assert "Error" in m.cmd("info registers -x")
+    t.expect(r"tick \d+ ", start=len(t.out))
+
+
+@pytest.mark.kvm
 def test_info_registers_before_the_first_instruction(tern, tmp_path):
     """-S -pvh: the vCPU waits at the PVH entry, in 32-bit protected mode, and QEMU's 32-bit
     layout shows it there."""
@@ -350,8 +375,13 @@ def test_unknown_option():
     bad(["-kernel", GUEST, "-frobnicate"], "unknown option '-frobnicate'")
 
 
-def test_smp_above_one():
-    bad(["-kernel", GUEST, "-smp", "2"], "-smp")
+def test_smp_out_of_range():
+    bad(["-kernel", GUEST, "-smp", "65"], "-smp 65", "1 to 64")
+    bad(["-kernel", GUEST, "-smp", "0"], "-smp 0")
+
+
+def test_smp_topology_options_refused():
+    bad(["-kernel", GUEST, "-smp", "2,sockets=2"], "-smp", "2,sockets=2")
 
 
 def test_overlong_cmdline():
@@ -388,11 +418,12 @@ def seccomp_of_threads(pid):
 
 
 @pytest.mark.kvm
-def test_sandbox_filters_every_thread(tern):
-    """The main (I/O) thread has its deny list, the vCPU thread that and its allow list."""
-    t = tern(*BOOT, "-append", "echo")
+@pytest.mark.parametrize("vcpus", [1, 3])
+def test_sandbox_filters_every_thread(tern, vcpus):
+    """The main (I/O) thread has its deny list, each vCPU thread that and its allow list."""
+    t = tern(*BOOT, "-smp", str(vcpus), "-append", "echo")
     t.expect(r"Booted up")
-    assert seccomp_of_threads(t.proc.pid) == [(2, 1, 1), (2, 2, 1)]
+    assert seccomp_of_threads(t.proc.pid) == [(2, 1, 1)] + [(2, 2, 1)] * vcpus
     t.send(b"\x01x")  # and it still exits cleanly through the filters
     assert t.wait() == 0
 

@@ -197,6 +197,34 @@ def test_destination_with_other_memory_size_refuses(tern, socks):
     assert b.wait() != 0
 
 
+def test_smp_guest_migrates_with_every_vcpu(tern, socks):
+    """-smp 3: each vCPU's state travels (the boot CPU's and the two still waiting for a SIPI),
+    and the guest runs on at the destination with all three; a destination with another -smp
+    refuses before any page is sent."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a = tern(*guest_args(socks("a.mon"), "-smp", "3"))
+    a.expect(r"memtest: filled")
+    b = tern(*incoming_args(socks("b.mon"), uri, "-smp", "3"))
+    am, bm = Monitor(socks("a.mon")), Monitor(socks("b.mon"))
+    before = am.cmd("info registers -a")
+    c = tern(*incoming_args(socks("c.mon"), "unix:" + socks("c.sock"), "-smp", "2"))
+    Monitor(socks("c.mon")).close()
+    out = am.cmd('migrate "unix:%s"' % socks("c.sock"))
+    assert "destination refused: vcpus 3 != 2" in out, out
+    assert am.info("migrate")["normal"] == "0 pages"
+    assert c.wait() != 0
+    out = am.cmd('migrate "%s"' % uri)
+    assert "migrate: completed" in out, out
+    assert_guest_alive(b, bm)
+    assert len(bm.cmd("info cpus").splitlines()) == 3
+    after = bm.cmd("info registers -a")
+    # The waiting vCPUs arrive exactly as they left.
+    for cpu in (1, 2):
+        def regs(out):
+            return out.split("CPU#%d\n" % cpu)[1].split("\nCPU#")[0]
+        assert regs(after) == regs(before), (before, after)
+
+
 def test_unknown_uri_rejected(tern, socks):
     a = tern(*guest_args(socks("a.mon")))
     am = Monitor(socks("a.mon"))

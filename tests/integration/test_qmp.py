@@ -86,6 +86,21 @@ def start(tern, tmp_path):
     return t, q
 
 
+def test_query_cpus_fast(tern, tmp_path):
+    """-smp 2: QEMU's list of vCPUs, each a package of its own, with its thread."""
+    path = str(tmp_path / "q")
+    t = tern(*qmp_args(path, "-smp", "2"))
+    t.expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    cpus = q.ok("query-cpus-fast")
+    assert [(c["cpu-index"], c["props"], c["target"]) for c in cpus] == \
+        [(i, {"core-id": 0, "thread-id": 0, "socket-id": i}, "x86_64") for i in range(2)], cpus
+    tids = [c["thread-id"] for c in cpus]
+    assert len(set(tids)) == 2 and all(os.path.exists("/proc/%d/task/%d" % (t.proc.pid, tid))
+                                       for tid in tids), cpus
+
+
 def test_greeting_negotiation_and_errors(tern, tmp_path):
     path = str(tmp_path / "q")
     tern(*qmp_args(path)).expect(r"memtest: filled")

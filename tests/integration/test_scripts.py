@@ -50,6 +50,7 @@ def test_run_py_memory_vcpus_cmdline_kernel():
                      "--kernel-path", "/some/loader.elf", "-p", "kvm")
     assert cmd == [TERN, "-kernel", "/some/loader.elf", "-m", "1G", "-smp", "1", "-nographic",
                    "-serial", "stdio", "-append", "hello  'quoted' world"]
+    assert command_of("-c", "4")[5:7] == ["-smp", "4"]
     assert command_of("--memsize", "128M", "--vcpus", "1", "--execute", "x") == \
         [TERN, "-kernel", GUEST, "-m", "128M", "-smp", "1", "-nographic", "-serial", "stdio",
          "-append", "x"]
@@ -107,7 +108,7 @@ def test_run_py_tern_path_and_quoting():
     (["-p", "xen"], "-p xen"),
     (["-p", "qemu"], "-p qemu"),
     (["--hypervisor", "firecracker"], "firecracker"),
-    (["-c", "2"], "one vCPU"),
+    (["-c", "0"], "-c 0"),
     (["-c", "x"], "-c x"),
     (["-m", "lots"], "-m lots"),
     (["-m", "1.5G"], "-m 1.5G"),

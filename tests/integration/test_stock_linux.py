@@ -54,8 +54,10 @@ def stock_args(bridge, *extra, append=""):
 
 
 def test_stock_linux_boots_finds_devices_and_powers_off(tern, bridge):
-    t = tern(*stock_args(bridge), netns=NS)
+    """With -smp 2: Linux finds both CPUs in the MADT and starts the second with INIT/SIPI."""
+    t = tern(*stock_args(bridge, "-smp", "2"), netns=NS)
     t.expect(r"stock: up \d+\.\d+", timeout=180)
+    t.expect(r"stock: cpus 0-1\r?\n")
     t.expect(r"stock: clocksource kvm-clock")
     t.expect(r"stock: acpi 1 virtio-mmio devices")
     t.expect(r"stock: eth0 " + MAC)
@@ -73,12 +75,16 @@ def test_stock_linux_reboot_ends_tern(tern, bridge):
 
 
 def test_stock_linux_live_migrates(tern, bridge, tmp_path):
+    """Two vCPUs: the ticks are read on the second, so they go on only if it still runs."""
     port = free_port()
-    a = tern(*stock_args(bridge, "-monitor", "unix:%s,server,nowait" % (tmp_path / "a"),
+    a = tern(*stock_args(bridge, "-smp", "2",
+                         "-monitor", "unix:%s,server,nowait" % (tmp_path / "a"),
                          append="stock.stay"), netns=NS)
+    a.expect(r"stock: cpus 0-1\r?\n", timeout=180)
     a.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=180)
     a.expect(r"stock: tick [0-9.]+\r?\n")
-    b = tern(*stock_args(bridge, "-monitor", "unix:%s,server,nowait" % (tmp_path / "b"),
+    b = tern(*stock_args(bridge, "-smp", "2",
+                         "-monitor", "unix:%s,server,nowait" % (tmp_path / "b"),
                          "-incoming", "tcp:127.0.0.1:%d" % port, append="stock.stay"), netns=NS)
     am, bm = Monitor(str(tmp_path / "a")), Monitor(str(tmp_path / "b"))
     out = am.cmd('migrate "tcp:127.0.0.1:%d"' % port, timeout=120)

@@ -3,7 +3,8 @@
 # without KVM"): Debian's own kernel and busybox-static, fetched with apt-get download from the
 # machine's configured sources, and an initramfs whose /init loads kvm_amd and the modules the
 # tests need. QEMU then runs that kernel under TCG with an emulated AMD-V CPU, so tern talks to
-# a real KVM. Idempotent: a second run with everything in place needs no network.
+# a real KVM. Idempotent: a second run with everything in place and newer than the init scripts
+# needs no network.
 # Besides, stock-initrd.gz: busybox and the virtio modules for the same kernel booted as a
 # guest by tern inside that host (tests/integration/test_stock_linux.py).
 #
@@ -12,7 +13,8 @@ set -Eeuo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "${1:?usage: build.sh BUILD_DIR}"
 OUT=$(cd "$1" && pwd)
-[[ -f $OUT/initrd.gz && -f $OUT/vmlinuz && -f $OUT/stock-initrd.gz ]] && exit 0
+[[ -f $OUT/vmlinuz && $OUT/initrd.gz -nt $HERE/init && $OUT/stock-initrd.gz -nt $HERE/stock-init ]] &&
+	exit 0
 
 mkdir -p "$OUT/debs"
 cd "$OUT/debs"

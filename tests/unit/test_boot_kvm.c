@@ -128,7 +128,7 @@ static void test_boot_mode(bool pvh)
 	cfg.kernel = tmp_file("kvm.elf", elf, build_elf(elf, sizeof(elf), &t));
 	CHECK_EQ(boot_load(&vm.mem, &cfg, &e), 0);
 	put32(vm.mem.base + 0x200080, 0x5eed1234);
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu), 0);
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu, 0), 0);
 	CHECK_EQ(boot_setup_vcpu(vm.vcpu, &e), 0);
 	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_SREGS, &s), 0);
 	if (pvh) {
@@ -154,7 +154,10 @@ static void test_boot_mode(bool pvh)
 	vm_close(&vm);
 }
 
-/* The CPUID the vCPU got: one logical CPU, hypervisor bit, KVM leaves with kvmclock. */
+/*
+ * The CPUID a vCPU with APIC ID 3 got: its ID, one logical CPU and one core in its package,
+ * hypervisor bit, KVM leaves with kvmclock.
+ */
 static void test_cpuid(void)
 {
 	struct {
@@ -168,19 +171,22 @@ static void test_cpuid(void)
 		unit_failed++;
 		return;
 	}
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu), 0);
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu, 3), 0);
 	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_CPUID2, &c), 0);
 	for (unsigned i = 0; i < c.c.nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c.e[i];
 
 		if (e->function == 1) {
-			CHECK_EQ(e->ebx >> 16, 1);
+			CHECK_EQ(e->ebx >> 24, 3);
+			CHECK_EQ(e->ebx >> 16 & 0xff, 1);
 			CHECK(e->ecx & (1u << 31));
 		}
 		if (e->function == 0xb && e->index == 0) {
 			CHECK_EQ(e->eax & 0x1f, 0);
-			CHECK_EQ(e->edx, 0);
+			CHECK_EQ(e->edx, 3);
 		}
+		if (e->function == 0x80000008)
+			CHECK_EQ(e->ecx & 0xf0ff, 0);
 		if (e->function == 0x40000000) {
 			sig = true;
 			CHECK_EQ(e->eax, 0x40000001);
@@ -195,7 +201,7 @@ static void test_cpuid(void)
 
 	/* failures are one line naming the ioctl */
 	capture_begin();
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.kvm), -1);
+	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.kvm, 0), -1);
 	CHECK(!strncmp(capture_end(), "tern: cpuid: KVM_SET_CPUID2: ", 29));
 	capture_begin();
 	CHECK_EQ(boot_setup_vcpu(-1, &(struct boot_entry){ 0 }), -1);

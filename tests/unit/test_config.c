@@ -99,10 +99,20 @@ static void test_bad(void)
 	CHECK_EQ(PARSE(&c, "-m", "1G"), -1);	/* no kernel */
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "lots"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "-5"), -1);
-	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "2"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "0"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "65"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "99999999999999999999999"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "-2"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "2,sockets=2"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "cpus="), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "stray"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "1"), 0);
+	CHECK_EQ(c.smp, 1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "4"), 0);
+	CHECK_EQ(c.smp, 4);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "cpus=64"), 0);
+	CHECK_EQ(c.smp, 64);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-enable-kvm", "-cpu", "host", "-M", "microvm"), 0);
 	CHECK_EQ(PARSE(&c, "-incoming", "tcp:0:4444"), 0);	/* a destination needs no kernel */
 }

@@ -14,13 +14,14 @@
 
 static int describe_root(struct vm *vm, void *fdt)
 {
-	char mem[32];
+	char mem[32], vcpus[16];
 
 	if (vm->ram_size % (1ULL << 20))
 		snprintf(mem, sizeof(mem), "%lluK", (unsigned long long)(vm->ram_size >> 10));
 	else
 		snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(vm->ram_size >> 20));
-	return fdt_property_string(fdt, "memory", mem) || fdt_property_string(fdt, "vcpus", "1");
+	snprintf(vcpus, sizeof(vcpus), "%d", vm->nvcpu);
+	return fdt_property_string(fdt, "memory", mem) || fdt_property_string(fdt, "vcpus", vcpus);
 }
 
 /* Device i's node: its kind's name, -k added for the k-th (k > 0) device of that kind (not
