@@ -240,7 +240,7 @@ static int config_smp(struct tern_config *c, const char *arg)
 		return -1;
 	}
 	if (n < 1 || n > CONFIG_MAX_VCPUS) {
-		errorf("-smp %lu: tern runs 1 to %d vCPUs", n, CONFIG_MAX_VCPUS);
+		errorf("-smp %s: tern runs 1 to %d vCPUs", num, CONFIG_MAX_VCPUS);
 		return -1;
 	}
 	c->smp = n;
