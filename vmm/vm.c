@@ -345,10 +345,14 @@ void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
-void vm_arrive(struct vm *vm, bool run)
+void vm_arrive(struct vm *vm, enum vm_runstate as_at_source)
 {
+	enum vm_runstate s = as_at_source;
+
 	pthread_mutex_lock(&vm->run_lock);
-	vm_enter_state_locked(vm, run && vm->autostart ? RUN_STATE_RUNNING : RUN_STATE_PAUSED);
+	if (s == RUN_STATE_RUNNING && !vm->autostart)
+		s = RUN_STATE_PAUSED;
+	vm_enter_state_locked(vm, s);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

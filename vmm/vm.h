@@ -136,8 +136,9 @@ enum vm_runstate vm_state(struct vm *vm);
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
 /* Runs fn(arg) with the vCPUs parked and no run-state change: a running guest goes on after. */
 void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg);
-/* A migrated guest has arrived: it runs if its source ran it (run) and autostart is on. */
-void vm_arrive(struct vm *vm, bool run);
+/* A migrated guest has arrived: it runs if its source ran it and autostart is on; paused or
+ * not yet started (-S) at the source, it stays so, as in QEMU. */
+void vm_arrive(struct vm *vm, enum vm_runstate as_at_source);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);

@@ -370,6 +370,22 @@ def test_stopped_guest_migrates_stopped_and_cont_waits(tern, socks):
     assert_guest_alive(b, bm)
 
 
+def test_guest_never_started_arrives_in_prelaunch(tern, socks):
+    """-S at the source, migrated before cont: it arrives not yet started (QEMU's prelaunch),
+    and cont there boots it from its first instruction."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a = tern(*guest_args(socks("a.mon"), "-S"))
+    b = tern(*incoming_args(socks("b.mon"), uri))
+    am, bm = Monitor(socks("a.mon")), Monitor(socks("b.mon"))
+    assert "migrate: completed" in am.cmd('migrate "%s"' % uri)
+    wait_status(bm, ("completed",))
+    assert bm.info("status")["VM status"] == "paused (prelaunch)"
+    assert "Booted up" not in a.text() + b.text()
+    assert bm.cmd("cont").strip() == ""
+    b.expect(r"memtest: filled")
+    assert_guest_alive(b, bm)
+
+
 def test_flipped_byte_refused(tern, socks):
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)

@@ -18,7 +18,7 @@ struct dst {
 	struct mig_stream s;
 	struct mig_ram ram;
 	bool interactive;
-	bool run;		/* GO's word: the guest ran at the source */
+	enum vm_runstate arrive;	/* GO's word: how the guest was at the source */
 	void *devs;
 	int devs_len;
 	char err[256];
@@ -140,14 +140,16 @@ static int dst_wait_go(struct dst *c)
 {
 	struct rec_hdr h;
 
-	c->run = true;
+	c->arrive = RUN_STATE_RUNNING;
 	if (!c->interactive)
 		return 0;
 	if (stream_get(&c->s, &h) < 0)
 		return dst_fail(c, "the source went away before handing the guest over");
 	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
 		return dst_fail(c, "corrupt stream: expected go");
-	c->run = h.arg == 0;
+	c->arrive = h.arg == GO_RUNNING	  ? RUN_STATE_RUNNING
+		    : h.arg == GO_PRELAUNCH ? RUN_STATE_PRELAUNCH
+					    : RUN_STATE_PAUSED;
 	return 0;
 }
 
@@ -156,7 +158,7 @@ static void dst_resume(struct dst *c)
 	/* The guest first: the devices take up their queues and announce it beside it. A guest
 	 * the user had stopped, there or here (-S, stop), stays stopped, as in QEMU: cont runs
 	 * it. */
-	vm_arrive(c->vm, c->run);
+	vm_arrive(c->vm, c->arrive);
 	/* The news next, before the devices' round trip through the I/O thread, which also
 	 * serves the monitors: who hears RESUME and asks finds the migration completed, and the
 	 * guest free to move on. */

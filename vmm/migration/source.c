@@ -253,10 +253,14 @@ static int src_stop_and_copy(struct src *c)
 		/*
 		 * A GO that could not be written never reached the destination whole: it discards
 		 * what it got, and the guest goes on here. Once written, the guest is theirs. Its
-		 * argument: 1 to keep it stopped, as the user had it here (0, what an older tern
-		 * sends, runs it).
+		 * argument says how the user had it here: running, stopped, or not yet started
+		 * (-S), which it stays there.
 		 */
-		if (stream_put(&c->s, REC_GO, c->before != RUN_STATE_RUNNING, NULL, 0) < 0 ||
+		enum mig_go go = c->before == RUN_STATE_RUNNING	  ? GO_RUNNING
+				 : c->before == RUN_STATE_PRELAUNCH ? GO_PRELAUNCH
+								    : GO_PAUSED;
+
+		if (stream_put(&c->s, REC_GO, go, NULL, 0) < 0 ||
 		    stream_flush(&c->s) < 0) {
 			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
 			return -1;

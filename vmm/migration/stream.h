@@ -23,13 +23,16 @@ enum mig_rec {
 	REC_DEVICES,	/* FDT of save hooks */
 	REC_END,	/* src: everything sent; load it and say ready */
 	REC_READY,	/* dst: loaded; waiting for go */
-	REC_GO,		/* src: the guest is yours */
+	REC_GO,		/* src: the guest is yours; arg = enum mig_go, as the user had it */
 	REC_ERROR,	/* dst: reason */
 	REC_FRAME,	/* src, after go: a frame that reached its NIC arg; payload = frame */
 	REC_SYNC,	/* src, before the stop: say when you have taken all before this */
 	REC_SYNCED,	/* dst: taken */
 	REC_COUNT
 };
+
+/* GO's argument: the guest arrives as it was at the source (QEMU carries its run state). */
+enum mig_go { GO_RUNNING, GO_PAUSED, GO_PRELAUNCH };
 
 struct rec_hdr {
 	uint32_t type;
