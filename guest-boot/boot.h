@@ -74,9 +74,28 @@ int boot_load(struct guest_mem *mem, const struct boot_cfg *cfg, struct boot_ent
 /* Puts a vCPU into the state described by e (sregs, regs, FPU). -1 with a printed error. */
 int boot_setup_vcpu(int vcpu_fd, const struct boot_entry *e);
 
-/* KVM_GET_SUPPORTED_CPUID for the vCPU with this APIC ID, alone in its package, with KVM's
- * paravirt leaves (kvmclock). */
-int boot_setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t apic_id);
+/*
+ * The CPU the guest sees (cpuid.c): KVM's supported CPUID, each vCPU alone in its package, with
+ * KVM's paravirt leaves (kvmclock). Its feature words (cpu_features.c) are what a migration
+ * compares and what -cpu host,-FEATURE clears.
+ */
+#define BOOT_CPU_WORDS 13
+struct boot_cpu {
+	uint32_t w[BOOT_CPU_WORDS];
+};
+struct kvm_cpuid2;
+
+/* NULL with a printed error. The caller frees it. */
+struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd);
+void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out);
+void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off);
+void boot_cpuid_vendor(struct kvm_cpuid2 *c, char vendor[13]);
+/* Sets c, with this APIC ID, on a vCPU. -1 with a printed error. */
+int boot_cpuid_set(int vcpu_fd, struct kvm_cpuid2 *c, uint32_t apic_id);
+/* A feature's word and bit from its name as QEMU's -cpu spells it ("avx2"); -1 if unknown. */
+int boot_cpu_feature(const char *name, int *word, int *bit);
+/* The name of a bit, or where it lies when it has none. */
+void boot_cpu_feature_name(int word, int bit, char *buf, size_t len);
 
 /* Fixed layout of low memory (GUEST-ABI.md: never use 0x1000-0x2fff). */
 #define BOOT_GDT_ADDR		0x500ULL

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include "guest-boot/internal.h"
@@ -55,15 +56,15 @@ static struct kvm_cpuid_entry2 *cpuid_leaf(struct kvm_cpuid2 *c, uint32_t fn)
 	return &c->entries[c->nent++];
 }
 
-static void cpuid_trim(struct kvm_cpuid2 *c, uint32_t apic_id)
+static void cpuid_trim(struct kvm_cpuid2 *c)
 {
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
 		switch (e->function) {
 		case 1:
-			/* APIC ID (bits 31-24), one logical CPU (23-16); keep CLFLUSH/brand */
-			e->ebx = (e->ebx & 0xffff) | (1u << 16) | (apic_id << 24);
+			/* one logical CPU (bits 23-16), APIC ID (31-24) per vCPU; keep CLFLUSH/brand */
+			e->ebx = (e->ebx & 0xffff) | (1u << 16);
 			e->ecx |= LEAF1_ECX_HYPERVISOR;
 			e->edx &= ~LEAF1_EDX_HTT;
 			break;
@@ -73,10 +74,9 @@ static void cpuid_trim(struct kvm_cpuid2 *c, uint32_t apic_id)
 			break;
 		case 0xb:
 		case 0x1f:
-			/* x2APIC topology: every level holds just this CPU */
+			/* x2APIC topology: every level holds just this CPU (x2APIC ID per vCPU) */
 			e->eax = 0;
 			e->ebx = (e->ecx & 0xff00) ? 1 : 0;
-			e->edx = apic_id;
 			break;
 		case 0x80000008:
 			/* AMD: one core per package (NC and ApicIdCoreIdSize), not the host's */
@@ -100,18 +100,63 @@ static void cpuid_kvm_leaves(struct kvm_cpuid2 *c)
 	feat->ebx = feat->ecx = feat->edx = 0;
 }
 
-int boot_setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t apic_id)
+struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd)
 {
 	struct kvm_cpuid2 *c = cpuid_supported(kvm_fd);
-	int r;
 
-	if (!c)
-		return -1;
-	cpuid_trim(c, apic_id);
-	cpuid_kvm_leaves(c);
-	r = ioctl(vcpu_fd, KVM_SET_CPUID2, c);
-	if (r < 0)
+	if (c) {
+		cpuid_trim(c);
+		cpuid_kvm_leaves(c);
+	}
+	return c;
+}
+
+void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < c->nent; i++)
+		for (int w = 0; w < BOOT_CPU_WORDS; w++) {
+			uint32_t *r = boot_cpu_word_in(&c->entries[i], w);
+
+			if (r)
+				out->w[w] = *r;
+		}
+}
+
+void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off)
+{
+	for (unsigned i = 0; i < c->nent; i++)
+		for (int w = 0; w < BOOT_CPU_WORDS; w++) {
+			uint32_t *r = boot_cpu_word_in(&c->entries[i], w);
+
+			if (r)
+				*r &= ~off->w[w];
+		}
+}
+
+void boot_cpuid_vendor(struct kvm_cpuid2 *c, char vendor[13])
+{
+	struct kvm_cpuid_entry2 *e = cpuid_leaf(c, 0);
+
+	memcpy(vendor, &e->ebx, 4);
+	memcpy(vendor + 4, &e->edx, 4);
+	memcpy(vendor + 8, &e->ecx, 4);
+	vendor[12] = '\0';
+}
+
+int boot_cpuid_set(int vcpu_fd, struct kvm_cpuid2 *c, uint32_t apic_id)
+{
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		if (e->function == 1)
+			e->ebx = (e->ebx & 0xffffff) | apic_id << 24;
+		else if (e->function == 0xb || e->function == 0x1f)
+			e->edx = apic_id;
+	}
+	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
 		perrorf("cpuid: KVM_SET_CPUID2");
-	free(c);
-	return r < 0 ? -1 : 0;
+		return -1;
+	}
+	return 0;
 }

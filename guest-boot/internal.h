@@ -129,6 +129,10 @@ void zeropage_build(struct guest_mem *mem, const struct boot_params_in *in);
 void pvh_build(struct guest_mem *mem, const struct boot_params_in *in);
 
 /* acpi.c: RSDP, XSDT, FADT, MADT, DSDT from BOOT_ACPI_ADDR; returns the RSDP address. */
+/* The register of CPUID entry e that feature word i is, or NULL (cpu_features.c). */
+struct kvm_cpuid_entry2;
+uint32_t *boot_cpu_word_in(struct kvm_cpuid_entry2 *e, int i);
+
 int acpi_build(struct guest_mem *mem, const struct boot_cfg *cfg, uint64_t *rsdp);
 
 /* entry.c: GDT and (64-bit) page tables, and the entry state in out. */

@@ -21,6 +21,7 @@ void config_usage(void)
 	       "  -append CMDLINE       kernel command line\n"
 	       "  -m SIZE               guest memory (default 128M; K/M/G suffixes, plain = MiB)\n"
 	       "  -smp N|cpus=N         vCPUs (default 1, at most " TERN_STR(CONFIG_MAX_VCPUS) ")\n"
+	       "  -cpu host[,-F|+F...]  the host's CPU as KVM offers it, less features -F\n"
 	       "  -pvh                  enter through the ELF's PVH note\n"
 	       "  -serial stdio|none|file:PATH   where the serial console goes (default stdio)\n"
 	       "  -monitor unix:PATH,server,nowait   the monitor on a socket too\n"
@@ -247,6 +248,55 @@ static int config_smp(struct tern_config *c, const char *arg)
 	return 0;
 }
 
+/* One -cpu item: +F, F or F=on (the guest must have it); -F or F=off (hidden from it). */
+static int config_cpu_feature(struct tern_config *c, char *item)
+{
+	char *name = item + (*item == '+' || *item == '-'), *eq = strchr(item, '=');
+	bool on = *item != '-';
+	int w, b;
+
+	if (eq && name == item) {
+		*eq++ = '\0';
+		if (strcmp(eq, "on") && strcmp(eq, "off")) {
+			errorf("-cpu: %s=%s: expected on or off", name, eq);
+			return -1;
+		}
+		on = !strcmp(eq, "on");
+	}
+	if (boot_cpu_feature(name, &w, &b) < 0) {
+		errorf("-cpu: '%s': not a CPU feature tern knows (QEMU's names: avx2, sse4.2...)",
+		       name);
+		return -1;
+	}
+	c->cpu_on.w[w] &= ~(1u << b);
+	c->cpu_off.w[w] &= ~(1u << b);
+	(on ? &c->cpu_on : &c->cpu_off)->w[w] |= 1u << b;
+	return 0;
+}
+
+/* -cpu host|max[,FEATURES]: the guest sees the host's CPU as KVM offers it, less what is off. */
+static int config_cpu(struct tern_config *c, const char *arg)
+{
+	char buf[1024], *save, *item;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf)) {
+		errorf("-cpu: too long");
+		return -1;
+	}
+	item = strtok_r(buf, ",", &save);
+	if (!item || (strcmp(item, "host") && strcmp(item, "max"))) {
+		errorf("-cpu %s: tern offers the host's CPU only: -cpu host, with -FEATURE to hide "
+		       "some (e.g. host,-avx512f)", item ? item : "''");
+		return -1;
+	}
+	memset(&c->cpu_on, 0, sizeof(c->cpu_on));
+	memset(&c->cpu_off, 0, sizeof(c->cpu_off));
+	while ((item = strtok_r(NULL, ",", &save)))
+		if (config_cpu_feature(c, item) < 0)
+			return -1;
+	return 0;
+}
+
 /* Options that take no value and change nothing, each with the reason. */
 static const struct {
 	const char *name, *why;
@@ -255,7 +305,6 @@ static const struct {
 	{ "-enable-kvm", "tern always uses KVM", false },
 	{ "-no-reboot", "tern always exits when the guest resets", false },
 	{ "-nodefaults", "tern has no default devices to drop", false },
-	{ "-cpu", "the guest sees the host CPU as KVM offers it", true },
 	{ "-M", "tern has one machine type", true },
 	{ "-machine", "tern has one machine type", true },
 	{ "-display", "tern has no display", true },
@@ -290,6 +339,8 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 		return config_mem(c, arg);
 	else if (!strcmp(opt, "-smp"))
 		return config_smp(c, arg);
+	else if (!strcmp(opt, "-cpu"))
+		return config_cpu(c, arg);
 	else if (!strcmp(opt, "-serial"))
 		return config_serial(c, arg);
 	else if (!strcmp(opt, "-monitor")) {

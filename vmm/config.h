@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include "guest-boot/boot.h"
+
 #define CONFIG_MAX_NICS 4
 /* One MADT entry and one thread each; far more than a unikernel on a small host wants. */
 #define CONFIG_MAX_VCPUS 64
@@ -28,6 +30,8 @@ struct tern_config {
 	const char *kernel, *initrd, *append;
 	uint64_t mem_size;
 	unsigned smp;
+	/* -cpu host,-FEATURE / +FEATURE: bits hidden from the guest, and bits it must have. */
+	struct boot_cpu cpu_off, cpu_on;
 	enum serial_mode serial;
 	const char *serial_path;
 	const char *monitor;	/* "unix:PATH,server,nowait" or NULL */

@@ -65,17 +65,26 @@ static int cpu_find_msrs(struct cpu_state *cs)
 
 static int cpu_save_msrs(struct cpu_state *cs, void *fdt)
 {
-	struct msr_list m = { .hdr.nmsrs = cs->nmsr };
+	struct msr_list m;
 	int n;
 
-	for (int i = 0; i < cs->nmsr; i++)
-		m.e[i] = (struct kvm_msr_entry){ .index = cs->msr_index[i] };
-	n = ioctl(cs->fd, KVM_GET_MSRS, &m);
-	if (n != cs->nmsr) {
-		errorf("cpu: KVM_GET_MSRS read %d of %d MSRs", n, cs->nmsr);
-		return -1;
+	for (;;) {
+		m.hdr.nmsrs = cs->nmsr;
+		for (int i = 0; i < cs->nmsr; i++)
+			m.e[i] = (struct kvm_msr_entry){ .index = cs->msr_index[i] };
+		n = ioctl(cs->fd, KVM_GET_MSRS, &m);
+		if (n < 0) {
+			perrorf("cpu: KVM_GET_MSRS");
+			return -1;
+		}
+		if (n == cs->nmsr)
+			return state_put_blob(fdt, "msrs", m.e, n * sizeof(m.e[0]));
+		/* KVM stopped at an MSR this vCPU no longer has: the CPUID changed since they were
+		 * found (a migration's destination hides what its source did). Forget it. */
+		memmove(&cs->msr_index[n], &cs->msr_index[n + 1],
+			(cs->nmsr - n - 1) * sizeof(cs->msr_index[0]));
+		cs->nmsr--;
 	}
-	return state_put_blob(fdt, "msrs", m.e, n * sizeof(m.e[0]));
 }
 
 static int cpu_load_msrs(struct cpu_state *cs, const void *fdt, int node)

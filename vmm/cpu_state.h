@@ -9,6 +9,8 @@
 struct vm;
 struct vcpu;
 
+/* The CPUID every vCPU gets (-cpu), and its part in a migration's hello. */
+int cpu_model_create(struct vm *vm);
 int cpu_state_register(struct vm *vm, struct vcpu *v);
 int irqchip_state_register(struct vm *vm);
 int kvmclock_register(struct vm *vm);

@@ -15,6 +15,11 @@ struct device_ops {
 	const char *name;
 	/* Properties that must be equal on both sides of a migration, as strings ("mac"). */
 	int (*describe)(void *opaque, void *fdt);
+	/*
+	 * Instead of equal properties: whether the source's description (node) suits this side,
+	 * which may adapt itself to it before the guest arrives. -1 with the reason in why.
+	 */
+	int (*match)(void *opaque, const void *fdt, int node, char *why, size_t len);
 	int (*save)(void *opaque, void *fdt);
 	int (*load)(void *opaque, const void *fdt, int node);
 	/* Stop and restart processing (host I/O, timers) around a migration's stop-and-copy. */

@@ -144,22 +144,24 @@ static int tern_load(struct tern *t)
 }
 
 /*
- * The vCPUs, each with its CPUID and its state for migration. Only the boot CPU gets the
+ * The vCPUs, with their CPUID and their state for migration. Only the boot CPU gets the
  * kernel's entry point; the others sit in KVM's wait-for-SIPI state until the guest starts
- * them, as on real hardware.
+ * them, as on real hardware. The CPUID goes first: which MSRs a vCPU has depends on it.
  */
 static int tern_vcpus(struct tern *t, bool incoming)
 {
 	struct vm *vm = &t->vm;
 
 	for (unsigned i = 0; i < t->cfg.smp; i++) {
-		struct vcpu *v = &vm->vcpu[i];
-
 		vm->nvcpu = i + 1;
-		if (vcpu_create(vm, v, i) < 0 || boot_setup_cpuid(vm->kvm_fd, v->fd, i) < 0 ||
-		    cpu_state_register(vm, v) < 0)
+		if (vcpu_create(vm, &vm->vcpu[i], i) < 0)
 			return -1;
 	}
+	if (cpu_model_create(vm) < 0)
+		return -1;
+	for (int i = 0; i < vm->nvcpu; i++)
+		if (cpu_state_register(vm, &vm->vcpu[i]) < 0)
+			return -1;
 	return incoming ? 0 : boot_setup_vcpu(vm->vcpu[0].fd, &t->entry);
 }
 

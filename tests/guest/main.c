@@ -47,6 +47,17 @@ static void cmd_time(const char *args)
 	printf("time: wall_ns=%lu now_ns=%lu\n", wall_ns(), now_ns());
 }
 
+/* cpuid LEAF [SUBLEAF]: the CPU as this guest sees it (hex or decimal). */
+static void cmd_cpuid(const char *args)
+{
+	char *end;
+	uint32_t leaf = strtoul(args, &end, 0), sub = strtoul(end, NULL, 0), r[4];
+
+	cpuid(leaf, sub, r);
+	printf("cpuid: %x.%x eax=%08x ebx=%08x ecx=%08x edx=%08x\n", leaf, sub, r[0], r[1], r[2],
+	       r[3]);
+}
+
 static void cmd_uptime(const char *args)
 {
 	(void)args;
@@ -114,6 +125,7 @@ static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
 	{ "uptime", "print kvmclock in ms", cmd_uptime },
+	{ "cpuid", "LEAF [SUBLEAF] print what CPUID says", cmd_cpuid },
 	{ "check", "verify the memtest pattern", memtest_check_cmd },
 	{ "net", "network address and link", net_info_cmd },
 	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },

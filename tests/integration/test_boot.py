@@ -397,15 +397,21 @@ def test_ignored_options_are_named():
     code, out = run_tern(["-enable-kvm", "-cpu", "host", "-kernel", GUEST, "-nographic",
                           "-append", "poweroff"])
     assert code == 0, out
-    assert "-enable-kvm: ignored" in out and "-cpu: ignored" in out
+    assert "-enable-kvm: ignored" in out and "-cpu" not in out
 
 
 def test_ignored_options_are_named_before_kernel_errors(tmp_path):
-    code, out = run_tern(["-enable-kvm", "-cpu", "host", "-kernel", str(tmp_path / "nope.elf")])
+    code, out = run_tern(["-enable-kvm", "-M", "q35", "-kernel", str(tmp_path / "nope.elf")])
     lines = out.splitlines()
     assert code != 0 and len(lines) == 3, out
-    assert "-enable-kvm: ignored" in lines[0] and "-cpu: ignored" in lines[1], out
+    assert "-enable-kvm: ignored" in lines[0] and "-M: ignored" in lines[1], out
     assert "nope.elf" in lines[2] and "No such file" in lines[2], out
+
+
+def test_cpu_model_and_features_checked():
+    bad(["-kernel", GUEST, "-cpu", "qemu64"], "-cpu qemu64", "host")
+    bad(["-kernel", GUEST, "-cpu", "host,-frobnicate"], "'frobnicate'", "not a CPU feature")
+    bad(["-kernel", GUEST, "-cpu", "host,avx2=maybe"], "avx2=maybe", "on or off")
 
 
 def seccomp_of_threads(pid):

@@ -225,6 +225,65 @@ def test_smp_guest_migrates_with_every_vcpu(tern, socks):
         assert regs(after) == regs(before), (before, after)
 
 
+# CPUID leaf 1 ECX features every x86-64 KVM offers one of: (name, bit).
+LEAF1_FEATURES = [("sse4.2", 20), ("ssse3", 9), ("sse3", 0)]
+
+
+def leaf1_ecx(t):
+    m = guest_cmd(t, "cpuid 1", r"cpuid: 1\.0 eax=[0-9a-f]{8} ebx=[0-9a-f]{8} ecx=([0-9a-f]{8}) "
+                  r"edx=[0-9a-f]{8}\r?\n")
+    return int(m.group(1), 16)
+
+
+def feature_seen(t):
+    """A leaf-1 feature the guest in t sees: (name, bit)."""
+    ecx = leaf1_ecx(t)
+    return next(f for f in LEAF1_FEATURES if ecx >> f[1] & 1)
+
+
+def test_destination_lacking_a_cpu_feature_refuses(tern, socks):
+    """A guest is never handed to a side that cannot give it every CPU feature it was given
+    (here one hidden there with -cpu host,-F): refused in the hello, before any page; the
+    guest runs on at the source."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    name, _ = feature_seen(a)
+    b = tern(*incoming_args(socks("b.mon"), uri, "-cpu", "host,-" + name))
+    am = Monitor(socks("a.mon"))
+    Monitor(socks("b.mon")).close()
+    out = am.cmd('migrate "%s"' % uri)
+    assert "destination refused: the guest uses CPU features missing here: %s" % name in out, out
+    assert am.info("migrate")["normal"] == "0 pages"
+    assert_guest_alive(a, am)
+    assert b.wait() != 0
+
+
+def test_cpu_feature_hidden_at_the_source_stays_hidden(tern, socks):
+    """-cpu host,-F at the source, plain -cpu host at the destination: the destination takes
+    the guest and hides F too, so the guest finds the same CPU after the move."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    probe = tern(*guest_args(socks("p.mon")))
+    probe.expect(r"memtest: filled")
+    name, bit = feature_seen(probe)
+    probe.kill()
+    a = tern(*guest_args(socks("a.mon"), "-cpu", "host,-" + name))
+    a.expect(r"memtest: filled")
+    before = leaf1_ecx(a)
+    assert not before >> bit & 1
+    b = tern(*incoming_args(socks("b.mon"), uri, "-cpu", "host"))
+    am, bm = Monitor(socks("a.mon")), Monitor(socks("b.mon"))
+    assert "migrate: completed" in am.cmd('migrate "%s"' % uri)
+    assert_guest_alive(b, bm)
+    assert leaf1_ecx(b) == before
+    # And on again from there: the side that adapted its CPU saves the guest as it is now.
+    c = tern(*incoming_args(socks("c.mon"), "unix:" + socks("c.sock")))
+    cm = Monitor(socks("c.mon"))
+    assert "migrate: completed" in bm.cmd('migrate "unix:%s"' % socks("c.sock"))
+    assert_guest_alive(c, cm)
+    assert leaf1_ecx(c) == before
+
+
 def test_unknown_uri_rejected(tern, socks):
     a = tern(*guest_args(socks("a.mon")))
     am = Monitor(socks("a.mon"))

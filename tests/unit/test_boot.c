@@ -667,6 +667,27 @@ static void test_tables(void)
 	CHECK_EQ(get64(pd + 511 * 8), (511ULL << 21) | 0x83);
 }
 
+/* -cpu's names and the words a migration compares. */
+static void test_cpu_feature_names(void)
+{
+	char name[64];
+	int w, b;
+
+	CHECK_EQ(boot_cpu_feature("avx2", &w, &b), 0);
+	CHECK(w == 2 && b == 5);
+	CHECK_EQ(boot_cpu_feature("pni", &w, &b), 0);
+	CHECK(w == 0 && b == 0);
+	CHECK_EQ(boot_cpu_feature("AVX2", &w, &b), -1);
+	boot_cpu_feature_name(2, 16, name, sizeof(name));
+	CHECK_STR(name, "avx512f");
+	boot_cpu_feature_name(0, 0, name, sizeof(name));
+	CHECK_STR(name, "sse3");
+	boot_cpu_feature_name(0, 31, name, sizeof(name));
+	CHECK_STR(name, "cpuid 0x1.0 ecx bit 31");
+	boot_cpu_feature_name(6, 5, name, sizeof(name));
+	CHECK_STR(name, "XSAVE state component 5");
+}
+
 int main(void)
 {
 	mem.size = RAM;
@@ -688,6 +709,7 @@ int main(void)
 	test_acpi();
 	test_aml();
 	test_tables();
+	test_cpu_feature_names();
 	tmp_cleanup();
 	free(mem.base);
 	return unit_summary();

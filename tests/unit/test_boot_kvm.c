@@ -68,6 +68,21 @@ static int vm_open(struct vm *vm)
 	return vm->run == MAP_FAILED ? -1 : 0;
 }
 
+/* The VMM's CPUID set-up for one vCPU: KVM's, less off (may be NULL). */
+static int setup_cpuid(int kvm, int vcpu, uint32_t apic_id, const struct boot_cpu *off)
+{
+	struct kvm_cpuid2 *c = boot_cpuid_new(kvm);
+	int r;
+
+	if (!c)
+		return -1;
+	if (off)
+		boot_cpuid_clear(c, off);
+	r = boot_cpuid_set(vcpu, c, apic_id);
+	free(c);
+	return r;
+}
+
 /* Runs until hlt, collecting the reported values; returns how many, or -1. */
 static int vm_run(struct vm *vm, uint32_t *out, int max)
 {
@@ -128,7 +143,7 @@ static void test_boot_mode(bool pvh)
 	cfg.kernel = tmp_file("kvm.elf", elf, build_elf(elf, sizeof(elf), &t));
 	CHECK_EQ(boot_load(&vm.mem, &cfg, &e), 0);
 	put32(vm.mem.base + 0x200080, 0x5eed1234);
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu, 0), 0);
+	CHECK_EQ(setup_cpuid(vm.kvm, vm.vcpu, 0, NULL), 0);
 	CHECK_EQ(boot_setup_vcpu(vm.vcpu, &e), 0);
 	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_SREGS, &s), 0);
 	if (pvh) {
@@ -155,8 +170,8 @@ static void test_boot_mode(bool pvh)
 }
 
 /*
- * The CPUID a vCPU with APIC ID 3 got: its ID, one logical CPU and one core in its package,
- * hypervisor bit, KVM leaves with kvmclock.
+ * The CPUID a vCPU with APIC ID 3 got, sse4.2 hidden: its ID, one logical CPU and one core in
+ * its package, hypervisor bit, KVM leaves with kvmclock; and the feature words say the same.
  */
 static void test_cpuid(void)
 {
@@ -165,14 +180,20 @@ static void test_cpuid(void)
 		struct kvm_cpuid_entry2 e[512];
 	} c = {.c.nent = 512};
 	struct vm vm;
+	struct boot_cpu off = { 0 }, f;
 	bool sig = false, feat = false;
+	int w, b;
 
 	if (vm_open(&vm) < 0) {
 		unit_failed++;
 		return;
 	}
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.vcpu, 3), 0);
+	CHECK_EQ(boot_cpu_feature("sse4.2", &w, &b), 0);
+	off.w[w] = 1u << b;
+	CHECK_EQ(setup_cpuid(vm.kvm, vm.vcpu, 3, &off), 0);
 	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_CPUID2, &c), 0);
+	boot_cpuid_features(&c.c, &f);
+	CHECK_EQ(f.w[w] & 1u << b, 0);
 	for (unsigned i = 0; i < c.c.nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c.e[i];
 
@@ -180,6 +201,8 @@ static void test_cpuid(void)
 			CHECK_EQ(e->ebx >> 24, 3);
 			CHECK_EQ(e->ebx >> 16 & 0xff, 1);
 			CHECK(e->ecx & (1u << 31));
+			CHECK_EQ(e->ecx & (1u << 20), 0);	/* sse4.2 */
+			CHECK_EQ(e->ecx, f.w[0]);
 		}
 		if (e->function == 0xb && e->index == 0) {
 			CHECK_EQ(e->eax & 0x1f, 0);
@@ -201,7 +224,7 @@ static void test_cpuid(void)
 
 	/* failures are one line naming the ioctl */
 	capture_begin();
-	CHECK_EQ(boot_setup_cpuid(vm.kvm, vm.kvm, 0), -1);
+	CHECK_EQ(setup_cpuid(vm.kvm, vm.kvm, 0, NULL), -1);
 	CHECK(!strncmp(capture_end(), "tern: cpuid: KVM_SET_CPUID2: ", 29));
 	capture_begin();
 	CHECK_EQ(boot_setup_vcpu(-1, &(struct boot_entry){ 0 }), -1);

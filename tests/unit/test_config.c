@@ -114,6 +114,14 @@ static void test_bad(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-smp", "cpus=64"), 0);
 	CHECK_EQ(c.smp, 64);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-enable-kvm", "-cpu", "host", "-M", "microvm"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-cpu", "qemu64"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-cpu", ""), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-cpu", "host,-nosuch"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-cpu", "host,avx2=yes"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-cpu", "max,-avx2,+sse4.2,aes=off,avx=on,-aes,aes"), 0);
+	CHECK_EQ(c.cpu_off.w[2], 1u << 5);			/* avx2 */
+	CHECK_EQ(c.cpu_on.w[0], 1u << 20 | 1u << 28 | 1u << 25); /* sse4.2, avx, aes: last wins */
+	CHECK_EQ(c.cpu_off.w[0], 0);
 	CHECK_EQ(PARSE(&c, "-incoming", "tcp:0:4444"), 0);	/* a destination needs no kernel */
 }
 

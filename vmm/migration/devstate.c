@@ -108,9 +108,24 @@ static int compare_node(const void *a, int na, const void *b, int nb, const char
 	return 0;
 }
 
+/* The device's own match hook on its node: 0 it suits, -1 (why says) it does not; 1 when the
+ * device has none. */
+static int match_node(struct vm *vm, const char *name, const void *theirs, int node, char *why,
+		      size_t wlen)
+{
+	for (int i = 0; i < vm->ndev; i++) {
+		const struct device *d = &vm->dev[i];
+		char buf[64];
+
+		if (d->ops->match && !strcmp(node_name(vm, i, buf), name))
+			return d->ops->match(d->opaque, theirs, node, why, wlen) < 0 ? -1 : 0;
+	}
+	return 1;
+}
+
 int mig_check_description(struct vm *vm, const void *theirs, int len, char *why, size_t wlen)
 {
-	int ourlen, node, r = -1;
+	int ourlen, node, m, r = -1;
 	void *ours = mig_describe(vm, &ourlen);
 
 	if (!ours) {
@@ -130,8 +145,9 @@ int mig_check_description(struct vm *vm, const void *theirs, int len, char *why,
 			snprintf(why, wlen, "device %s missing here", name);
 			goto out;
 		}
+		m = match_node(vm, name, theirs, node, why, wlen);
 		snprintf(prefix, sizeof(prefix), "%s: ", name);
-		if (compare_node(theirs, node, ours, on, prefix, why, wlen) < 0)
+		if (m < 0 || (m > 0 && compare_node(theirs, node, ours, on, prefix, why, wlen) < 0))
 			goto out;
 	}
 	fdt_for_each_subnode(node, ours, 0) {

@@ -1,0 +1,105 @@
+/*
+ * The CPUID words that say what a guest may use, and their bits' names as QEMU's -cpu spells
+ * them. A migration compares these words (a guest must find every feature it was given on the
+ * far side), and -cpu host,-FEATURE clears bits in them.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <linux/kvm.h>
+
+#include "guest-boot/internal.h"
+#include "vmm/util.h"
+
+enum { EAX, EBX, ECX, EDX };
+
+static const struct boot_cpu_word {
+	uint32_t leaf, sub;
+	int reg;
+} words[BOOT_CPU_WORDS] = {
+	{ 0x1, 0, ECX },	{ 0x1, 0, EDX },	{ 0x7, 0, EBX },
+	{ 0x7, 0, ECX },	{ 0x7, 0, EDX },	{ 0x7, 1, EAX },
+	{ 0xd, 0, EAX },	/* XSAVE state components */
+	{ 0xd, 1, EAX },	{ 0x80000001, 0, ECX }, { 0x80000001, 0, EDX },
+	{ 0x80000007, 0, EDX }, { 0x80000008, 0, EBX }, { 0x40000001, 0, EAX },
+};
+
+/* Word indexes, in the order above. */
+enum { W1C, W1D, W7B, W7C, W7D, W71A, WD0A, WD1A, W81C, W81D, W87D, W88B, WKVM };
+
+static const struct {
+	const char *name;
+	uint8_t word, bit;
+} features[] = {
+	{ "sse3", W1C, 0 },	    { "pni", W1C, 0 },		{ "pclmulqdq", W1C, 1 },
+	{ "ssse3", W1C, 9 },	    { "fma", W1C, 12 },		{ "cx16", W1C, 13 },
+	{ "pcid", W1C, 17 },	    { "sse4.1", W1C, 19 },	{ "sse4.2", W1C, 20 },
+	{ "x2apic", W1C, 21 },	    { "movbe", W1C, 22 },	{ "popcnt", W1C, 23 },
+	{ "tsc-deadline", W1C, 24 }, { "aes", W1C, 25 },	{ "xsave", W1C, 26 },
+	{ "avx", W1C, 28 },	    { "f16c", W1C, 29 },	{ "rdrand", W1C, 30 },
+	{ "mtrr", W1D, 12 },	    { "pat", W1D, 16 },		{ "clflush", W1D, 19 },
+	{ "ss", W1D, 27 },	    { "fsgsbase", W7B, 0 },	{ "bmi1", W7B, 3 },
+	{ "hle", W7B, 4 },	    { "avx2", W7B, 5 },		{ "smep", W7B, 7 },
+	{ "bmi2", W7B, 8 },	    { "erms", W7B, 9 },		{ "invpcid", W7B, 10 },
+	{ "rtm", W7B, 11 },	    { "avx512f", W7B, 16 },	{ "avx512dq", W7B, 17 },
+	{ "rdseed", W7B, 18 },	    { "adx", W7B, 19 },		{ "smap", W7B, 20 },
+	{ "avx512ifma", W7B, 21 },  { "clflushopt", W7B, 23 },	{ "clwb", W7B, 24 },
+	{ "avx512cd", W7B, 28 },    { "sha-ni", W7B, 29 },	{ "avx512bw", W7B, 30 },
+	{ "avx512vl", W7B, 31 },    { "avx512vbmi", W7C, 1 },	{ "umip", W7C, 2 },
+	{ "pku", W7C, 3 },	    { "waitpkg", W7C, 5 },	{ "avx512vbmi2", W7C, 6 },
+	{ "gfni", W7C, 8 },	    { "vaes", W7C, 9 },		{ "vpclmulqdq", W7C, 10 },
+	{ "avx512vnni", W7C, 11 },  { "avx512bitalg", W7C, 12 }, { "avx512-vpopcntdq", W7C, 14 },
+	{ "la57", W7C, 16 },	    { "rdpid", W7C, 22 },	{ "movdiri", W7C, 27 },
+	{ "movdir64b", W7C, 28 },   { "fsrm", W7D, 4 },		{ "md-clear", W7D, 10 },
+	{ "serialize", W7D, 14 },   { "amx-bf16", W7D, 22 },	{ "avx512-fp16", W7D, 23 },
+	{ "amx-tile", W7D, 24 },    { "amx-int8", W7D, 25 },	{ "spec-ctrl", W7D, 26 },
+	{ "stibp", W7D, 27 },	    { "arch-capabilities", W7D, 29 }, { "ssbd", W7D, 31 },
+	{ "avx-vnni", W71A, 4 },    { "avx512-bf16", W71A, 5 }, { "xsaveopt", WD1A, 0 },
+	{ "xsavec", WD1A, 1 },	    { "xgetbv1", WD1A, 2 },	{ "xsaves", WD1A, 3 },
+	{ "lahf-lm", W81C, 0 },	    { "svm", W81C, 2 },		{ "abm", W81C, 5 },
+	{ "sse4a", W81C, 6 },	    { "misalignsse", W81C, 7 }, { "3dnowprefetch", W81C, 8 },
+	{ "xop", W81C, 11 },	    { "fma4", W81C, 16 },	{ "tbm", W81C, 21 },
+	{ "topoext", W81C, 22 },    { "syscall", W81D, 11 },	{ "nx", W81D, 20 },
+	{ "mmxext", W81D, 22 },	    { "pdpe1gb", W81D, 26 },	{ "rdtscp", W81D, 27 },
+	{ "lm", W81D, 29 },	    { "invtsc", W87D, 8 },	{ "clzero", W88B, 0 },
+	{ "xsaveerptr", W88B, 2 },  { "wbnoinvd", W88B, 9 },	{ "ibpb", W88B, 12 },
+	{ "amd-ssbd", W88B, 24 },   { "virt-ssbd", W88B, 25 },	{ "kvmclock", WKVM, 0 },
+	{ "kvmclock-stable-bit", WKVM, 24 },
+};
+
+int boot_cpu_feature(const char *name, int *word, int *bit)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
+		if (!strcmp(features[i].name, name)) {
+			*word = features[i].word;
+			*bit = features[i].bit;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void boot_cpu_feature_name(int word, int bit, char *buf, size_t len)
+{
+	static const char reg[] = "abcd";
+	const struct boot_cpu_word *w = &words[word];
+
+	for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
+		if (features[i].word == word && features[i].bit == bit) {
+			snprintf(buf, len, "%s", features[i].name);
+			return;
+		}
+	}
+	if (word == WD0A)
+		snprintf(buf, len, "XSAVE state component %d", bit);
+	else
+		snprintf(buf, len, "cpuid 0x%x.%u e%cx bit %d", w->leaf, w->sub, reg[w->reg],
+			 bit);
+}
+
+/* The register of a CPUID entry that word i is. */
+uint32_t *boot_cpu_word_in(struct kvm_cpuid_entry2 *e, int i)
+{
+	uint32_t *r[] = { &e->eax, &e->ebx, &e->ecx, &e->edx };
+
+	return e->function == words[i].leaf && e->index == words[i].sub ? r[words[i].reg] : NULL;
+}
