@@ -79,7 +79,7 @@ int boot_setup_vcpu(int vcpu_fd, const struct boot_entry *e);
  * KVM's paravirt leaves (kvmclock). Its feature words (cpu_features.c) are what a migration
  * compares and what -cpu host,-FEATURE clears.
  */
-#define BOOT_CPU_WORDS 13
+#define BOOT_CPU_WORDS 17
 struct boot_cpu {
 	uint32_t w[BOOT_CPU_WORDS];
 };
@@ -88,14 +88,20 @@ struct kvm_cpuid2;
 /* NULL with a printed error. The caller frees it. */
 struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd);
 void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out);
+/* Hides the features in off, and the XSAVE state that goes with them. */
 void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off);
+/* Register reg (0 eax .. 3 edx) of leaf.sub, 0 where there is none; keep only the bits keep. */
+uint32_t boot_cpuid_get(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg);
+void boot_cpuid_keep(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg, uint32_t keep);
 void boot_cpuid_vendor(struct kvm_cpuid2 *c, char vendor[13]);
 /* Sets c, with this APIC ID, on a vCPU. -1 with a printed error. */
 int boot_cpuid_set(int vcpu_fd, struct kvm_cpuid2 *c, uint32_t apic_id);
-/* A feature's word and bit from its name as QEMU's -cpu spells it ("avx2"); -1 if unknown. */
-int boot_cpu_feature(const char *name, int *word, int *bit);
+/* The bits of a feature named as QEMU's -cpu does ("avx2", "sse4_2"); -1 if unknown. */
+int boot_cpu_feature(const char *name, struct boot_cpu *mask);
+/* Where feature word i lies: leaf, subleaf and register (0 eax .. 3 edx). */
+void boot_cpu_word_id(int i, uint32_t *leaf, uint32_t *sub, int *reg);
 /* The name of a bit, or where it lies when it has none. */
-void boot_cpu_feature_name(int word, int bit, char *buf, size_t len);
+void boot_cpu_bit_name(uint32_t leaf, uint32_t sub, int reg, int bit, char *buf, size_t len);
 
 /* Fixed layout of low memory (GUEST-ABI.md: never use 0x1000-0x2fff). */
 #define BOOT_GDT_ADDR		0x500ULL

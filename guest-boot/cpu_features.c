@@ -3,6 +3,7 @@
  * them. A migration compares these words (a guest must find every feature it was given on the
  * far side), and -cpu host,-FEATURE clears bits in them.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/kvm.h>
@@ -16,15 +17,17 @@ static const struct boot_cpu_word {
 	uint32_t leaf, sub;
 	int reg;
 } words[BOOT_CPU_WORDS] = {
-	{ 0x1, 0, ECX },	{ 0x1, 0, EDX },	{ 0x7, 0, EBX },
-	{ 0x7, 0, ECX },	{ 0x7, 0, EDX },	{ 0x7, 1, EAX },
-	{ 0xd, 0, EAX },	/* XSAVE state components */
+	{ 0x1, 0, ECX },	{ 0x1, 0, EDX },	{ 0x7, 0, EBX },	{ 0x7, 0, ECX },
+	{ 0x7, 0, EDX },	{ 0x7, 1, EAX },	{ 0x7, 1, EDX },	{ 0x7, 2, EDX },
+	{ 0xd, 0, EAX },	{ 0xd, 0, EDX },	/* XSAVE state components */
 	{ 0xd, 1, EAX },	{ 0x80000001, 0, ECX }, { 0x80000001, 0, EDX },
-	{ 0x80000007, 0, EDX }, { 0x80000008, 0, EBX }, { 0x40000001, 0, EAX },
+	{ 0x80000007, 0, EDX }, { 0x80000008, 0, EBX }, { 0x80000021, 0, EAX },
+	{ 0x40000001, 0, EAX },
 };
 
 /* Word indexes, in the order above. */
-enum { W1C, W1D, W7B, W7C, W7D, W71A, WD0A, WD1A, W81C, W81D, W87D, W88B, WKVM };
+enum { W1C, W1D, W7B, W7C, W7D, W71A, W71D, W72D, WD0A, WD0D, WD1A, W81C, W81D, W87D, W88B,
+       W821A, WKVM };
 
 static const struct {
 	const char *name;
@@ -53,7 +56,9 @@ static const struct {
 	{ "serialize", W7D, 14 },   { "amx-bf16", W7D, 22 },	{ "avx512-fp16", W7D, 23 },
 	{ "amx-tile", W7D, 24 },    { "amx-int8", W7D, 25 },	{ "spec-ctrl", W7D, 26 },
 	{ "stibp", W7D, 27 },	    { "arch-capabilities", W7D, 29 }, { "ssbd", W7D, 31 },
-	{ "avx-vnni", W71A, 4 },    { "avx512-bf16", W71A, 5 }, { "xsaveopt", WD1A, 0 },
+	{ "avx-vnni", W71A, 4 },    { "avx512-bf16", W71A, 5 }, { "avx-vnni-int8", W71D, 4 },
+	{ "avx-ne-convert", W71D, 5 }, { "avx-vnni-int16", W71D, 10 }, { "prefetchiti", W71D, 14 },
+	{ "avx10", W71D, 19 },	    { "xsaveopt", WD1A, 0 },
 	{ "xsavec", WD1A, 1 },	    { "xgetbv1", WD1A, 2 },	{ "xsaves", WD1A, 3 },
 	{ "lahf-lm", W81C, 0 },	    { "svm", W81C, 2 },		{ "abm", W81C, 5 },
 	{ "sse4a", W81C, 6 },	    { "misalignsse", W81C, 7 }, { "3dnowprefetch", W81C, 8 },
@@ -63,43 +68,81 @@ static const struct {
 	{ "lm", W81D, 29 },	    { "invtsc", W87D, 8 },	{ "clzero", W88B, 0 },
 	{ "xsaveerptr", W88B, 2 },  { "wbnoinvd", W88B, 9 },	{ "ibpb", W88B, 12 },
 	{ "amd-ssbd", W88B, 24 },   { "virt-ssbd", W88B, 25 },	{ "kvmclock", WKVM, 0 },
-	{ "kvmclock-stable-bit", WKVM, 24 },
+	{ "kvmclock", WKVM, 3 },    { "kvmclock-stable-bit", WKVM, 24 },
 };
 
-int boot_cpu_feature(const char *name, int *word, int *bit)
+/*
+ * The XSAVE state components that go with a feature: a guest without the feature must not be
+ * able to enable its state in XCR0 either (KVM takes what XCR0 may hold from leaf 0xd).
+ */
+static const struct {
+	uint8_t word, bit;
+	uint32_t components;
+} xsave_of[] = {
+	{ W1C, 28, 1u << 2 },			/* avx: YMM */
+	{ W7B, 16, 7u << 5 },			/* avx512f: opmask, ZMM_Hi256, Hi16_ZMM */
+	{ W7C, 3, 1u << 9 },			/* pku: PKRU */
+	{ W7D, 24, 3u << 17 },			/* amx-tile: XTILECFG, XTILEDATA */
+};
+
+/* QEMU takes sse4_1, sse4-1 and sse4.1 alike. */
+static bool feature_name_eq(const char *a, const char *b)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
-		if (!strcmp(features[i].name, name)) {
-			*word = features[i].word;
-			*bit = features[i].bit;
-			return 0;
-		}
-	}
-	return -1;
+	for (; *a && *b; a++, b++)
+		if (*a != *b && !(strchr("-_.", *a) && strchr("-_.", *b)))
+			return false;
+	return *a == *b;
 }
 
-void boot_cpu_feature_name(int word, int bit, char *buf, size_t len)
+int boot_cpu_feature(const char *name, struct boot_cpu *mask)
 {
-	static const char reg[] = "abcd";
-	const struct boot_cpu_word *w = &words[word];
+	bool found = false;
+
+	memset(mask, 0, sizeof(*mask));
+	for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
+		if (feature_name_eq(features[i].name, name)) {
+			mask->w[features[i].word] |= 1u << features[i].bit;
+			found = true;
+		}
+	}
+	return found ? 0 : -1;
+}
+
+void boot_cpu_xsave_follow(struct boot_cpu *f)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(xsave_of); i++)
+		if (!(f->w[xsave_of[i].word] & 1u << xsave_of[i].bit))
+			f->w[WD0A] &= ~xsave_of[i].components;
+}
+
+void boot_cpu_word_id(int i, uint32_t *leaf, uint32_t *sub, int *reg)
+{
+	*leaf = words[i].leaf;
+	*sub = words[i].sub;
+	*reg = words[i].reg;
+}
+
+void boot_cpu_bit_name(uint32_t leaf, uint32_t sub, int reg, int bit, char *buf, size_t len)
+{
+	static const char regs[] = "abcd";
 
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
-		if (features[i].word == word && features[i].bit == bit) {
+		const struct boot_cpu_word *w = &words[features[i].word];
+
+		if (w->leaf == leaf && w->sub == sub && w->reg == reg && features[i].bit == bit) {
 			snprintf(buf, len, "%s", features[i].name);
 			return;
 		}
 	}
-	if (word == WD0A)
-		snprintf(buf, len, "XSAVE state component %d", bit);
+	if (leaf == 0xd && sub == 0 && (reg == EAX || reg == EDX))
+		snprintf(buf, len, "XSAVE state component %d", bit + (reg == EDX ? 32 : 0));
 	else
-		snprintf(buf, len, "cpuid 0x%x.%u e%cx bit %d", w->leaf, w->sub, reg[w->reg],
-			 bit);
+		snprintf(buf, len, "cpuid 0x%x.%u e%cx bit %d", leaf, sub, regs[reg & 3], bit);
 }
 
-/* The register of a CPUID entry that word i is. */
-uint32_t *boot_cpu_word_in(struct kvm_cpuid_entry2 *e, int i)
+uint32_t *boot_cpuid_reg(struct kvm_cpuid_entry2 *e, uint32_t leaf, uint32_t sub, int reg)
 {
 	uint32_t *r[] = { &e->eax, &e->ebx, &e->ecx, &e->edx };
 
-	return e->function == words[i].leaf && e->index == words[i].sub ? r[words[i].reg] : NULL;
+	return e->function == leaf && e->index == sub && reg >= 0 && reg < 4 ? r[reg] : NULL;
 }

@@ -74,13 +74,23 @@ static void cpuid_trim(struct kvm_cpuid2 *c)
 			break;
 		case 0xb:
 		case 0x1f:
-			/* x2APIC topology: every level holds just this CPU (x2APIC ID per vCPU) */
+			/* x2APIC topology, where KVM still reports levels: each holds just this CPU
+			 * (x2APIC ID per vCPU) */
 			e->eax = 0;
 			e->ebx = (e->ecx & 0xff00) ? 1 : 0;
 			break;
 		case 0x80000008:
 			/* AMD: one core per package (NC and ApicIdCoreIdSize), not the host's */
 			e->ecx &= ~0xf0ffu;
+			break;
+		case 0x8000001d:
+			/* AMD: no other CPU shares a cache (bits 25-14), as leaf 4 */
+			e->eax &= 0x3fff;
+			break;
+		case 0x8000001e:
+			/* AMD: core 0 (EBX), one thread a core, node 0 (ECX); extended APIC ID
+			 * (EAX) per vCPU */
+			e->ebx = e->ecx = 0;
 			break;
 		}
 	}
@@ -111,27 +121,58 @@ struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd)
 	return c;
 }
 
+static uint32_t *cpuid_reg(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg)
+{
+	for (unsigned i = 0; i < c->nent; i++) {
+		uint32_t *r = boot_cpuid_reg(&c->entries[i], leaf, sub, reg);
+
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+uint32_t boot_cpuid_get(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg)
+{
+	uint32_t *r = cpuid_reg(c, leaf, sub, reg);
+
+	return r ? *r : 0;
+}
+
+void boot_cpuid_keep(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg, uint32_t keep)
+{
+	uint32_t *r = cpuid_reg(c, leaf, sub, reg);
+
+	if (r)
+		*r &= keep;
+}
+
 void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out)
 {
-	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < c->nent; i++)
-		for (int w = 0; w < BOOT_CPU_WORDS; w++) {
-			uint32_t *r = boot_cpu_word_in(&c->entries[i], w);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
+		uint32_t leaf, sub;
+		int reg;
 
-			if (r)
-				out->w[w] = *r;
-		}
+		boot_cpu_word_id(i, &leaf, &sub, &reg);
+		out->w[i] = boot_cpuid_get(c, leaf, sub, reg);
+	}
 }
 
 void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off)
 {
-	for (unsigned i = 0; i < c->nent; i++)
-		for (int w = 0; w < BOOT_CPU_WORDS; w++) {
-			uint32_t *r = boot_cpu_word_in(&c->entries[i], w);
+	struct boot_cpu f;
 
-			if (r)
-				*r &= ~off->w[w];
-		}
+	boot_cpuid_features(c, &f);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++)
+		f.w[i] &= ~off->w[i];
+	boot_cpu_xsave_follow(&f);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
+		uint32_t leaf, sub;
+		int reg;
+
+		boot_cpu_word_id(i, &leaf, &sub, &reg);
+		boot_cpuid_keep(c, leaf, sub, reg, f.w[i]);
+	}
 }
 
 void boot_cpuid_vendor(struct kvm_cpuid2 *c, char vendor[13])
@@ -153,6 +194,8 @@ int boot_cpuid_set(int vcpu_fd, struct kvm_cpuid2 *c, uint32_t apic_id)
 			e->ebx = (e->ebx & 0xffffff) | apic_id << 24;
 		else if (e->function == 0xb || e->function == 0x1f)
 			e->edx = apic_id;
+		else if (e->function == 0x8000001e)
+			e->eax = apic_id;
 	}
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
 		perrorf("cpuid: KVM_SET_CPUID2");

@@ -129,9 +129,11 @@ void zeropage_build(struct guest_mem *mem, const struct boot_params_in *in);
 void pvh_build(struct guest_mem *mem, const struct boot_params_in *in);
 
 /* acpi.c: RSDP, XSDT, FADT, MADT, DSDT from BOOT_ACPI_ADDR; returns the RSDP address. */
-/* The register of CPUID entry e that feature word i is, or NULL (cpu_features.c). */
+/* cpu_features.c: register reg (0 eax .. 3 edx) of e if e is leaf.sub, else NULL; and the
+ * XSAVE state components of the features f lacks taken out of f. */
 struct kvm_cpuid_entry2;
-uint32_t *boot_cpu_word_in(struct kvm_cpuid_entry2 *e, int i);
+uint32_t *boot_cpuid_reg(struct kvm_cpuid_entry2 *e, uint32_t leaf, uint32_t sub, int reg);
+void boot_cpu_xsave_follow(struct boot_cpu *f);
 
 int acpi_build(struct guest_mem *mem, const struct boot_cfg *cfg, uint64_t *rsdp);
 

@@ -247,7 +247,7 @@ static void virtio_net_tap_ready(void *opaque, uint32_t events)
 	struct virtio_net *n = opaque;
 
 	pthread_mutex_lock(&n->v.lock);
-	/* A reset on the vCPU thread leaves the loop alone; the handler retires itself here. */
+	/* A reset on a vCPU thread leaves the loop alone; the handler retires itself here. */
 	if (!virtio_mmio_running(&n->v))
 		virtio_net_poll_tap(n, false);
 	else
@@ -302,7 +302,7 @@ static void virtio_net_start(void *opaque)
 		return;
 	}
 	n->frame_len = 0;
-	/* We are on the vCPU thread: the I/O thread starts reading the tap, on this kick. */
+	/* We are on a vCPU thread: the I/O thread starts reading the tap, on this kick. */
 	virtio_mmio_kick(&n->v, RXQ);
 }
 

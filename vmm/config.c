@@ -253,7 +253,7 @@ static int config_cpu_feature(struct tern_config *c, char *item)
 {
 	char *name = item + (*item == '+' || *item == '-'), *eq = strchr(item, '=');
 	bool on = *item != '-';
-	int w, b;
+	struct boot_cpu mask;
 
 	if (eq && name == item) {
 		*eq++ = '\0';
@@ -263,14 +263,16 @@ static int config_cpu_feature(struct tern_config *c, char *item)
 		}
 		on = !strcmp(eq, "on");
 	}
-	if (boot_cpu_feature(name, &w, &b) < 0) {
+	if (boot_cpu_feature(name, &mask) < 0) {
 		errorf("-cpu: '%s': not a CPU feature tern knows (QEMU's names: avx2, sse4.2...)",
 		       name);
 		return -1;
 	}
-	c->cpu_on.w[w] &= ~(1u << b);
-	c->cpu_off.w[w] &= ~(1u << b);
-	(on ? &c->cpu_on : &c->cpu_off)->w[w] |= 1u << b;
+	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
+		c->cpu_on.w[i] &= ~mask.w[i];
+		c->cpu_off.w[i] &= ~mask.w[i];
+		(on ? &c->cpu_on : &c->cpu_off)->w[i] |= mask.w[i];
+	}
 	return 0;
 }
 

@@ -1,9 +1,10 @@
 /*
  * The CPU the guest sees, one for all its vCPUs: KVM's, less what -cpu hides. A migration's
- * hello carries its vendor and feature words. A destination takes the guest only if it can
+ * hello carries its vendor and feature words, each as (leaf, subleaf, register, value), so that
+ * a word one side does not know still counts. A destination takes the guest only if it can
  * give it every feature the guest was given (a guest that picked AVX-512 code at boot dies of
- * #UD on a host without it), and then hides what it has beyond them, so that the guest finds
- * the same CPU after the move as before.
+ * #UD on a host without it), and then hides what it has beyond them: the guest finds the same
+ * features after the move (family, model and caches are the new host's).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,62 +36,106 @@ static int cpu_model_apply(struct cpu_model *cm)
 static int cpu_model_describe(void *opaque, void *fdt)
 {
 	struct cpu_model *cm = opaque;
-	fdt32_t w[BOOT_CPU_WORDS];
+	fdt32_t q[BOOT_CPU_WORDS][4];
 
-	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		w[i] = cpu_to_fdt32(cm->features.w[i]);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
+		uint32_t leaf, sub;
+		int reg;
+
+		boot_cpu_word_id(i, &leaf, &sub, &reg);
+		q[i][0] = cpu_to_fdt32(leaf);
+		q[i][1] = cpu_to_fdt32(sub);
+		q[i][2] = cpu_to_fdt32(reg);
+		q[i][3] = cpu_to_fdt32(cm->features.w[i]);
+	}
 	return fdt_property_string(fdt, "vendor", cm->vendor) ||
-	       fdt_property(fdt, "features", w, sizeof(w));
+	       fdt_property(fdt, "features", q, sizeof(q));
 }
 
-/* The names of the features in want but not in have, each after a space; how many. */
-static int features_missing(const struct boot_cpu *want, const struct boot_cpu *have, char *buf,
-			    size_t len)
+/* Appends " name" to buf for each bit set in bits of that register. */
+static void name_bits(char *buf, size_t len, uint32_t leaf, uint32_t sub, int reg,
+		      uint32_t bits)
 {
-	int n = 0, count = 0;
+	for (int b = 0; b < 32; b++) {
+		size_t n = strlen(buf);
+		char name[64];
 
+		if (!(bits & 1u << b) || n >= len - 1)
+			continue;
+		boot_cpu_bit_name(leaf, sub, reg, b, name, sizeof(name));
+		snprintf(buf + n, len - n, " %s", name);
+	}
+}
+
+/* -cpu host,+F: the features in want the words have not, by name; empty if none. */
+static void cpu_model_lacking(const struct boot_cpu *want, const struct boot_cpu *have,
+			      char *buf, size_t len)
+{
 	buf[0] = '\0';
-	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		for (int b = 0; b < 32; b++) {
-			char name[64];
+	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
+		uint32_t leaf, sub;
+		int reg;
 
-			if (!(want->w[i] & ~have->w[i] & 1u << b))
-				continue;
-			boot_cpu_feature_name(i, b, name, sizeof(name));
-			if (n < (int)len)
-				n += snprintf(buf + n, len - n, " %s", name);
-			count++;
-		}
-	return count;
+		boot_cpu_word_id(i, &leaf, &sub, &reg);
+		name_bits(buf, len, leaf, sub, reg, want->w[i] & ~have->w[i]);
+	}
+}
+
+/* Word i of a description: leaf, subleaf, register, value. */
+static void word_at(const fdt32_t *q, int i, uint32_t w[4])
+{
+	for (int k = 0; k < 4; k++)
+		w[k] = fdt32_to_cpu(q[4 * i + k]);
+}
+
+/* The source's n words: each of their bits must be here; then only those stay on. */
+static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *why, size_t len)
+{
+	char names[192] = "";
+	struct boot_cpu theirs;
+	uint32_t w[4];
+
+	for (int i = 0; i < n; i++) {
+		word_at(q, i, w);
+		name_bits(names, sizeof(names), w[0], w[1], w[2],
+			  w[3] & ~boot_cpuid_get(cm->cpuid, w[0], w[1], w[2]));
+	}
+	if (names[0]) {
+		snprintf(why, len, "the guest uses CPU features missing here:%s", names);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		word_at(q, i, w);
+		boot_cpuid_keep(cm->cpuid, w[0], w[1], w[2], w[3]);
+	}
+	boot_cpuid_features(cm->cpuid, &theirs);
+	cpu_model_lacking(&cm->vm->cfg->cpu_on, &theirs, names, sizeof(names));
+	if (names[0]) {
+		snprintf(why, len, "the guest lacks CPU features that -cpu here insists on:%s",
+			 names);
+		return -1;
+	}
+	cm->features = theirs;
+	return 0;
 }
 
 static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, size_t len)
 {
 	struct cpu_model *cm = opaque;
 	const char *vendor = fdt_getprop(fdt, node, "vendor", NULL);
-	int wlen;
-	const fdt32_t *w = fdt_getprop(fdt, node, "features", &wlen);
-	struct boot_cpu theirs, extra;
-	char names[192];
+	int qlen;
+	const fdt32_t *q = fdt_getprop(fdt, node, "features", &qlen);
 
-	if (!vendor || !w || wlen != sizeof(theirs.w)) {
-		snprintf(why, len, "the source's CPU description is not one this tern reads");
+	if (!vendor || !q || qlen % 16) {
+		snprintf(why, len, "corrupt stream: malformed CPU description");
 		return -1;
 	}
 	if (strcmp(vendor, cm->vendor)) {
 		snprintf(why, len, "CPU vendor %s != %s", vendor, cm->vendor);
 		return -1;
 	}
-	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		theirs.w[i] = fdt32_to_cpu(w[i]);
-	if (features_missing(&theirs, &cm->features, names, sizeof(names))) {
-		snprintf(why, len, "the guest uses CPU features missing here:%s", names);
+	if (cpu_model_take(cm, q, qlen / 16, why, len) < 0)
 		return -1;
-	}
-	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		extra.w[i] = cm->features.w[i] & ~theirs.w[i];
-	boot_cpuid_clear(cm->cpuid, &extra);
-	cm->features = theirs;
 	if (cpu_model_apply(cm) < 0) {
 		snprintf(why, len, "cannot give the vCPUs the source's CPUID");
 		return -1;
@@ -130,7 +175,8 @@ int cpu_model_create(struct vm *vm)
 	boot_cpuid_features(cm->cpuid, &cm->features);
 	boot_cpuid_vendor(cm->cpuid, cm->vendor);
 	/* -cpu host,+F: the guest must have F, so KVM must offer it. */
-	if (features_missing(&vm->cfg->cpu_on, &cm->features, names, sizeof(names))) {
+	cpu_model_lacking(&vm->cfg->cpu_on, &cm->features, names, sizeof(names));
+	if (names[0]) {
 		errorf("-cpu:%s: not offered by this host's KVM", names);
 		goto fail;
 	}

@@ -1,5 +1,5 @@
 /*
- * vCPU state for migration and snapshots. Only called while the vCPU thread is parked.
+ * vCPU state for migration and snapshots. Only called while the vCPU threads are parked.
  * Restore order follows what KVM needs: sregs (APIC base) before the LAPIC, MSRs before
  * events and MP state.
  */
@@ -204,26 +204,32 @@ static void cpu_destroy(void *opaque)
 }
 
 static const struct device_ops cpu_ops = {
-	/* One per vCPU: nodes cpu, cpu-1, cpu-2... ("cpu" also finds an older tern's "cpu@0"). */
-	.name = "cpu",
+	.name = "cpu",	/* one node per vCPU: cpu, cpu-1, cpu-2... */
 	.save = cpu_save,
 	.load = cpu_load,
 	.destroy = cpu_destroy,
 };
 
-int cpu_state_register(struct vm *vm, struct vcpu *v)
+int cpu_state_register(struct vm *vm)
 {
-	struct cpu_state *cs = calloc(1, sizeof(*cs));
+	struct cpu_state first = { .vm = vm, .fd = vm->vcpu[0].fd };
 
-	if (!cs) {
-		perrorf("cpu: calloc");
+	/* Every vCPU has the same CPUID, so the same MSRs: found once. */
+	if (cpu_find_msrs(&first) < 0)
 		return -1;
-	}
-	cs->vm = vm;
-	cs->fd = v->fd;
-	if (cpu_find_msrs(cs) < 0 || vm_register_device(vm, &cpu_ops, cs) < 0) {
-		free(cs);
-		return -1;
+	for (int i = 0; i < vm->nvcpu; i++) {
+		struct cpu_state *cs = malloc(sizeof(*cs));
+
+		if (!cs) {
+			perrorf("cpu: malloc");
+			return -1;
+		}
+		*cs = first;
+		cs->fd = vm->vcpu[i].fd;
+		if (vm_register_device(vm, &cpu_ops, cs) < 0) {
+			free(cs);
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -7,11 +7,11 @@
 #define TERN_CPU_STATE_H
 
 struct vm;
-struct vcpu;
 
 /* The CPUID every vCPU gets (-cpu), and its part in a migration's hello. */
 int cpu_model_create(struct vm *vm);
-int cpu_state_register(struct vm *vm, struct vcpu *v);
+/* Each vCPU's registers, MSRs, LAPIC and events, as a device node per vCPU. */
+int cpu_state_register(struct vm *vm);
 int irqchip_state_register(struct vm *vm);
 int kvmclock_register(struct vm *vm);
 int cpu_info_register(struct vm *vm);

@@ -1,6 +1,6 @@
 /*
  * tern: parse the command line, load the kernel into guest RAM, build the VM and its devices
- * around it, run the vCPU thread, and serve I/O on this thread until the guest or the user
+ * around it, run the vCPU threads, and serve I/O on this thread until the guest or the user
  * ends it.
  */
 #include <fcntl.h>
@@ -157,11 +157,8 @@ static int tern_vcpus(struct tern *t, bool incoming)
 		if (vcpu_create(vm, &vm->vcpu[i], i) < 0)
 			return -1;
 	}
-	if (cpu_model_create(vm) < 0)
+	if (cpu_model_create(vm) < 0 || cpu_state_register(vm) < 0)
 		return -1;
-	for (int i = 0; i < vm->nvcpu; i++)
-		if (cpu_state_register(vm, &vm->vcpu[i]) < 0)
-			return -1;
 	return incoming ? 0 : boot_setup_vcpu(vm->vcpu[0].fd, &t->entry);
 }
 
@@ -262,11 +259,8 @@ static int tern_setup(struct tern *t)
 		    : vm->autostart ? RUN_STATE_RUNNING
 				    : RUN_STATE_PRELAUNCH;
 	/* A waiting destination starts its vCPU threads parked, migration resumes them; -S: cont. */
-	for (int i = 0; i < vm->nvcpu; i++) {
-		vm->vcpu[i].want_pause = vm->state != RUN_STATE_RUNNING;
-		if (vcpu_start(&vm->vcpu[i]) < 0)
-			return -1;
-	}
+	if (vcpus_start(vm, vm->state != RUN_STATE_RUNNING) < 0)
+		return -1;
 	return incoming ? migration_incoming(vm, t->cfg.incoming) : 0;
 }
 
@@ -297,8 +291,7 @@ int main(int argc, char **argv)
 	/* Migration first, then the vCPU: each uses what comes after it. */
 	migration_shutdown(&t->vm);
 	/* Stop the vCPUs before the devices they call into go away. */
-	for (int i = 0; i < t->vm.nvcpu; i++)
-		vcpu_destroy(&t->vm.vcpu[i]);
+	vcpus_stop(&t->vm);
 	console_destroy(t->console);
 	vm_destroy(&t->vm);
 	chardev_close(t->serial_file);

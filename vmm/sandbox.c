@@ -2,8 +2,8 @@
  * Per-thread system call filters (libseccomp), on unless -sandbox off:
  *  - the I/O thread (main) gets a deny list, as QEMU's -sandbox on: no new programs or
  *    processes, no privileges, mounts, namespaces, modules, tracing, clock setting or reboot.
- *    It is set before the vCPU thread starts, so that every thread made later inherits it.
- *  - the vCPU thread, which the guest drives most directly, adds an allow list: running the
+ *    It is set before the vCPU threads start, so that every thread made later inherits it.
+ *  - each vCPU thread, which the guest drives most directly, adds an allow list: running the
  *    guest and emulating its port and MMIO devices take only a few calls.
  * A refused call fails with EPERM and leaves one line on stderr that names its number: the
  * guest runs on, and a call tern really needs shows up at once.

@@ -1,7 +1,7 @@
 /*
  * COM1 as a 16550A: enough for OSv and Linux console drivers. Output busy-waits on LSR.THRE,
  * which always reads set because bytes leave at once; input is a FIFO that raises IRQ 4.
- * Register accesses come from the vCPU thread, input from the I/O thread: one lock.
+ * Register accesses come from the vCPU threads, input from the I/O thread: one lock.
  */
 #include <pthread.h>
 #include <stdlib.h>

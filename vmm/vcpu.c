@@ -29,7 +29,6 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 	int size;
 
 	v->vm = vm;
-	v->run = NULL;
 	pthread_cond_init(&v->cond, NULL);
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
@@ -168,7 +167,7 @@ static void *vcpu_thread(void *arg)
 		/* A kick: pause or exit wanted; it has done its job. */
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
 	}
-	/* Whoever waits in vcpu_pause() must not wait for a thread that has ended. */
+	/* Whoever waits in vcpu_pause_wait() must not wait for a thread that has ended. */
 	pthread_mutex_lock(&v->vm->lock);
 	v->paused = true;
 	pthread_cond_broadcast(&v->cond);
@@ -176,11 +175,10 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
-int vcpu_start(struct vcpu *v)
+int vcpus_start(struct vm *vm, bool paused)
 {
 	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
 	sigset_t set;
-	int err;
 
 	/* No SA_RESTART: the kick must interrupt KVM_RUN. */
 	sigemptyset(&sa.sa_mask);
@@ -192,13 +190,19 @@ int vcpu_start(struct vcpu *v)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	err = pthread_create(&v->thread, NULL, vcpu_thread, v);
-	if (err) {
-		errno = err;
-		perrorf("vcpu: pthread_create");
-		return -1;
+	for (int i = 0; i < vm->nvcpu; i++) {
+		struct vcpu *v = &vm->vcpu[i];
+		int err;
+
+		v->want_pause = paused;
+		err = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (err) {
+			errno = err;
+			perrorf("vcpu: pthread_create");
+			return -1;
+		}
+		v->started = true;
 	}
-	v->started = true;
 	return 0;
 }
 
@@ -240,21 +244,26 @@ void vcpu_resume(struct vcpu *v)
 	pthread_mutex_unlock(&v->vm->lock);
 }
 
-void vcpu_destroy(struct vcpu *v)
+void vcpus_stop(struct vm *vm)
 {
-	if (v->started) {
-		pthread_mutex_lock(&v->vm->lock);
-		v->vm->exiting = true;
-		pthread_cond_broadcast(&v->cond);
-		pthread_mutex_unlock(&v->vm->lock);
-		vcpu_kick(v);
-		pthread_join(v->thread, NULL);
-		v->started = false;
+	pthread_mutex_lock(&vm->lock);
+	vm->exiting = true;
+	for (int i = 0; i < vm->nvcpu; i++)
+		pthread_cond_broadcast(&vm->vcpu[i].cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->nvcpu; i++)
+		if (vm->vcpu[i].started)
+			vcpu_kick(&vm->vcpu[i]);
+	for (int i = 0; i < vm->nvcpu; i++) {
+		struct vcpu *v = &vm->vcpu[i];
+
+		if (v->started)
+			pthread_join(v->thread, NULL);
+		if (v->run)
+			munmap(v->run, v->run_size);
+		if (v->fd >= 0)
+			close(v->fd);
+		pthread_cond_destroy(&v->cond);
 	}
-	if (v->run)
-		munmap(v->run, v->run_size);
-	v->run = NULL;
-	if (v->fd >= 0)
-		close(v->fd);
-	v->fd = -1;
+	vm->nvcpu = 0;
 }

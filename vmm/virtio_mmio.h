@@ -4,7 +4,7 @@
  * virtio_dev_ops; the transport owns the registers, the feature handshake, the queues'
  * addresses, ioeventfd notifications and irqfd interrupts.
  *
- * Threads: registers are accessed from the vCPU thread, queues are processed on the I/O
+ * Threads: registers are accessed from the vCPU threads, queues are processed on the I/O
  * thread. Both hold v->lock; device callbacks are always called with it held.
  */
 #ifndef TERN_VIRTIO_MMIO_H

@@ -156,9 +156,7 @@ void vm_destroy(struct vm *vm)
 		if (vm->dev[i].ops->destroy)
 			vm->dev[i].ops->destroy(vm->dev[i].opaque);
 	vm->ndev = 0;
-	for (int i = vm->nvcpu - 1; i >= 0; i--)
-		vcpu_destroy(&vm->vcpu[i]);
-	vm->nvcpu = 0;
+	vcpus_stop(vm);
 	if (vm->loop.epfd > 0)
 		evloop_destroy(&vm->loop);
 	if (vm->ram)

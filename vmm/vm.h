@@ -26,7 +26,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool started;
-	/* Pause protocol: see vcpu_pause(). Guarded by vm->lock. */
+	/* Pause protocol: see vcpu_pause_request(). Guarded by vm->lock. */
 	bool want_pause, paused;
 	pthread_cond_t cond;
 };
@@ -142,7 +142,10 @@ void vm_arrive(struct vm *vm, enum vm_runstate as_at_source);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, int id);
-int vcpu_start(struct vcpu *v);
+/* The threads of the vm->nvcpu vCPUs created, parked if paused; vcpus_stop ends them, joins
+ * them and frees the vCPUs (once; a second call does nothing). */
+int vcpus_start(struct vm *vm, bool paused);
+void vcpus_stop(struct vm *vm);
 /*
  * Pause in two steps, so that every vCPU is asked before any is waited for: the request kicks
  * the thread out of KVM_RUN, the wait returns once it sits parked outside. Resume lets it go.
@@ -150,6 +153,5 @@ int vcpu_start(struct vcpu *v);
 void vcpu_pause_request(struct vcpu *v);
 void vcpu_pause_wait(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
-void vcpu_destroy(struct vcpu *v);
 
 #endif

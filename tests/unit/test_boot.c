@@ -670,22 +670,32 @@ static void test_tables(void)
 /* -cpu's names and the words a migration compares. */
 static void test_cpu_feature_names(void)
 {
+	struct boot_cpu m, m2;
+	uint32_t leaf, sub;
 	char name[64];
-	int w, b;
+	int reg;
 
-	CHECK_EQ(boot_cpu_feature("avx2", &w, &b), 0);
-	CHECK(w == 2 && b == 5);
-	CHECK_EQ(boot_cpu_feature("pni", &w, &b), 0);
-	CHECK(w == 0 && b == 0);
-	CHECK_EQ(boot_cpu_feature("AVX2", &w, &b), -1);
-	boot_cpu_feature_name(2, 16, name, sizeof(name));
+	CHECK_EQ(boot_cpu_feature("avx2", &m), 0);
+	boot_cpu_word_id(2, &leaf, &sub, &reg);
+	CHECK(leaf == 7 && sub == 0 && reg == 1 && m.w[2] == 1u << 5);
+	CHECK_EQ(boot_cpu_feature("sse4_2", &m), 0);
+	CHECK_EQ(boot_cpu_feature("sse4.2", &m2), 0);
+	CHECK(!memcmp(&m, &m2, sizeof(m)) && m.w[0] == 1u << 20);
+	CHECK_EQ(boot_cpu_feature("kvmclock", &m), 0);	/* both of KVM's clock bits */
+	CHECK_EQ(m.w[BOOT_CPU_WORDS - 1], 1u << 0 | 1u << 3);
+	CHECK_EQ(boot_cpu_feature("AVX2", &m), -1);
+	boot_cpu_bit_name(7, 0, 1, 16, name, sizeof(name));
 	CHECK_STR(name, "avx512f");
-	boot_cpu_feature_name(0, 0, name, sizeof(name));
+	boot_cpu_bit_name(1, 0, 2, 0, name, sizeof(name));
 	CHECK_STR(name, "sse3");
-	boot_cpu_feature_name(0, 31, name, sizeof(name));
+	boot_cpu_bit_name(1, 0, 2, 31, name, sizeof(name));
 	CHECK_STR(name, "cpuid 0x1.0 ecx bit 31");
-	boot_cpu_feature_name(6, 5, name, sizeof(name));
+	boot_cpu_bit_name(0xd, 0, 0, 5, name, sizeof(name));
 	CHECK_STR(name, "XSAVE state component 5");
+	boot_cpu_bit_name(0xd, 0, 3, 1, name, sizeof(name));
+	CHECK_STR(name, "XSAVE state component 33");
+	boot_cpu_bit_name(0x24, 0, 1, 3, name, sizeof(name));
+	CHECK_STR(name, "cpuid 0x24.0 ebx bit 3");
 }
 
 int main(void)

@@ -170,8 +170,9 @@ static void test_boot_mode(bool pvh)
 }
 
 /*
- * The CPUID a vCPU with APIC ID 3 got, sse4.2 hidden: its ID, one logical CPU and one core in
- * its package, hypervisor bit, KVM leaves with kvmclock; and the feature words say the same.
+ * The CPUID a vCPU with APIC ID 3 got, sse4.2 and avx hidden: its ID, one logical CPU and one
+ * core in its package, hypervisor bit, no YMM state to enable, KVM leaves with kvmclock; and
+ * the feature words say the same.
  */
 static void test_cpuid(void)
 {
@@ -180,20 +181,20 @@ static void test_cpuid(void)
 		struct kvm_cpuid_entry2 e[512];
 	} c = {.c.nent = 512};
 	struct vm vm;
-	struct boot_cpu off = { 0 }, f;
+	struct boot_cpu off, avx, f;
 	bool sig = false, feat = false;
-	int w, b;
 
 	if (vm_open(&vm) < 0) {
 		unit_failed++;
 		return;
 	}
-	CHECK_EQ(boot_cpu_feature("sse4.2", &w, &b), 0);
-	off.w[w] = 1u << b;
+	CHECK_EQ(boot_cpu_feature("sse4.2", &off), 0);
+	CHECK_EQ(boot_cpu_feature("avx", &avx), 0);
+	off.w[0] |= avx.w[0];
 	CHECK_EQ(setup_cpuid(vm.kvm, vm.vcpu, 3, &off), 0);
 	CHECK_EQ(ioctl(vm.vcpu, KVM_GET_CPUID2, &c), 0);
 	boot_cpuid_features(&c.c, &f);
-	CHECK_EQ(f.w[w] & 1u << b, 0);
+	CHECK_EQ(f.w[0] & off.w[0], 0);
 	for (unsigned i = 0; i < c.c.nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c.e[i];
 
@@ -201,9 +202,11 @@ static void test_cpuid(void)
 			CHECK_EQ(e->ebx >> 24, 3);
 			CHECK_EQ(e->ebx >> 16 & 0xff, 1);
 			CHECK(e->ecx & (1u << 31));
-			CHECK_EQ(e->ecx & (1u << 20), 0);	/* sse4.2 */
+			CHECK_EQ(e->ecx & (1u << 20 | 1u << 28), 0);	/* sse4.2, avx */
 			CHECK_EQ(e->ecx, f.w[0]);
 		}
+		if (e->function == 0xd && e->index == 0)
+			CHECK_EQ(e->eax & 1u << 2, 0);	/* no YMM state without avx */
 		if (e->function == 0xb && e->index == 0) {
 			CHECK_EQ(e->eax & 0x1f, 0);
 			CHECK_EQ(e->edx, 3);

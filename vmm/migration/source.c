@@ -219,6 +219,7 @@ static int src_stop_and_copy(struct src *c)
 {
 	struct migration *m = c->m;
 	uint64_t t_stop = now_ns();
+	enum mig_go go;
 	int64_t dirty;
 	void *devs;
 	int len, r;
@@ -226,6 +227,9 @@ static int src_stop_and_copy(struct src *c)
 	/* From here cont is refused and stop does nothing, as in QEMU: only this thread moves
 	 * the guest on. */
 	c->before = vm_enter_state(c->vm, RUN_STATE_FINISH_MIGRATE);
+	go = c->before == RUN_STATE_RUNNING	 ? GO_RUNNING
+	     : c->before == RUN_STATE_PRELAUNCH ? GO_PRELAUNCH
+						 : GO_PAUSED;
 	mig_pause_devices(c->vm);
 	c->paused = true;
 	dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
@@ -256,10 +260,6 @@ static int src_stop_and_copy(struct src *c)
 		 * argument says how the user had it here: running, stopped, or not yet started
 		 * (-S), which it stays there.
 		 */
-		enum mig_go go = c->before == RUN_STATE_RUNNING	  ? GO_RUNNING
-				 : c->before == RUN_STATE_PRELAUNCH ? GO_PRELAUNCH
-								    : GO_PAUSED;
-
 		if (stream_put(&c->s, REC_GO, go, NULL, 0) < 0 ||
 		    stream_flush(&c->s) < 0) {
 			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
