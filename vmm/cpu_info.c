@@ -142,10 +142,10 @@ static void print_regs(struct mon_session *s, const struct regs_call *c)
 	monitor_printf(s, "EFER=%016llx\n", (unsigned long long)sr->efer);
 }
 
-/* Reads the first n vCPUs' registers in one parked moment. */
+/* Reads n vCPUs' registers, from first on, in one parked moment. */
 struct regs_read {
 	struct vm *vm;
-	int n;
+	int first, n;
 	struct regs_call *c;
 };
 
@@ -154,17 +154,17 @@ static void regs_read_all(void *arg)
 	struct regs_read *r = arg;
 
 	for (int i = 0; i < r->n; i++) {
-		r->c[i].fd = r->vm->vcpu[i].fd;
+		r->c[i].fd = r->vm->vcpu[r->first + i].fd;
 		regs_read(&r->c[i]);
 	}
 }
 
-/* As QEMU: the first vCPU's registers, or with -a every vCPU's, each under CPU#n. */
+/* As QEMU: the current vCPU's registers (cpu N), or with -a every vCPU's, each under CPU#n. */
 static void cmd_info_registers(struct mon_session *s, int argc, char **argv)
 {
 	struct vm *vm = monitor_session_vm(s);
 	bool all = argc == 2 && !strcmp(argv[1], "-a");
-	struct regs_read r = { vm, all ? vm->nvcpu : 1, NULL };
+	struct regs_read r = { vm, all ? 0 : monitor_session_cpu(s), all ? vm->nvcpu : 1, NULL };
 
 	if (argc > 1 && !all) {
 		monitor_printf(s, "Error: info registers: unknown argument '%s' (only -a)\n",
@@ -179,7 +179,7 @@ static void cmd_info_registers(struct mon_session *s, int argc, char **argv)
 	vm_with_vcpus_parked(vm, regs_read_all, &r);
 	for (int i = 0; i < r.n; i++) {
 		if (all)
-			monitor_printf(s, "\nCPU#%d\n", i);
+			monitor_printf(s, "\nCPU#%d\n", r.first + i);
 		if (r.c[i].err)
 			monitor_printf(s, "Error: cannot read the registers: %s\n",
 				       strerror(r.c[i].err));
@@ -189,21 +189,38 @@ static void cmd_info_registers(struct mon_session *s, int argc, char **argv)
 	free(r.c);
 }
 
-/* QEMU's layout: the monitor's current CPU (always the first here) starred. */
+/* QEMU's layout: the session's current vCPU starred. */
 static void cmd_info_cpus(struct mon_session *s, int argc, char **argv)
 {
 	struct vm *vm = monitor_session_vm(s);
 
 	for (int i = 0; i < vm->nvcpu; i++)
-		monitor_printf(s, "%c CPU #%d: thread_id=%d\n", i ? ' ' : '*', i,
+		monitor_printf(s, "%c CPU #%d: thread_id=%d\n",
+			       i == monitor_session_cpu(s) ? '*' : ' ', i,
 			       __atomic_load_n(&vm->vcpu[i].tid, __ATOMIC_ACQUIRE));
+}
+
+/* cpu N: which vCPU info registers shows in this session. */
+static void cmd_cpu(struct mon_session *s, int argc, char **argv)
+{
+	struct vm *vm = monitor_session_vm(s);
+	char *end = NULL;
+	long n = argc == 2 ? strtol(argv[1], &end, 10) : -1;
+
+	if (!end || *end || argv[1][0] == '\0' || n < 0 || n >= vm->nvcpu) {
+		monitor_printf(s, "Error: cpu: expected a vCPU index from 0 to %d\n", vm->nvcpu - 1);
+		return;
+	}
+	monitor_session_set_cpu(s, n);
 }
 
 int cpu_info_register(struct vm *vm)
 {
 	return monitor_add_command(vm->monitor, "info registers", "[-a]",
-				   "show the first vCPU's registers (-a: every vCPU's)",
+				   "show the current vCPU's registers (-a: every vCPU's)",
 				   cmd_info_registers) ||
 	       monitor_add_command(vm->monitor, "info cpus", NULL, "show the vCPUs",
-				   cmd_info_cpus);
+				   cmd_info_cpus) ||
+	       monitor_add_command(vm->monitor, "cpu", "N", "make vCPU N the current one",
+				   cmd_cpu);
 }

@@ -34,6 +34,7 @@ struct mon_session {
 	void *opaque;
 	bool echo, held, closed;
 	bool too_long;		/* the line being typed outgrew line[]: refuse it, do not cut it */
+	int cpu;		/* the vCPU `info registers` shows (QEMU's `cpu N`) */
 	char line[MON_LINE_MAX];
 	size_t len;
 };
@@ -258,6 +259,16 @@ bool monitor_session_held(struct mon_session *s)
 struct vm *monitor_session_vm(struct mon_session *s)
 {
 	return s->mon->vm;
+}
+
+int monitor_session_cpu(struct mon_session *s)
+{
+	return s->cpu;
+}
+
+void monitor_session_set_cpu(struct mon_session *s, int cpu)
+{
+	s->cpu = cpu;
 }
 
 /* help: every command; help CMD: those named CMD or CMD something (help info). */

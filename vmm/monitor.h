@@ -40,6 +40,9 @@ void monitor_session_release(struct mon_session *s);
 bool monitor_session_held(struct mon_session *s);
 
 struct vm *monitor_session_vm(struct mon_session *s);
+/* The session's current vCPU, as QEMU's `cpu N` sets it; 0 at first. */
+int monitor_session_cpu(struct mon_session *s);
+void monitor_session_set_cpu(struct mon_session *s, int cpu);
 
 /* -monitor unix:PATH,server,nowait */
 int monitor_socket_create(struct vm *vm, struct monitor *m, const char *spec);

@@ -163,8 +163,8 @@ def test_info_registers(tern, tmp_path):
 @pytest.mark.kvm
 def test_smp_vcpus(tern, tmp_path):
     """-smp 4: a thread per vCPU, listed by info cpus. The boot CPU runs the guest; the others
-    wait in the reset state for a SIPI (the test guest sends none), and info registers -a shows
-    each of them."""
+    wait in the reset state for a SIPI (the test guest sends none), and info registers -a (or
+    cpu N, then info registers) shows each of them."""
     t = tern(*BOOT, "-smp", "4", "-append", "ticks",
              "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
     t.expect(r"tick 2 ")
@@ -182,6 +182,12 @@ def test_smp_vcpus(tern, tmp_path):
         assert re.search(r"^EIP=0000fff0 ", ap, re.M), out
         assert re.search(r"^CS =f000 ffff0000 0000ffff ", ap, re.M), out
     assert "Error" in m.cmd("info registers -x")
+    # QEMU's cpu N: the vCPU that info registers shows, starred in info cpus.
+    assert m.cmd("cpu 2").strip() == ""
+    assert m.cmd("info cpus").splitlines()[2].startswith("* CPU #2:")
+    assert re.search(r"^EIP=0000fff0 ", m.cmd("info registers"), re.M)
+    for bad_cpu in ("cpu 4", "cpu -1", "cpu x", "cpu"):
+        assert "Error: cpu: expected a vCPU index from 0 to 3" in m.cmd(bad_cpu), bad_cpu
     t.expect(r"tick \d+ ", start=len(t.out))
 
 

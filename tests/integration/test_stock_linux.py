@@ -54,10 +54,12 @@ def stock_args(bridge, *extra, append=""):
 
 
 def test_stock_linux_boots_finds_devices_and_powers_off(tern, bridge):
-    """With -smp 2: Linux finds both CPUs in the MADT and starts the second with INIT/SIPI."""
-    t = tern(*stock_args(bridge, "-smp", "2"), netns=NS)
+    """With -smp 2: Linux finds both CPUs in the MADT and starts the second with INIT/SIPI;
+    and -cpu host,-movbe hides MOVBE from both."""
+    t = tern(*stock_args(bridge, "-smp", "2", "-cpu", "host,-movbe"), netns=NS)
     t.expect(r"stock: up \d+\.\d+", timeout=180)
     t.expect(r"stock: cpus 0-1\r?\n")
+    t.expect(r"stock: movbe on 0 cpus")
     t.expect(r"stock: clocksource kvm-clock")
     t.expect(r"stock: acpi 1 virtio-mmio devices")
     t.expect(r"stock: eth0 " + MAC)
