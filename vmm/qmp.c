@@ -418,14 +418,22 @@ static void hmp_out(void *opaque, const char *buf, size_t len)
 static int qmp_hmp(struct qmp_call *q)
 {
 	const char *line = qmp_arg_str(q, "command-line");
+	const char *path[] = { "cpu-index", NULL };
+	yajl_val cpu = yajl_tree_get(q->args, path, yajl_t_any);
 	struct mon_session *s;
 
 	if (!line)
 		return -1;
+	/* As QEMU: the vCPU that commands such as info registers look at. */
+	if (cpu && (!YAJL_IS_INTEGER(cpu) || YAJL_GET_INTEGER(cpu) < 0 ||
+		    YAJL_GET_INTEGER(cpu) >= q->vm->nvcpu))
+		return qmp_fail(q, "Parameter '%s' expects a CPU number", "cpu-index");
 	q->text = malloc(QMP_HMP_OUT_MAX);
 	s = q->text ? monitor_session_new(q->vm->monitor, hmp_out, q, false) : NULL;
 	if (!s)
 		return qmp_fail(q, "%s", "out of memory");
+	if (cpu)
+		monitor_session_set_cpu(s, YAJL_GET_INTEGER(cpu));
 	monitor_run(s, line);
 	/* A command that goes on in the background (migrate) prints no more here. */
 	monitor_session_close(s);

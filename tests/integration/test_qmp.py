@@ -87,7 +87,8 @@ def start(tern, tmp_path):
 
 
 def test_query_cpus_fast(tern, tmp_path):
-    """-smp 2: QEMU's list of vCPUs, each a package of its own, with its thread."""
+    """-smp 2: QEMU's list of vCPUs, each a package of its own, with its thread; and
+    human-monitor-command's cpu-index."""
     path = str(tmp_path / "q")
     t = tern(*qmp_args(path, "-smp", "2"))
     t.expect(r"memtest: filled")
@@ -99,6 +100,13 @@ def test_query_cpus_fast(tern, tmp_path):
     tids = [c["thread-id"] for c in cpus]
     assert len(set(tids)) == 2 and all(os.path.exists("/proc/%d/task/%d" % (t.proc.pid, tid))
                                        for tid in tids), cpus
+    # human-monitor-command's cpu-index: the vCPU that info registers shows.
+    hmp = "human-monitor-command"
+    assert "\nRIP=" in "\n" + q.ok(hmp, **{"command-line": "info registers", "cpu-index": 0})
+    assert "\nEIP=0000fff0 " in "\n" + q.ok(hmp, **{"command-line": "info registers",
+                                                     "cpu-index": 1})
+    r = q.cmd(hmp, **{"command-line": "info registers", "cpu-index": 2})
+    assert r["error"]["desc"] == "Parameter 'cpu-index' expects a CPU number", r
 
 
 def test_greeting_negotiation_and_errors(tern, tmp_path):
