@@ -6,10 +6,13 @@
  * #UD on a host without it), and then hides what it has beyond them: the guest finds the same
  * features after the move (family, model and caches are the new host's).
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libfdt.h>
+#include <sys/ioctl.h>
 #include <linux/kvm.h>
 
 #include "guest-boot/boot.h"
@@ -22,7 +25,20 @@ struct cpu_model {
 	struct kvm_cpuid2 *cpuid;
 	struct boot_cpu features;	/* what cpuid gives the guest */
 	char vendor[13];
+	int tsc_khz;			/* the vCPUs' TSC rate */
 };
+
+/* Whether the features include the invariant TSC. */
+static bool has_invtsc(const struct boot_cpu *f)
+{
+	struct boot_cpu invtsc;
+
+	boot_cpu_feature("invtsc", &invtsc);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++)
+		if (f->w[i] & invtsc.w[i])
+			return true;
+	return false;
+}
 
 /* Every vCPU gets the same CPUID, with its own APIC ID. Only before a vCPU first runs. */
 static int cpu_model_apply(struct cpu_model *cm)
@@ -49,7 +65,8 @@ static int cpu_model_describe(void *opaque, void *fdt)
 		q[i][3] = cpu_to_fdt32(cm->features.w[i]);
 	}
 	return fdt_property_string(fdt, "vendor", cm->vendor) ||
-	       fdt_property(fdt, "features", q, sizeof(q));
+	       fdt_property(fdt, "features", q, sizeof(q)) ||
+	       (has_invtsc(&cm->features) && fdt_property_u32(fdt, "tsc-khz", cm->tsc_khz));
 }
 
 /* Appends " name" to buf for each bit set in bits of that register. */
@@ -119,6 +136,26 @@ static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *w
 	return 0;
 }
 
+/* A guest with an invariant TSC reads time from it at the rate it saw at boot: keep that. */
+static int cpu_model_tsc(struct cpu_model *cm, const void *fdt, int node, char *why, size_t len)
+{
+	const fdt32_t *p = fdt_getprop(fdt, node, "tsc-khz", NULL);
+	int khz = p ? (int)fdt32_to_cpu(*p) : cm->tsc_khz;
+
+	if (khz == cm->tsc_khz)
+		return 0;
+	for (int i = 0; i < cm->vm->nvcpu; i++) {
+		if (ioctl(cm->vm->vcpu[i].fd, KVM_SET_TSC_KHZ, khz) < 0) {
+			snprintf(why, len, "the guest has an invariant TSC at %d kHz; here it runs "
+				 "at %d kHz and KVM cannot scale it (%s)", khz, cm->tsc_khz,
+				 strerror(errno));
+			return -1;
+		}
+	}
+	cm->tsc_khz = khz;
+	return 0;
+}
+
 static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, size_t len)
 {
 	struct cpu_model *cm = opaque;
@@ -134,7 +171,8 @@ static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, s
 		snprintf(why, len, "CPU vendor %s != %s", vendor, cm->vendor);
 		return -1;
 	}
-	if (cpu_model_take(cm, q, qlen / 16, why, len) < 0)
+	if (cpu_model_take(cm, q, qlen / 16, why, len) < 0 ||
+	    cpu_model_tsc(cm, fdt, node, why, len) < 0)
 		return -1;
 	if (cpu_model_apply(cm) < 0) {
 		snprintf(why, len, "cannot give the vCPUs the source's CPUID");
@@ -158,9 +196,26 @@ static const struct device_ops cpu_model_ops = {
 	.destroy = cpu_model_destroy,
 };
 
+/*
+ * What -cpu hides, and the invariant TSC unless -cpu host,+invtsc: with it, Linux prefers the
+ * TSC to kvm-clock, and a TSC keeps its host's rate, so after a move to a host whose TSC runs
+ * at another rate the guest's clock would run fast or slow. QEMU's migratable host CPU leaves
+ * it out for the same reason. With +invtsc, the hello carries the rate and a destination that
+ * cannot match it refuses.
+ */
+static void cpu_model_hidden(const struct tern_config *cfg, struct boot_cpu *off)
+{
+	struct boot_cpu invtsc;
+
+	boot_cpu_feature("invtsc", &invtsc);
+	for (int i = 0; i < BOOT_CPU_WORDS; i++)
+		off->w[i] = cfg->cpu_off.w[i] | (invtsc.w[i] & ~cfg->cpu_on.w[i]);
+}
+
 int cpu_model_create(struct vm *vm)
 {
 	struct cpu_model *cm = calloc(1, sizeof(*cm));
+	struct boot_cpu off;
 	char names[192];
 
 	if (!cm) {
@@ -169,9 +224,11 @@ int cpu_model_create(struct vm *vm)
 	}
 	cm->vm = vm;
 	cm->cpuid = boot_cpuid_new(vm->kvm_fd);
+	cm->tsc_khz = ioctl(vm->vcpu[0].fd, KVM_GET_TSC_KHZ, 0);
 	if (!cm->cpuid)
 		goto fail;
-	boot_cpuid_clear(cm->cpuid, &vm->cfg->cpu_off);
+	cpu_model_hidden(vm->cfg, &off);
+	boot_cpuid_clear(cm->cpuid, &off);
 	boot_cpuid_features(cm->cpuid, &cm->features);
 	boot_cpuid_vendor(cm->cpuid, cm->vendor);
 	/* -cpu host,+F: the guest must have F, so KVM must offer it. */

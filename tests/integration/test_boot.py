@@ -414,6 +414,21 @@ def test_ignored_options_are_named_before_kernel_errors(tmp_path):
     assert "nope.elf" in lines[2] and "No such file" in lines[2], out
 
 
+@pytest.mark.kvm
+def test_invariant_tsc_only_on_request(tern):
+    """invtsc is hidden unless -cpu host,+invtsc: with it Linux clocks by the TSC, whose rate
+    a move to another host may change. +invtsc where KVM does not offer it is one line."""
+    t = tern(*BOOT, "-append", "memtest=8")
+    t.expect(r"memtest: filled")
+    mark = len(t.out)
+    t.send("cpuid 0x80000007\r")
+    m = t.expect(r"cpuid: 80000007\.0 eax=[0-9a-f]{8} ebx=[0-9a-f]{8} ecx=[0-9a-f]{8} "
+                 r"edx=([0-9a-f]{8})\r?\n", start=mark)
+    assert not int(m.group(1), 16) >> 8 & 1, m.group(0)
+    code, out = run_tern(BOOT + ["-cpu", "host,+invtsc", "-append", "poweroff"])
+    assert code == 0 or out.strip() == "tern: -cpu: invtsc: not offered by this host's KVM", out
+
+
 def test_cpu_model_and_features_checked():
     bad(["-kernel", GUEST, "-cpu", "qemu64"], "-cpu qemu64", "host")
     bad(["-kernel", GUEST, "-cpu", "host,-frobnicate"], "'frobnicate'", "not a CPU feature")
