@@ -88,7 +88,7 @@ struct kvm_cpuid2;
 /* NULL with a printed error. The caller frees it. */
 struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd);
 void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out);
-/* Hides the features in off, and the XSAVE state that goes with them. */
+/* Hides the features in off, those that need them, and the XSAVE state that goes with them. */
 void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off);
 /* Register reg (0 eax .. 3 edx) of leaf.sub, 0 where there is none; keep only the bits keep. */
 uint32_t boot_cpuid_get(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg);

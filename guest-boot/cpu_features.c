@@ -72,6 +72,22 @@ static const struct {
 };
 
 /*
+ * Features that make no sense without another (their instructions use its registers): hidden
+ * with it, so that -avx512f takes AVX10 along, and -amx-tile the AMX instructions.
+ */
+static const struct {
+	uint8_t word, bit, needs_word, needs_bit;
+} needs[] = {
+	{ W7B, 5, W1C, 28 },			/* avx2: avx */
+	{ W1C, 12, W1C, 28 },			/* fma: avx */
+	{ W1C, 29, W1C, 28 },			/* f16c: avx */
+	{ W7B, 16, W1C, 28 },			/* avx512f: avx (as Linux has it) */
+	{ W71D, 19, W7B, 16 },			/* avx10: avx512f */
+	{ W7D, 25, W7D, 24 },			/* amx-int8: amx-tile */
+	{ W7D, 22, W7D, 24 },			/* amx-bf16: amx-tile */
+};
+
+/*
  * The XSAVE state components that go with a feature: a guest without the feature must not be
  * able to enable its state in XCR0 either (KVM takes what XCR0 may hold from leaf 0xd).
  */
@@ -84,6 +100,8 @@ static const struct {
 	{ W7C, 3, 1u << 9 },			/* pku: PKRU */
 	{ W7D, 24, 3u << 17 },			/* amx-tile: XTILECFG, XTILEDATA */
 };
+
+_Static_assert(WKVM + 1 == BOOT_CPU_WORDS, "a word index for every word");
 
 /* QEMU takes sse4_1, sse4-1 and sse4.1 alike. */
 static bool feature_name_eq(const char *a, const char *b)
@@ -108,8 +126,12 @@ int boot_cpu_feature(const char *name, struct boot_cpu *mask)
 	return found ? 0 : -1;
 }
 
-void boot_cpu_xsave_follow(struct boot_cpu *f)
+void boot_cpu_follow(struct boot_cpu *f)
 {
+	/* In table order, so that a chain (avx, avx512f, avx10) falls in one pass. */
+	for (size_t i = 0; i < ARRAY_SIZE(needs); i++)
+		if (!(f->w[needs[i].needs_word] & 1u << needs[i].needs_bit))
+			f->w[needs[i].word] &= ~(1u << needs[i].bit);
 	for (size_t i = 0; i < ARRAY_SIZE(xsave_of); i++)
 		if (!(f->w[xsave_of[i].word] & 1u << xsave_of[i].bit))
 			f->w[WD0A] &= ~xsave_of[i].components;

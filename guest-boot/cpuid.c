@@ -165,7 +165,7 @@ void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off)
 	boot_cpuid_features(c, &f);
 	for (int i = 0; i < BOOT_CPU_WORDS; i++)
 		f.w[i] &= ~off->w[i];
-	boot_cpu_xsave_follow(&f);
+	boot_cpu_follow(&f);
 	for (int i = 0; i < BOOT_CPU_WORDS; i++) {
 		uint32_t leaf, sub;
 		int reg;

@@ -129,11 +129,11 @@ void zeropage_build(struct guest_mem *mem, const struct boot_params_in *in);
 void pvh_build(struct guest_mem *mem, const struct boot_params_in *in);
 
 /* acpi.c: RSDP, XSDT, FADT, MADT, DSDT from BOOT_ACPI_ADDR; returns the RSDP address. */
-/* cpu_features.c: register reg (0 eax .. 3 edx) of e if e is leaf.sub, else NULL; and the
- * XSAVE state components of the features f lacks taken out of f. */
+/* cpu_features.c: register reg (0 eax .. 3 edx) of e if e is leaf.sub, else NULL; and out of
+ * f, the features that need one f lacks, and the XSAVE state of those it lacks. */
 struct kvm_cpuid_entry2;
 uint32_t *boot_cpuid_reg(struct kvm_cpuid_entry2 *e, uint32_t leaf, uint32_t sub, int reg);
-void boot_cpu_xsave_follow(struct boot_cpu *f);
+void boot_cpu_follow(struct boot_cpu *f);
 
 int acpi_build(struct guest_mem *mem, const struct boot_cfg *cfg, uint64_t *rsdp);
 

@@ -1,10 +1,11 @@
 /*
  * The CPU the guest sees, one for all its vCPUs: KVM's, less what -cpu hides. A migration's
  * hello carries its vendor and feature words, each as (leaf, subleaf, register, value), so that
- * a word one side does not know still counts. A destination takes the guest only if it can
- * give it every feature the guest was given (a guest that picked AVX-512 code at boot dies of
- * #UD on a host without it), and then hides what it has beyond them: the guest finds the same
- * features after the move (family, model and caches are the new host's).
+ * a destination checks even a word it has no name for. It takes the guest only if it can give
+ * it every feature the guest was given (a guest that picked AVX-512 code at boot dies of #UD on
+ * a host without it), and then hides what it has beyond them in the words the source sent:
+ * the guest finds the same features after the move (family, model and caches are the new
+ * host's).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -20,22 +21,23 @@
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
+/* Two rates of one TSC differ by less than this; KVM does the same (tsc_tolerance_ppm). */
+#define TSC_TOLERANCE_PPM 250
+
 struct cpu_model {
 	struct vm *vm;
-	struct kvm_cpuid2 *cpuid;
-	struct boot_cpu features;	/* what cpuid gives the guest */
+	struct kvm_cpuid2 *cpuid;	/* what the guest gets */
+	struct kvm_cpuid2 *offered;	/* what KVM offers, before -cpu */
+	struct boot_cpu features;	/* cpuid's feature words */
+	struct boot_cpu invtsc;		/* the invariant TSC's bit */
 	char vendor[13];
 	int tsc_khz;			/* the vCPUs' TSC rate */
 };
 
-/* Whether the features include the invariant TSC. */
-static bool has_invtsc(const struct boot_cpu *f)
+static bool has_invtsc(struct cpu_model *cm)
 {
-	struct boot_cpu invtsc;
-
-	boot_cpu_feature("invtsc", &invtsc);
 	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		if (f->w[i] & invtsc.w[i])
+		if (cm->features.w[i] & cm->invtsc.w[i])
 			return true;
 	return false;
 }
@@ -66,13 +68,15 @@ static int cpu_model_describe(void *opaque, void *fdt)
 	}
 	return fdt_property_string(fdt, "vendor", cm->vendor) ||
 	       fdt_property(fdt, "features", q, sizeof(q)) ||
-	       (has_invtsc(&cm->features) && fdt_property_u32(fdt, "tsc-khz", cm->tsc_khz));
+	       (has_invtsc(cm) && fdt_property_u32(fdt, "tsc-khz", cm->tsc_khz));
 }
 
-/* Appends " name" to buf for each bit set in bits of that register. */
+/* Appends " name" to buf for each bit set in bits of that register, each name once. */
 static void name_bits(char *buf, size_t len, uint32_t leaf, uint32_t sub, int reg,
 		      uint32_t bits)
 {
+	char last[64] = "";
+
 	for (int b = 0; b < 32; b++) {
 		size_t n = strlen(buf);
 		char name[64];
@@ -80,7 +84,9 @@ static void name_bits(char *buf, size_t len, uint32_t leaf, uint32_t sub, int re
 		if (!(bits & 1u << b) || n >= len - 1)
 			continue;
 		boot_cpu_bit_name(leaf, sub, reg, b, name, sizeof(name));
-		snprintf(buf + n, len - n, " %s", name);
+		if (strcmp(name, last))
+			snprintf(buf + n, len - n, " %s", name);
+		snprintf(last, sizeof(last), "%s", name);
 	}
 }
 
@@ -105,20 +111,31 @@ static void word_at(const fdt32_t *q, int i, uint32_t w[4])
 		w[k] = fdt32_to_cpu(q[4 * i + k]);
 }
 
-/* The source's n words: each of their bits must be here; then only those stay on. */
+/*
+ * The source's n words: each of their bits must be here, and it says which ones KVM offers
+ * but -cpu hides here; then only those bits stay on.
+ */
 static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *why, size_t len)
 {
-	char names[192] = "";
+	char missing[160] = "", hidden[160] = "";
 	struct boot_cpu theirs;
 	uint32_t w[4];
 
 	for (int i = 0; i < n; i++) {
+		uint32_t lack;
+
 		word_at(q, i, w);
-		name_bits(names, sizeof(names), w[0], w[1], w[2],
-			  w[3] & ~boot_cpuid_get(cm->cpuid, w[0], w[1], w[2]));
+		lack = w[3] & ~boot_cpuid_get(cm->cpuid, w[0], w[1], w[2]);
+		name_bits(hidden, sizeof(hidden), w[0], w[1], w[2],
+			  lack & boot_cpuid_get(cm->offered, w[0], w[1], w[2]));
+		name_bits(missing, sizeof(missing), w[0], w[1], w[2],
+			  lack & ~boot_cpuid_get(cm->offered, w[0], w[1], w[2]));
 	}
-	if (names[0]) {
-		snprintf(why, len, "the guest uses CPU features missing here:%s", names);
+	if (missing[0] || hidden[0]) {
+		snprintf(why, len, "the guest uses CPU features%s%s%s%s",
+			 missing[0] ? " missing here:" : "", missing,
+			 !hidden[0] ? "" : missing[0] ? "; hidden here by -cpu:" : " hidden here by -cpu:",
+			 hidden);
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -126,34 +143,61 @@ static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *w
 		boot_cpuid_keep(cm->cpuid, w[0], w[1], w[2], w[3]);
 	}
 	boot_cpuid_features(cm->cpuid, &theirs);
-	cpu_model_lacking(&cm->vm->cfg->cpu_on, &theirs, names, sizeof(names));
-	if (names[0]) {
+	cpu_model_lacking(&cm->vm->cfg->cpu_on, &theirs, missing, sizeof(missing));
+	if (missing[0]) {
 		snprintf(why, len, "the guest lacks CPU features that -cpu here insists on:%s",
-			 names);
+			 missing);
 		return -1;
 	}
 	cm->features = theirs;
 	return 0;
 }
 
-/* A guest with an invariant TSC reads time from it at the rate it saw at boot: keep that. */
+/*
+ * A guest with an invariant TSC reads time from it at the rate it saw at boot: keep that.
+ * Without TSC scaling KVM would take a higher rate and only catch up now and then, so a
+ * rate that differs needs KVM_CAP_TSC_CONTROL.
+ */
 static int cpu_model_tsc(struct cpu_model *cm, const void *fdt, int node, char *why, size_t len)
 {
-	const fdt32_t *p = fdt_getprop(fdt, node, "tsc-khz", NULL);
-	int khz = p ? (int)fdt32_to_cpu(*p) : cm->tsc_khz;
+	int plen;
+	const fdt32_t *p = fdt_getprop(fdt, node, "tsc-khz", &plen);
+	long khz = p && plen == 4 ? (long)fdt32_to_cpu(*p) : 0;
+	bool near = labs(khz - cm->tsc_khz) * 1000000 <= (long)cm->tsc_khz * TSC_TOLERANCE_PPM;
 
-	if (khz == cm->tsc_khz)
+	if (!p)
 		return 0;
+	if (khz <= 0) {
+		snprintf(why, len, "corrupt stream: malformed TSC rate");
+		return -1;
+	}
+	if (near)
+		return 0;
+	if (ioctl(cm->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) <= 0) {
+		snprintf(why, len, "the guest has an invariant TSC at %ld kHz; here it runs at %d "
+			 "kHz and KVM cannot scale it", khz, cm->tsc_khz);
+		return -1;
+	}
 	for (int i = 0; i < cm->vm->nvcpu; i++) {
-		if (ioctl(cm->vm->vcpu[i].fd, KVM_SET_TSC_KHZ, khz) < 0) {
-			snprintf(why, len, "the guest has an invariant TSC at %d kHz; here it runs "
-				 "at %d kHz and KVM cannot scale it (%s)", khz, cm->tsc_khz,
-				 strerror(errno));
+		if (ioctl(cm->vm->vcpu[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0) {
+			snprintf(why, len, "KVM_SET_TSC_KHZ %ld: %s", khz, strerror(errno));
 			return -1;
 		}
 	}
 	cm->tsc_khz = khz;
 	return 0;
+}
+
+static bool registers_valid(const fdt32_t *q, int n)
+{
+	uint32_t w[4];
+
+	for (int i = 0; i < n; i++) {
+		word_at(q, i, w);
+		if (w[2] > 3)
+			return false;
+	}
+	return true;
 }
 
 static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, size_t len)
@@ -163,7 +207,7 @@ static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, s
 	int qlen;
 	const fdt32_t *q = fdt_getprop(fdt, node, "features", &qlen);
 
-	if (!vendor || !q || qlen % 16) {
+	if (!vendor || !q || qlen % 16 || !registers_valid(q, qlen / 16)) {
 		snprintf(why, len, "corrupt stream: malformed CPU description");
 		return -1;
 	}
@@ -186,6 +230,7 @@ static void cpu_model_destroy(void *opaque)
 	struct cpu_model *cm = opaque;
 
 	free(cm->cpuid);
+	free(cm->offered);
 	free(cm);
 }
 
@@ -201,43 +246,56 @@ static const struct device_ops cpu_model_ops = {
  * TSC to kvm-clock, and a TSC keeps its host's rate, so after a move to a host whose TSC runs
  * at another rate the guest's clock would run fast or slow. QEMU's migratable host CPU leaves
  * it out for the same reason. With +invtsc, the hello carries the rate and a destination that
- * cannot match it refuses.
+ * cannot keep it refuses.
  */
-static void cpu_model_hidden(const struct tern_config *cfg, struct boot_cpu *off)
+static void cpu_model_hidden(struct cpu_model *cm, struct boot_cpu *off)
 {
-	struct boot_cpu invtsc;
+	const struct tern_config *cfg = cm->vm->cfg;
 
-	boot_cpu_feature("invtsc", &invtsc);
 	for (int i = 0; i < BOOT_CPU_WORDS; i++)
-		off->w[i] = cfg->cpu_off.w[i] | (invtsc.w[i] & ~cfg->cpu_on.w[i]);
+		off->w[i] = cfg->cpu_off.w[i] | (cm->invtsc.w[i] & ~cfg->cpu_on.w[i]);
+}
+
+/* -cpu host,+F: the guest must have F, so KVM must offer it; +invtsc needs a known rate. */
+static int cpu_model_check_wanted(struct cpu_model *cm)
+{
+	char names[192];
+
+	cpu_model_lacking(&cm->vm->cfg->cpu_on, &cm->features, names, sizeof(names));
+	if (names[0]) {
+		errorf("-cpu:%s: not offered by this host's KVM", names);
+		return -1;
+	}
+	if (has_invtsc(cm) && cm->tsc_khz <= 0) {
+		errorf("-cpu: +invtsc: KVM_GET_TSC_KHZ: %s",
+		       cm->tsc_khz < 0 ? strerror(errno) : "no rate");
+		return -1;
+	}
+	return 0;
 }
 
 int cpu_model_create(struct vm *vm)
 {
 	struct cpu_model *cm = calloc(1, sizeof(*cm));
 	struct boot_cpu off;
-	char names[192];
 
 	if (!cm) {
 		perrorf("cpu: calloc");
 		return -1;
 	}
 	cm->vm = vm;
-	cm->cpuid = boot_cpuid_new(vm->kvm_fd);
+	boot_cpu_feature("invtsc", &cm->invtsc);
 	cm->tsc_khz = ioctl(vm->vcpu[0].fd, KVM_GET_TSC_KHZ, 0);
-	if (!cm->cpuid)
+	cm->cpuid = boot_cpuid_new(vm->kvm_fd);
+	cm->offered = boot_cpuid_new(vm->kvm_fd);
+	if (!cm->cpuid || !cm->offered)
 		goto fail;
-	cpu_model_hidden(vm->cfg, &off);
+	cpu_model_hidden(cm, &off);
 	boot_cpuid_clear(cm->cpuid, &off);
 	boot_cpuid_features(cm->cpuid, &cm->features);
 	boot_cpuid_vendor(cm->cpuid, cm->vendor);
-	/* -cpu host,+F: the guest must have F, so KVM must offer it. */
-	cpu_model_lacking(&vm->cfg->cpu_on, &cm->features, names, sizeof(names));
-	if (names[0]) {
-		errorf("-cpu:%s: not offered by this host's KVM", names);
-		goto fail;
-	}
-	if (cpu_model_apply(cm) < 0 || vm_register_device(vm, &cpu_model_ops, cm) < 0)
+	if (cpu_model_check_wanted(cm) < 0 || cpu_model_apply(cm) < 0 ||
+	    vm_register_device(vm, &cpu_model_ops, cm) < 0)
 		goto fail;
 	return 0;
 fail:

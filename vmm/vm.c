@@ -152,11 +152,12 @@ int vm_open(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
+	/* The vCPUs first: they call into the devices. */
+	vcpus_stop(vm);
 	for (int i = vm->ndev - 1; i >= 0; i--)
 		if (vm->dev[i].ops->destroy)
 			vm->dev[i].ops->destroy(vm->dev[i].opaque);
 	vm->ndev = 0;
-	vcpus_stop(vm);
 	if (vm->loop.epfd > 0)
 		evloop_destroy(&vm->loop);
 	if (vm->ram)

@@ -253,7 +253,8 @@ def test_destination_lacking_a_cpu_feature_refuses(tern, socks):
     am = Monitor(socks("a.mon"))
     Monitor(socks("b.mon")).close()
     out = am.cmd('migrate "%s"' % uri)
-    assert "destination refused: the guest uses CPU features missing here: %s" % name in out, out
+    assert "destination refused: the guest uses CPU features hidden here by -cpu: %s" % name \
+        in out, out
     assert am.info("migrate")["normal"] == "0 pages"
     assert_guest_alive(a, am)
     assert b.wait() != 0

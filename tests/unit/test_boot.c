@@ -698,6 +698,28 @@ static void test_cpu_feature_names(void)
 	CHECK_STR(name, "cpuid 0x24.0 ebx bit 3");
 }
 
+/* Hiding avx takes along what needs it, and the state they all had in XCR0. */
+static void test_cpu_feature_follow(void)
+{
+	struct boot_cpu f, m;
+
+	memset(&f, 0xff, sizeof(f));
+	CHECK_EQ(boot_cpu_feature("avx", &m), 0);
+	f.w[0] &= ~m.w[0];
+	boot_cpu_follow(&f);
+	for (const char *const *n = (const char *const[]){ "avx2", "fma", "f16c", "avx512f",
+							     "avx10", NULL };
+	     *n; n++) {
+		CHECK_EQ(boot_cpu_feature(*n, &m), 0);
+		for (int i = 0; i < BOOT_CPU_WORDS; i++)
+			CHECK_EQ(f.w[i] & m.w[i], 0);
+	}
+	CHECK_EQ(f.w[8] & (1u << 2 | 7u << 5), 0);	/* 0xd.0 eax: YMM, AVX-512 */
+	CHECK_EQ(f.w[8] & 1u << 9, 1u << 9);		/* PKRU: pku is still there */
+	CHECK_EQ(boot_cpu_feature("sse4.2", &m), 0);
+	CHECK_EQ(f.w[0] & m.w[0], m.w[0]);		/* unrelated: untouched */
+}
+
 int main(void)
 {
 	mem.size = RAM;
@@ -720,6 +742,7 @@ int main(void)
 	test_aml();
 	test_tables();
 	test_cpu_feature_names();
+	test_cpu_feature_follow();
 	tmp_cleanup();
 	free(mem.base);
 	return unit_summary();

@@ -213,6 +213,8 @@ static void test_cpuid(void)
 		}
 		if (e->function == 0x80000008)
 			CHECK_EQ(e->ecx & 0xf0ff, 0);
+		if (e->function == 0x8000001e)	/* AMD: extended APIC ID, core 0, node 0 */
+			CHECK(e->eax == 3 && e->ebx == 0 && e->ecx == 0);
 		if (e->function == 0x40000000) {
 			sig = true;
 			CHECK_EQ(e->eax, 0x40000001);
