@@ -111,42 +111,50 @@ static void word_at(const fdt32_t *q, int i, uint32_t w[4])
 		w[k] = fdt32_to_cpu(q[4 * i + k]);
 }
 
-/*
- * The source's n words: each of their bits must be here, and it says which ones KVM offers
- * but -cpu hides here; then only those bits stay on.
- */
-static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *why, size_t len)
+/* Each bit of the source's n words must be here; why names those KVM lacks or -cpu hides. */
+static int cpu_model_check(struct cpu_model *cm, const fdt32_t *q, int n, char *why, size_t len)
 {
 	char missing[160] = "", hidden[160] = "";
-	struct boot_cpu theirs;
 	uint32_t w[4];
 
 	for (int i = 0; i < n; i++) {
-		uint32_t lack;
+		uint32_t lack, offered;
 
 		word_at(q, i, w);
 		lack = w[3] & ~boot_cpuid_get(cm->cpuid, w[0], w[1], w[2]);
-		name_bits(hidden, sizeof(hidden), w[0], w[1], w[2],
-			  lack & boot_cpuid_get(cm->offered, w[0], w[1], w[2]));
-		name_bits(missing, sizeof(missing), w[0], w[1], w[2],
-			  lack & ~boot_cpuid_get(cm->offered, w[0], w[1], w[2]));
+		offered = boot_cpuid_get(cm->offered, w[0], w[1], w[2]);
+		name_bits(missing, sizeof(missing), w[0], w[1], w[2], lack & ~offered);
+		name_bits(hidden, sizeof(hidden), w[0], w[1], w[2], lack & offered);
 	}
-	if (missing[0] || hidden[0]) {
-		snprintf(why, len, "the guest uses CPU features%s%s%s%s",
-			 missing[0] ? " missing here:" : "", missing,
-			 !hidden[0] ? "" : missing[0] ? "; hidden here by -cpu:" : " hidden here by -cpu:",
-			 hidden);
+	if (!missing[0] && !hidden[0])
+		return 0;
+	snprintf(why, len, "the guest uses CPU features%s%s%s%s",
+		 missing[0] ? " missing here:" : "", missing,
+		 !hidden[0]    ? ""
+		 : missing[0] ? "; hidden here by -cpu:"
+			      : " hidden here by -cpu:",
+		 hidden);
+	return -1;
+}
+
+/* The source's n words fit: only their bits stay on, unless -cpu here insists on more. */
+static int cpu_model_take(struct cpu_model *cm, const fdt32_t *q, int n, char *why, size_t len)
+{
+	char names[160];
+	struct boot_cpu theirs;
+	uint32_t w[4];
+
+	if (cpu_model_check(cm, q, n, why, len) < 0)
 		return -1;
-	}
 	for (int i = 0; i < n; i++) {
 		word_at(q, i, w);
 		boot_cpuid_keep(cm->cpuid, w[0], w[1], w[2], w[3]);
 	}
 	boot_cpuid_features(cm->cpuid, &theirs);
-	cpu_model_lacking(&cm->vm->cfg->cpu_on, &theirs, missing, sizeof(missing));
-	if (missing[0]) {
+	cpu_model_lacking(&cm->vm->cfg->cpu_on, &theirs, names, sizeof(names));
+	if (names[0]) {
 		snprintf(why, len, "the guest lacks CPU features that -cpu here insists on:%s",
-			 missing);
+			 names);
 		return -1;
 	}
 	cm->features = theirs;
