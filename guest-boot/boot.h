@@ -87,6 +87,7 @@ struct kvm_cpuid2;
 
 /* NULL with a printed error. The caller frees it. */
 struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd);
+struct kvm_cpuid2 *boot_cpuid_copy(const struct kvm_cpuid2 *c);
 void boot_cpuid_features(struct kvm_cpuid2 *c, struct boot_cpu *out);
 /* Hides the features in off, those that need them, and the XSAVE state that goes with them. */
 void boot_cpuid_clear(struct kvm_cpuid2 *c, const struct boot_cpu *off);

@@ -121,6 +121,18 @@ struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd)
 	return c;
 }
 
+struct kvm_cpuid2 *boot_cpuid_copy(const struct kvm_cpuid2 *c)
+{
+	size_t size = sizeof(*c) + c->nent * sizeof(c->entries[0]);
+	struct kvm_cpuid2 *copy = malloc(size);
+
+	if (copy)
+		memcpy(copy, c, size);
+	else
+		errorf("cpuid: out of memory");
+	return copy;
+}
+
 static uint32_t *cpuid_reg(struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub, int reg)
 {
 	for (unsigned i = 0; i < c->nent; i++) {

@@ -171,7 +171,6 @@ static int cpu_model_tsc(struct cpu_model *cm, const void *fdt, int node, char *
 	int plen;
 	const fdt32_t *p = fdt_getprop(fdt, node, "tsc-khz", &plen);
 	long khz = p && plen == 4 ? (long)fdt32_to_cpu(*p) : 0;
-	bool near = labs(khz - cm->tsc_khz) * 1000000 <= (long)cm->tsc_khz * TSC_TOLERANCE_PPM;
 
 	if (!p)
 		return 0;
@@ -179,7 +178,7 @@ static int cpu_model_tsc(struct cpu_model *cm, const void *fdt, int node, char *
 		snprintf(why, len, "corrupt stream: malformed TSC rate");
 		return -1;
 	}
-	if (near)
+	if (labs(khz - cm->tsc_khz) * 1000000 <= (long)cm->tsc_khz * TSC_TOLERANCE_PPM)
 		return 0;
 	if (ioctl(cm->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) <= 0) {
 		snprintf(why, len, "the guest has an invariant TSC at %ld kHz; here it runs at %d "
@@ -294,9 +293,9 @@ int cpu_model_create(struct vm *vm)
 	cm->vm = vm;
 	boot_cpu_feature("invtsc", &cm->invtsc);
 	cm->tsc_khz = ioctl(vm->vcpu[0].fd, KVM_GET_TSC_KHZ, 0);
-	cm->cpuid = boot_cpuid_new(vm->kvm_fd);
 	cm->offered = boot_cpuid_new(vm->kvm_fd);
-	if (!cm->cpuid || !cm->offered)
+	cm->cpuid = cm->offered ? boot_cpuid_copy(cm->offered) : NULL;
+	if (!cm->cpuid)
 		goto fail;
 	cpu_model_hidden(cm, &off);
 	boot_cpuid_clear(cm->cpuid, &off);
