@@ -98,37 +98,23 @@ static void virtio_net_poll_tap(struct virtio_net *n, bool on)
  */
 #define NET_BURST 256
 
+static int virtio_net_tx_frame(void *opaque, struct virtq_chain *c)
+{
+	struct virtio_net *n = opaque;
+
+	if (c->out_len <= n->hdr_len || writev(n->tap, c->iov, c->nout) != (ssize_t)c->out_len) {
+		/* A full tap queue drops the frame, as a busy wire would. */
+		n->tx_dropped++;
+	} else {
+		n->tx_packets++;
+		n->tx_bytes += c->out_len - n->hdr_len;
+	}
+	return 0;
+}
+
 static void virtio_net_tx(struct virtio_net *n)
 {
-	struct virtq *vq = &n->v.vq[TXQ];
-	struct virtq_chain *c = &n->chain[0];
-	unsigned budget = NET_BURST;
-	int r = 0;
-
-	do {
-		while (budget && (r = virtq_pop(n->vm, vq, c)) > 0) {
-			budget--;
-			if (c->out_len <= n->hdr_len ||
-			    writev(n->tap, c->iov, c->nout) != (ssize_t)c->out_len) {
-				/* A full tap queue drops the frame, as a busy wire would. */
-				n->tx_dropped++;
-			} else {
-				n->tx_packets++;
-				n->tx_bytes += c->out_len - n->hdr_len;
-			}
-			virtq_push(n->vm, vq, c->head, 0);
-		}
-		if (r < 0) {
-			virtio_mmio_broken(&n->v, TXQ);
-			return;
-		}
-		virtio_mmio_used(&n->v, TXQ);
-		if (!budget) {
-			/* The rest after the loop's other work: our own kick brings us back. */
-			virtio_mmio_kick(&n->v, TXQ);
-			return;
-		}
-	} while (virtq_enable_notify(n->vm, vq));
+	virtio_mmio_serve(&n->v, TXQ, NET_BURST, virtio_net_tx_frame, &n->chain[0]);
 }
 
 /*

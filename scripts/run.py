@@ -15,8 +15,10 @@ monitor). Differences from OSv's run.py, all on purpose:
                  build/guest/guest.elf, the test guest)
   -V/--verbose   puts --verbose before the guest's command line, as OSv's does
   -w/--wait      tern's -S: the guest waits for cont in the monitor (C-a c)
+  -i/--image IMG the guest's disk, as virtio-blk; a raw image (OSv's usr.img is qcow2:
+                 qemu-img convert -O raw usr.img usr.raw). No default: without -i, no disk
   --novnc, --nogdb  accepted; tern has no VNC or gdb stub
-  -i, -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
+  -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
 """
 import argparse
@@ -34,12 +36,11 @@ NETDEV_ID = "n0"
 # What tern's -m takes (vmm/util.c parse_size): so both accept and refuse the same sizes.
 MEMSIZE = r"(size=)?(0[xX][0-9a-fA-F]+|\d+)([kKmMgGtT]([iI]?[bB])?|[bB])?"
 NO_USER_NET = "tern has no user-mode networking: use -n on the lab's bridge (scripts/lab.sh)"
-NOT_AN_IMAGE = "tern boots kernels, not OSv images or build trees: use --kernel-path"
+NOT_AN_IMAGE = "tern boots kernels, not OSv build trees: use --kernel-path (and -i for the disk)"
 # OSv's flags that mean nothing on tern: (flags, takes a value, what to do instead).
 REFUSED = [
     (("--api",), False, NO_USER_NET),
     (("--forward",), True, NO_USER_NET),
-    (("-i", "--image"), True, NOT_AN_IMAGE),
     (("-d", "--debug"), False, NOT_AN_IMAGE),
     (("-r", "--release"), False, NOT_AN_IMAGE),
     (("-H", "--no-shutdown"), False, "tern has no gdb stub to stay up for"),
@@ -83,6 +84,8 @@ def parser():
                     help="put --verbose before the guest's command line (OSv's verbose boot)")
     ap.add_argument("-w", "--wait", action="store_true",
                     help="do not start the guest until 'cont' in the monitor (tern's -S)")
+    ap.add_argument("-i", "--image", default=None, metavar="IMG",
+                    help="a raw disk image for the guest (virtio-blk)")
     ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
     ap.add_argument("--nogdb", action="store_true", help="accepted; tern has no gdb stub")
     ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
@@ -121,6 +124,11 @@ def tern_command(a, ap):
         cmd += ["-append", execute]
     if a.wait:
         cmd.append("-S")
+    if a.image is not None:
+        # tern's -drive splits at commas (QEMU doubles them to escape; tern does not).
+        if not a.image or "," in a.image:
+            ap.error("-i %r: not a usable image path (empty, or with a ',')" % a.image)
+        cmd += ["-drive", "file=%s,if=virtio" % a.image]
 
     networking = a.networking or a.tap is not None
     for flag, name in (("-t", a.tap), ("-b", a.bridge)):

@@ -29,6 +29,8 @@ void config_usage(void)
 	       "  -netdev tap,id=ID[,ifname=TAP][,br=BRIDGE][,script=no,downscript=no]\n"
 	       "  -netdev bridge,id=ID,br=BRIDGE\n"
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
+	       "  -drive file=IMAGE[,if=virtio|none][,id=ID][,format=raw][,readonly=on]\n"
+	       "  -device virtio-blk,drive=ID[,serial=S]   a raw disk image as virtio-blk\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
 	       "  -S                    do not run the guest until cont (with -incoming: once there)\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
@@ -37,8 +39,8 @@ void config_usage(void)
 	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
 }
 
-/* "key=value" lists as QEMU's -netdev and -device take them. */
-static const char *opt_get(const char *list, const char *key, char *buf, size_t len)
+/* "key=value" lists as QEMU's -netdev and -device take them: key's value and its length. */
+static const char *opt_find(const char *list, const char *key, size_t *vlen)
 {
 	size_t klen = strlen(key);
 	const char *p = list;
@@ -48,15 +50,25 @@ static const char *opt_get(const char *list, const char *key, char *buf, size_t 
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 
 		if (n > klen && !strncmp(p, key, klen) && p[klen] == '=') {
-			if (n - klen - 1 >= len)
-				return NULL;
-			memcpy(buf, p + klen + 1, n - klen - 1);
-			buf[n - klen - 1] = '\0';
-			return buf;
+			*vlen = n - klen - 1;
+			return p + klen + 1;
 		}
 		p = end ? end + 1 : NULL;
 	}
 	return NULL;
+}
+
+/* key's value copied into buf; NULL if absent or longer than len - 1. */
+static const char *opt_get(const char *list, const char *key, char *buf, size_t len)
+{
+	size_t n;
+	const char *v = opt_find(list, key, &n);
+
+	if (!v || n >= len)
+		return NULL;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return buf;
 }
 
 /* Every key in list must be one of keys (NULL-terminated); the first word is the type. */
@@ -75,6 +87,11 @@ static int opt_check_keys(const char *opt, const char *list, const char *const *
 			ok = strlen(keys[i]) == klen && !strncmp(keys[i], p, klen);
 		if (!ok) {
 			errorf("%s: unknown parameter '%.*s'", opt, (int)klen, p);
+			return -1;
+		}
+		/* QEMU reads a bare "readonly" as readonly=on; say so rather than guess. */
+		if (!eq) {
+			errorf("%s: '%.*s': expected %.*s=VALUE", opt, (int)klen, p, (int)klen, p);
 			return -1;
 		}
 		p = end;
@@ -152,6 +169,125 @@ static int config_netdev(struct tern_config *c, const char *arg)
 	return 0;
 }
 
+/* The first word of a -device: KIND, KIND-device or KIND-pci (all virtio-mmio here). */
+static bool device_is(const char *arg, const char *kind)
+{
+	size_t tlen = strcspn(arg, ","), klen = strlen(kind);
+
+	return tlen >= klen && !strncmp(arg, kind, klen) &&
+	       (tlen == klen || (tlen == klen + 7 && !strncmp(arg + klen, "-device", 7)) ||
+		(tlen == klen + 4 && !strncmp(arg + klen, "-pci", 4)));
+}
+
+/* key, if there, must have one of values (NULL-terminated); expected says which in words. */
+static int opt_check_value(const char *opt, const char *list, const char *key,
+			   const char *const *values, const char *expected)
+{
+	size_t n;
+	const char *v = opt_find(list, key, &n);
+
+	if (!v)
+		return 0;
+	for (int i = 0; values[i]; i++)
+		if (strlen(values[i]) == n && !strncmp(v, values[i], n))
+			return 0;
+	errorf("%s: %s=%.*s: expected %s", opt, key, (int)n, v, expected);
+	return -1;
+}
+
+static int config_drive(struct tern_config *c, const char *arg)
+{
+	static const char *const keys[] = { "file", "if", "id", "format", "readonly", "cache",
+					    "aio", "media", NULL };
+	static const char *const ifs[] = { "virtio", "none", NULL };
+	static const char *const onoff[] = { "on", "off", NULL };
+	static const char *const caches[] = { "writeback", "none", "writethrough", "directsync",
+					      "unsafe", NULL };
+	static const char *const aios[] = { "threads", "native", "io_uring", NULL };
+	static const char *const raw[] = { "raw", NULL }, *const disk[] = { "disk", NULL };
+	struct drive_cfg *d = &c->drive[c->n_drive];
+	char buf[64];
+	size_t n;
+	/* QEMU's -drive has no type word: its first item is a key too. */
+	char list[1200];
+
+	if (c->n_drive == CONFIG_MAX_DISKS) {
+		errorf("-drive: at most %d drives", CONFIG_MAX_DISKS);
+		return -1;
+	}
+	if (snprintf(list, sizeof(list), "drive,%s", arg) >= (int)sizeof(list)) {
+		errorf("-drive: too long");
+		return -1;
+	}
+	memset(d, 0, sizeof(*d));
+	if (opt_check_keys("-drive", list, keys) < 0 ||
+	    opt_check_value("-drive", list, "if", ifs, "virtio or none") < 0 ||
+	    opt_check_value("-drive", list, "readonly", onoff, "on or off") < 0 ||
+	    opt_check_value("-drive", list, "cache", caches,
+			    "writeback, none, writethrough, directsync or unsafe") < 0 ||
+	    opt_check_value("-drive", list, "aio", aios, "threads, native or io_uring") < 0 ||
+	    opt_check_value("-drive", list, "format", raw,
+			    "raw: tern reads raw images only (qemu-img convert -O raw makes one)") < 0 ||
+	    opt_check_value("-drive", list, "media", disk, "disk: tern has disks only") < 0)
+		return -1;
+	if (!opt_get(list, "file", d->file, sizeof(d->file)) || !d->file[0]) {
+		errorf("-drive: '%s': missing file= (or its path is longer than %zu)", arg,
+		       sizeof(d->file) - 1);
+		return -1;
+	}
+	d->raw = opt_find(list, "format", &n);
+	d->readonly = opt_get(list, "readonly", buf, sizeof(buf)) && !strcmp(buf, "on");
+	if (!opt_find(list, "id", &n))
+		snprintf(d->id, sizeof(d->id), "drive%d", c->n_drive);
+	else if (!opt_get(list, "id", d->id, sizeof(d->id)) || !d->id[0]) {
+		errorf("-drive: id= empty or longer than %zu characters", sizeof(d->id) - 1);
+		return -1;
+	}
+	if (config_drive_of(c, d->id)) {
+		errorf("-drive: Duplicate ID '%s'", d->id);
+		return -1;
+	}
+	c->n_drive++;
+	/* QEMU's default bus would be IDE; tern's only one is virtio. */
+	if (opt_get(list, "if", buf, sizeof(buf)) && !strcmp(buf, "none"))
+		return 0;
+	if (c->n_disk == CONFIG_MAX_DISKS) {
+		errorf("-drive: at most %d disks", CONFIG_MAX_DISKS);
+		return -1;
+	}
+	memset(&c->disk[c->n_disk], 0, sizeof(c->disk[0]));
+	strcpy(c->disk[c->n_disk++].drive, d->id);
+	return 0;
+}
+
+static int config_device_blk(struct tern_config *c, const char *arg)
+{
+	static const char *const keys[] = { "drive", "serial", "id", "scsi", "bootindex", NULL };
+	static const char *const off[] = { "off", NULL };
+	struct disk_cfg *disk = &c->disk[c->n_disk];
+	size_t n;
+
+	if (c->n_disk == CONFIG_MAX_DISKS) {
+		errorf("-device: at most %d disks", CONFIG_MAX_DISKS);
+		return -1;
+	}
+	if (opt_check_keys("-device", arg, keys) < 0 ||
+	    opt_check_value("-device virtio-blk", arg, "scsi", off, "off") < 0)
+		return -1;
+	memset(disk, 0, sizeof(*disk));
+	if (!opt_get(arg, "drive", disk->drive, sizeof(disk->drive))) {
+		errorf("-device virtio-blk: missing drive=");
+		return -1;
+	}
+	if (opt_find(arg, "serial", &n) &&
+	    !opt_get(arg, "serial", disk->serial, sizeof(disk->serial))) {
+		errorf("-device virtio-blk: serial= longer than 20 characters");
+		return -1;
+	}
+	c->n_disk++;
+	return 0;
+}
+
 static int config_device(struct tern_config *c, const char *arg)
 {
 	static const char *const keys[] = { "netdev", "mac", "id", NULL };
@@ -159,10 +295,11 @@ static int config_device(struct tern_config *c, const char *arg)
 	char buf[64];
 	size_t tlen = strcspn(arg, ",");
 
-	if (!(tlen == 10 && !strncmp(arg, "virtio-net", 10)) &&
-	    !(tlen == 17 && !strncmp(arg, "virtio-net-device", 17)) &&
-	    !(tlen == 14 && !strncmp(arg, "virtio-net-pci", 14))) {
-		errorf("-device: '%.*s': only virtio-net is supported", (int)tlen, arg);
+	if (device_is(arg, "virtio-blk"))
+		return config_device_blk(c, arg);
+	if (!device_is(arg, "virtio-net")) {
+		errorf("-device: '%.*s': only virtio-net and virtio-blk are supported", (int)tlen,
+		       arg);
 		return -1;
 	}
 	if (c->n_nic == CONFIG_MAX_NICS) {
@@ -380,6 +517,8 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 		return config_netdev(c, arg);
 	else if (!strcmp(opt, "-device"))
 		return config_device(c, arg);
+	else if (!strcmp(opt, "-drive"))
+		return config_drive(c, arg);
 	else {
 		errorf("unknown option '%s' (try -help)", opt);
 		return -1;
@@ -395,6 +534,32 @@ const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const cha
 	return NULL;
 }
 
+const struct drive_cfg *config_drive_of(const struct tern_config *c, const char *id)
+{
+	for (int j = 0; j < c->n_drive; j++)
+		if (!strcmp(c->drive[j].id, id))
+			return &c->drive[j];
+	return NULL;
+}
+
+/* Every disk names a -drive, and no -drive backs two disks. */
+static int config_check_disks(const struct tern_config *c)
+{
+	for (int i = 0; i < c->n_disk; i++) {
+		if (!config_drive_of(c, c->disk[i].drive)) {
+			errorf("-device virtio-blk: drive '%s' not found", c->disk[i].drive);
+			return -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (!strcmp(c->disk[j].drive, c->disk[i].drive)) {
+				errorf("-device virtio-blk: drive '%s' is already in use",
+				       c->disk[i].drive);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 static int config_check(struct tern_config *c)
 {
 	if (!c->kernel && !c->incoming) {
@@ -407,6 +572,8 @@ static int config_check(struct tern_config *c)
 			return -1;
 		}
 	}
+	if (config_check_disks(c) < 0)
+		return -1;
 	/* A -netdev with no -device still gets a NIC, as QEMU's -nic would. */
 	for (int j = 0; j < c->n_netdev; j++) {
 		bool used = false;

@@ -8,6 +8,7 @@
 #include "guest-boot/boot.h"
 
 #define CONFIG_MAX_NICS 4
+#define CONFIG_MAX_DISKS 4
 /* One MADT entry and one thread each; far more than a unikernel on a small host wants. */
 #define CONFIG_MAX_VCPUS 64
 
@@ -24,6 +25,20 @@ struct netdev_cfg {
 struct nic_cfg {
 	char netdev[32];
 	uint8_t mac[6];
+};
+
+/* -drive: a raw image (or block device) on the host. */
+struct drive_cfg {
+	char id[32];
+	char file[1024];
+	bool readonly;
+	bool raw;		/* format=raw said: take the file as it is, even if it looks like qcow2 */
+};
+
+/* A virtio-blk disk: -drive if=virtio, or -device virtio-blk,drive=ID. */
+struct disk_cfg {
+	char drive[32];
+	char serial[21];	/* what VIRTIO_BLK_T_GET_ID answers (20 bytes at most) */
 };
 
 struct tern_config {
@@ -46,6 +61,10 @@ struct tern_config {
 	int n_netdev;
 	struct nic_cfg nic[CONFIG_MAX_NICS];
 	int n_nic;
+	struct drive_cfg drive[CONFIG_MAX_DISKS];
+	int n_drive;
+	struct disk_cfg disk[CONFIG_MAX_DISKS];
+	int n_disk;
 };
 
 /* 0 to run, 1 after printing help/version, -1 after one line that names the bad option. */
@@ -59,6 +78,8 @@ void config_free(struct tern_config *c);
 void config_usage(void);
 /* The -netdev with that id=, or NULL. */
 const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const char *id);
+/* The -drive with that id=, or NULL. */
+const struct drive_cfg *config_drive_of(const struct tern_config *c, const char *id);
 /* "52:54:00:12:34:56" -> mac; -1 if malformed or multicast. */
 int config_parse_mac(const char *s, uint8_t mac[6]);
 /* "unix:PATH[,server][,nowait]" -> PATH in buf; -1 if not that form. */

@@ -23,6 +23,7 @@
 #include "vmm/sandbox.h"
 #include "vmm/serial.h"
 #include "vmm/util.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 #include "vmm/migration/migration.h"
 #include "net/net.h"
@@ -105,12 +106,12 @@ static int tern_devices(struct tern *t)
 		return -1;
 	if (t->cfg.qmp && qmp_create(vm, t->cfg.qmp) < 0)
 		return -1;
-	if (net_create(vm) < 0)
+	if (net_create(vm) < 0 || virtio_blk_create_all(vm) < 0)
 		return -1;
 	/* The guest was told of the devices before they existed (tern_load): keep it true. */
-	if (vm->nmmio_dev != t->cfg.n_nic) {
+	if (vm->nmmio_dev != t->cfg.n_nic + t->cfg.n_disk) {
 		errorf("internal: %d virtio-mmio devices, but tern_load announced %d to the guest",
-		       vm->nmmio_dev, t->cfg.n_nic);
+		       vm->nmmio_dev, t->cfg.n_nic + t->cfg.n_disk);
 		return -1;
 	}
 	return 0;
@@ -119,8 +120,8 @@ static int tern_devices(struct tern *t)
 /*
  * Loads the kernel while there is no VM yet, so that bad input (kernel, initrd, cmdline) is the
  * error a user sees, even on a host without a usable /dev/kvm. The cmdline and ACPI already
- * announce the virtio-mmio devices: one per NIC, in the slots vm_alloc_mmio will hand them
- * (tern_devices checks that it did).
+ * announce the virtio-mmio devices: one per NIC, then one per disk, in the slots vm_alloc_mmio
+ * will hand them (tern_devices checks that it did).
  */
 static int tern_load(struct tern *t)
 {
@@ -134,8 +135,10 @@ static int tern_load(struct tern *t)
 		.ncpus = t->cfg.smp,
 	};
 
-	_Static_assert(CONFIG_MAX_NICS <= BOOT_MAX_DEVS, "every NIC must fit the boot tables");
-	for (int i = 0; i < t->cfg.n_nic; i++) {
+	_Static_assert(CONFIG_MAX_NICS + CONFIG_MAX_DISKS <= BOOT_MAX_DEVS &&
+			       CONFIG_MAX_NICS + CONFIG_MAX_DISKS <= VM_MAX_MMIO_DEVICES,
+		       "every device must fit the boot tables");
+	for (int i = 0; i < t->cfg.n_nic + t->cfg.n_disk; i++) {
 		struct boot_mmio_dev d = vm_mmio_slot(i);
 
 		bc.devs[bc.ndevs++] = (struct boot_dev){ d.base, d.size, d.irq };
@@ -244,7 +247,8 @@ static int tern_setup(struct tern *t)
 	 * restoring MSR_KVM_WALL_CLOCK_NEW makes KVM rewrite the guest's wall clock base from
 	 * the VM's clock as it is at that moment, which must already be the source's.
 	 */
-	if (vm_create(vm, &t->cfg) < 0 || (!incoming && tern_load(t) < 0) || vm_open(vm) < 0 ||
+	if (vm_create(vm, &t->cfg) < 0 || (!incoming && tern_load(t) < 0) ||
+	    virtio_blk_check_drives(&t->cfg) < 0 || vm_open(vm) < 0 ||
 	    tern_signals(t) < 0 || tern_devices(t) < 0 || kvmclock_register(vm) < 0 ||
 	    tern_vcpus(t, incoming) < 0 || irqchip_state_register(vm) < 0 ||
 	    cpu_info_register(vm) < 0)

@@ -74,6 +74,34 @@ void virtio_mmio_used(struct virtio_mmio *v, unsigned q)
 		virtio_mmio_interrupt(v, ISR_USED);
 }
 
+void virtio_mmio_serve(struct virtio_mmio *v, unsigned q, unsigned budget,
+		       int (*serve)(void *opaque, struct virtq_chain *c), struct virtq_chain *c)
+{
+	struct virtq *vq = &v->vq[q];
+	int r = 0, len;
+
+	do {
+		while (budget && (r = virtq_pop(v->vm, vq, c)) > 0) {
+			budget--;
+			len = serve(v->opaque, c);
+			if (len < 0) {
+				r = -1;
+				break;
+			}
+			virtq_push(v->vm, vq, c->head, len);
+		}
+		if (r < 0) {
+			virtio_mmio_broken(v, q);
+			return;
+		}
+		virtio_mmio_used(v, q);
+		if (!budget) {
+			virtio_mmio_kick(v, q);
+			return;
+		}
+	} while (virtq_enable_notify(v->vm, vq));
+}
+
 void virtio_mmio_kick(struct virtio_mmio *v, unsigned q)
 {
 	uint64_t one = 1;

@@ -81,6 +81,14 @@ void virtio_mmio_used(struct virtio_mmio *v, unsigned q);
 void virtio_mmio_kick(struct virtio_mmio *v, unsigned q);
 /* The config space changed (e.g. link status). */
 void virtio_mmio_config_changed(struct virtio_mmio *v);
+/*
+ * Serves queue q: pops each chain into *c, has serve(opaque, c) handle it (it returns the
+ * bytes written into the chain, or -1 if the request is malformed) and returns it to the
+ * guest, until the ring stays empty. At most budget chains a call: the rest waits for our
+ * own kick, after the I/O loop's other work, so a busy guest cannot hold the loop.
+ */
+void virtio_mmio_serve(struct virtio_mmio *v, unsigned q, unsigned budget,
+		       int (*serve)(void *opaque, struct virtq_chain *c), struct virtq_chain *c);
 /* The guest broke a ring: one line, NEEDS_RESET, no further processing until reset. */
 void virtio_mmio_broken(struct virtio_mmio *v, unsigned q);
 

@@ -7,7 +7,7 @@
  * (net.c): --ip=eth0,ADDR,NETMASK --defaultgw=GW --nameserver=NS (else DHCP),
  * netgarbage[=MS], netversion1; virtio_mmio.device= entries are taken off the cmdline as OSv
  * does (unknown words are ignored). Console commands (a line on COM1): help, time, check,
- * uptime, net, fault, bench, serialbench.
+ * uptime, cpuid, net, blk, fault, bench, serialbench.
  */
 #include "apic.h"
 #include "bootinfo.h"
@@ -128,6 +128,7 @@ static const struct command commands[] = {
 	{ "cpuid", "LEAF [SUBLEAF] print what CPUID says", cmd_cpuid },
 	{ "check", "verify the memtest pattern", memtest_check_cmd },
 	{ "net", "network address and link", net_info_cmd },
+	{ "blk", "[read S N|write S N SEED|flush|id] use the virtio-blk disk", virtio_blk_cmd },
 	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },
 	{ "bench", "time port I/O, system calls, MMIO, clock reads", cmd_bench },
 	{ "serialbench", "[N] write N bytes, print the time per byte", cmd_serialbench },

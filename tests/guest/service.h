@@ -29,4 +29,7 @@ int memtest_start(void);
 int memtest_poll(uint64_t pending);
 void memtest_check_cmd(const char *args);
 
+/* virtio_blk.c */
+void virtio_blk_cmd(const char *args);
+
 #endif

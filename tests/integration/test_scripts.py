@@ -68,6 +68,11 @@ def test_run_py_verbose_and_sizes_as_tern_takes_them():
     assert command_of("-m", "0x20000000")[4] == "0x20000000"
 
 
+def test_run_py_image_is_the_disk():
+    assert command_of("-i", "usr.raw") == command_of("--image", "usr.raw") == BASE + [
+        "-drive", "file=usr.raw,if=virtio"]
+
+
 def test_run_py_bridge_networking():
     assert command_of("-n") == BASE + ["-netdev", "bridge,id=n0,br=osvbr0",
                                        "-device", "virtio-net,netdev=n0"]
@@ -118,7 +123,7 @@ def test_run_py_tern_path_and_quoting():
     (["-n", "--mac", "01:00:5e:00:00:01"], "not a unicast MAC"),
     (["--api"], "no user-mode networking"),
     (["--forward", "tcp:8000::8000"], "no user-mode networking"),
-    (["-i", "usr.img"], "use --kernel-path"),
+    (["-i", "a,b.img"], "not a usable image path"),
     (["-d"], "use --kernel-path"),
     (["-H"], "no gdb stub"),
     (["-D"], "-daemonize"),

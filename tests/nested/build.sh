@@ -44,10 +44,10 @@ cp "$x/bin/busybox" "$r/bin/"
 install -m 755 "$HERE/init" "$r/init"
 (cd "$r" && find . | "$x/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$OUT/initrd.gz.tmp"
 s=$OUT/stock
-rm -rf "$s" && mkdir -p "$s/bin" "$s/lib" "$s/proc" "$s/sys"
+rm -rf "$s" && mkdir -p "$s/bin" "$s/lib" "$s/proc" "$s/sys" "$s/dev"
 cp "$x/bin/busybox" "$s/bin/"
 for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio \
-	net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
+	net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk; do
 	cp "$x/$kmod/$m.ko" "$s/lib/"
 done
 install -m 755 "$HERE/stock-init" "$s/init"

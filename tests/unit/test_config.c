@@ -90,6 +90,57 @@ static void test_net(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id="), -1);
 }
 
+static void test_drives(void)
+{
+	struct tern_config c;
+
+	/* if=virtio (and no if=): a disk of its own, in command-line order. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a.img", "-drive",
+		       "file=/b/c.img,if=virtio,id=hd1,readonly=on,format=raw,cache=none,aio=native"),
+		 0);
+	CHECK_EQ(c.n_drive, 2);
+	CHECK_EQ(c.n_disk, 2);
+	CHECK_STR(c.drive[0].id, "drive0");
+	CHECK_STR(c.drive[0].file, "a.img");
+	CHECK(!c.drive[0].readonly && !c.drive[0].raw);
+	CHECK_STR(c.drive[1].file, "/b/c.img");
+	CHECK(c.drive[1].readonly && c.drive[1].raw);
+	CHECK_STR(c.disk[1].drive, "hd1");
+	CHECK(config_drive_of(&c, "hd1") == &c.drive[1]);
+	/* if=none waits for a -device, which may come first, as OSv's run.py passes them. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk-pci,id=blk0,drive=hd0,scsi=off",
+		       "-drive", "file=u.img,if=none,id=hd0"),
+		 0);
+	CHECK_EQ(c.n_disk, 1);
+	CHECK_STR(c.disk[0].drive, "hd0");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=u.img,if=none,id=hd0"), 0);
+	CHECK_EQ(c.n_disk, 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=u.img,if=none,id=d", "-device",
+		       "virtio-blk,drive=d,serial=01234567890123456789"),
+		 0);
+	CHECK_STR(c.disk[0].serial, "01234567890123456789");
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "if=none"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,format=qcow2"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,if=scsi"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,readonly"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,readonly=yes"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,media=cdrom"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,snapshot=on"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,id=x", "-drive", "file=b,id=x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk,drive=nope"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a", "-device", "virtio-blk,drive=drive0"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk,drive=d,serial=012345678901234567890",
+		       "-drive", "file=a,if=none,id=d"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk-ccw,drive=d"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=1", "-drive", "file=2", "-drive",
+		       "file=3", "-drive", "file=4", "-drive", "file=5"),
+		 -1);
+}
+
 static void test_bad(void)
 {
 	struct tern_config c;
@@ -228,6 +279,7 @@ int main(void)
 	test_basic();
 	test_serial_monitor();
 	test_net();
+	test_drives();
 	test_bad();
 	test_sizes();
 	test_config_file();

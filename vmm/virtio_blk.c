@@ -1,0 +1,557 @@
+/*
+ * virtio-blk on a raw image or block device of the host: one request queue, served on the I/O
+ * thread with plain pread/pwrite. A unikernel's disk is small and mostly read at boot, so
+ * requests are done in the order they come, each to the end before the next.
+ *
+ * Migration: the image itself is not copied. Both sides open the same file (the same host, or
+ * shared storage), as QEMU without block migration. The source flushes what the guest wrote
+ * at the stop, before the hand-over; the hello makes both sides agree on size and mode.
+ *
+ * Two guests must never write one image at once, so it is locked (an OFD lock on the whole
+ * file: shared for a read-only drive, exclusive otherwise) and a second tern on it is refused.
+ * A destination opens it unlocked; the source lets it go at its stop and the destination takes
+ * it with the guest's state, which comes after. A source whose migration fails takes it back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <libfdt.h>
+
+#include "vmm/monitor.h"
+#include "vmm/state.h"
+#include "vmm/util.h"
+#include "vmm/virtio_blk.h"
+#include "vmm/virtio_mmio.h"
+#include "vmm/vm.h"
+
+#define VIRTIO_ID_BLOCK 2
+
+enum { F_SEG_MAX = 2, F_RO = 5, F_BLK_SIZE = 6, F_FLUSH = 9 };
+#define BIT(f) (1ULL << (f))
+#define BLK_FEATURES                                                                               \
+	(BIT(F_SEG_MAX) | BIT(F_BLK_SIZE) | BIT(F_FLUSH) | BIT(VIRTIO_F_RING_INDIRECT_DESC) |      \
+	 BIT(VIRTIO_F_RING_EVENT_IDX) | BIT(VIRTIO_F_VERSION_1))
+
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8 };
+enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
+
+#define SECTOR 512
+#define BLK_ID_BYTES 20
+/* Requests a call: see virtio_mmio_serve(). */
+#define BLK_BURST 64
+
+struct virtio_blk_config {
+	uint64_t capacity; /* in 512-byte sectors */
+	uint32_t size_max;
+	uint32_t seg_max;
+	struct {
+		uint16_t cylinders;
+		uint8_t heads, sectors;
+	} geometry;
+	uint32_t blk_size;
+} __attribute__((packed));
+
+struct virtio_blk_req {
+	uint32_t type, reserved;
+	uint64_t sector;
+};
+
+struct virtio_blk {
+	struct vm *vm;
+	struct virtio_mmio v;
+	/* The shared ops, with F_RO for a read-only drive. */
+	struct virtio_dev_ops ops;
+	struct virtio_blk_config config;
+	const struct drive_cfg *drive;
+	char serial[BLK_ID_BYTES];
+	int fd;
+	uint64_t size;
+	bool paused;	/* migration's stop-and-copy: no guest memory writes, no disk writes */
+	bool unflushed; /* written since the last fdatasync */
+	bool io_failed; /* a host I/O error was printed; later ones are only counted */
+	bool locked;
+	uint64_t rd_ops, rd_bytes, wr_ops, wr_bytes, flushes, errors;
+	struct virtq_chain chain;
+};
+
+/*
+ * Bytes [skip, skip + len) of the chain's segments first .. first + n - 1, as a list of their
+ * own (with each piece's guest address). Returns its length.
+ */
+static unsigned blk_slice(const struct virtq_chain *c, unsigned first, unsigned n, uint64_t skip,
+			  uint64_t len, struct iovec *iov, uint64_t *gpa)
+{
+	unsigned k = 0;
+
+	for (unsigned i = first; i < first + n && len; i++) {
+		uint64_t l = c->iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = MIN(l - skip, len);
+		iov[k].iov_base = (uint8_t *)c->iov[i].iov_base + skip;
+		iov[k].iov_len = l;
+		gpa[k++] = c->gpa[i] + skip;
+		skip = 0;
+		len -= l;
+	}
+	return k;
+}
+
+/* One segment, retrying short transfers. */
+static int blk_pio(int fd, bool write, uint8_t *p, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t r = write ? pwrite(fd, p, len, off) : pread(fd, p, len, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			if (write) {
+				errno = EIO;
+				return -1;
+			}
+			/* The file shrank under us: past its end reads as zeros. */
+			memset(p, 0, len);
+			return 0;
+		}
+		p += r;
+		len -= r;
+		off += r;
+	}
+	return 0;
+}
+
+/* A host error goes to the guest as IOERR; the first one also gets a line here. */
+static uint8_t blk_failed(struct virtio_blk *b, const char *what, uint64_t off)
+{
+	if (!b->io_failed)
+		perrorf("%s: %s %s at byte %llu (further errors are only counted, see info block)",
+			b->v.name, what, b->drive->file, (unsigned long long)off);
+	b->io_failed = true;
+	b->errors++;
+	return S_IOERR;
+}
+
+static uint8_t blk_rw(struct virtio_blk *b, bool write, uint64_t sector, struct iovec *iov,
+		      uint64_t *gpa, unsigned n, uint64_t len)
+{
+	off_t off;
+
+	/* Whole sectors inside the disk only, as QEMU checks. */
+	if (len % SECTOR || sector > b->config.capacity ||
+	    len / SECTOR > b->config.capacity - sector || (write && b->drive->readonly)) {
+		b->errors++;
+		return S_IOERR;
+	}
+	off = sector * SECTOR;
+	for (unsigned i = 0; i < n; i++) {
+		int r = blk_pio(b->fd, write, iov[i].iov_base, iov[i].iov_len, off);
+
+		if (!write)
+			vm_mark_dirty(b->vm, gpa[i], iov[i].iov_len);
+		if (r < 0)
+			return blk_failed(b, write ? "write" : "read", off);
+		off += iov[i].iov_len;
+	}
+	if (write) {
+		b->wr_ops++;
+		b->wr_bytes += len;
+		b->unflushed = true;
+	} else {
+		b->rd_ops++;
+		b->rd_bytes += len;
+	}
+	return S_OK;
+}
+
+static uint8_t blk_flush(struct virtio_blk *b)
+{
+	if (!b->unflushed)
+		return S_OK;
+	if (fdatasync(b->fd) < 0)
+		return blk_failed(b, "fdatasync", 0);
+	b->unflushed = false;
+	return S_OK;
+}
+
+/* Copies from (to_chain false) or into a list of pieces. */
+static void blk_copy(struct vm *vm, struct iovec *iov, uint64_t *gpa, unsigned n, void *buf,
+		     bool to_chain)
+{
+	uint8_t *p = buf;
+
+	for (unsigned i = 0; i < n; p += iov[i++].iov_len) {
+		if (!to_chain) {
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+			continue;
+		}
+		memcpy(iov[i].iov_base, p, iov[i].iov_len);
+		vm_mark_dirty(vm, gpa[i], iov[i].iov_len);
+	}
+}
+
+/*
+ * One request: a header (out), data (out for writes, in for reads) and a status byte, the
+ * last byte of the in part. The driver may lay them out over the descriptors as it likes.
+ */
+static int virtio_blk_request(void *opaque, struct virtq_chain *c)
+{
+	struct virtio_blk *b = opaque;
+	struct virtio_blk_req h;
+	struct iovec iov[VIRTQ_MAX_SEGS];
+	uint64_t gpa[VIRTQ_MAX_SEGS], din, dout, written = 0;
+	unsigned n;
+	uint8_t status;
+
+	if (c->out_len < sizeof(h) || c->in_len < 1) {
+		b->v.vq[0].error = "request without its header or status byte";
+		return -1;
+	}
+	din = c->in_len - 1;
+	dout = c->out_len - sizeof(h);
+	n = blk_slice(c, 0, c->nout, 0, sizeof(h), iov, gpa);
+	blk_copy(b->vm, iov, gpa, n, &h, false);
+	switch (h.type) {
+	case T_IN:
+		n = blk_slice(c, c->nout, c->nin, 0, din, iov, gpa);
+		status = blk_rw(b, false, h.sector, iov, gpa, n, din);
+		written = status == S_OK ? din : 0;
+		break;
+	case T_OUT:
+		n = blk_slice(c, 0, c->nout, sizeof(h), dout, iov, gpa);
+		status = blk_rw(b, true, h.sector, iov, gpa, n, dout);
+		break;
+	case T_FLUSH:
+		b->flushes++;
+		status = blk_flush(b);
+		break;
+	case T_GET_ID:
+		written = MIN(din, BLK_ID_BYTES);
+		n = blk_slice(c, c->nout, c->nin, 0, written, iov, gpa);
+		blk_copy(b->vm, iov, gpa, n, b->serial, true);
+		status = S_OK;
+		break;
+	default:
+		status = S_UNSUPP;
+	}
+	n = blk_slice(c, c->nout, c->nin, din, 1, iov, gpa);
+	blk_copy(b->vm, iov, gpa, n, &status, true);
+	return written + 1;
+}
+
+static void virtio_blk_notify(void *opaque, unsigned q)
+{
+	struct virtio_blk *b = opaque;
+
+	if (!b->paused)
+		virtio_mmio_serve(&b->v, q, BLK_BURST, virtio_blk_request, &b->chain);
+}
+
+static void virtio_blk_start(void *opaque)
+{
+}
+
+static void virtio_blk_reset(void *opaque)
+{
+}
+
+static void virtio_blk_config_read(void *opaque, unsigned off, uint8_t *data, unsigned len)
+{
+	struct virtio_blk *b = opaque;
+
+	memcpy(data, (uint8_t *)&b->config + off, len);
+}
+
+static void virtio_blk_config_write(void *opaque, unsigned off, const uint8_t *data, unsigned len)
+{
+	/* Only the write-back toggle (CONFIG_WCE) is writable, and we do not offer it. */
+}
+
+static const struct virtio_dev_ops virtio_blk_dev_ops = {
+    .device_id = VIRTIO_ID_BLOCK,
+    .features = BLK_FEATURES,
+    .nqueues = 1,
+    .config_size = sizeof(struct virtio_blk_config),
+    .config_read = virtio_blk_config_read,
+    .config_write = virtio_blk_config_write,
+    .notify = virtio_blk_notify,
+    .start = virtio_blk_start,
+    .reset = virtio_blk_reset,
+};
+
+/* --- the image -------------------------------------------------------------------------- */
+
+/* Takes (lock) or lets go of the image's lock; -1 with errno if another process holds it. */
+static int drive_lock(int fd, const struct drive_cfg *d, bool lock)
+{
+	struct flock fl = {.l_type = d->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+
+	if (!lock)
+		fl.l_type = F_UNLCK;
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+static void drive_lock_failed(const struct drive_cfg *d)
+{
+	if (errno == EAGAIN || errno == EACCES)
+		errorf("-drive file=%s: in use by another process (locked%s): is another guest "
+		       "running on it?",
+		       d->file, d->readonly ? " for writing" : "");
+	else
+		perrorf("-drive file=%s: lock", d->file);
+}
+
+/* Opens the image and finds its size; a qcow2 file is refused unless format=raw says to take
+ * it as it is. The fd, or -1 after one line. */
+static int drive_open(const struct drive_cfg *d, uint64_t *size, bool lock)
+{
+	int fd = open(d->file, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	struct stat st;
+	char magic[4];
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perrorf("-drive file=%s", d->file);
+		goto fail;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+			perrorf("-drive file=%s: BLKGETSIZE64", d->file);
+			goto fail;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		*size = st.st_size;
+	} else {
+		errorf("-drive file=%s: not a regular file or block device", d->file);
+		goto fail;
+	}
+	if (!d->raw && pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4)) {
+		errorf("-drive file=%s: a qcow2 image; tern reads raw images (qemu-img convert -O "
+		       "raw), or add format=raw to take it as it is",
+		       d->file);
+		goto fail;
+	}
+	if (lock && drive_lock(fd, d, true) < 0) {
+		drive_lock_failed(d);
+		goto fail;
+	}
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int virtio_blk_check_drives(const struct tern_config *c)
+{
+	uint64_t size;
+
+	for (int i = 0; i < c->n_drive; i++) {
+		int fd = drive_open(&c->drive[i], &size, !c->incoming);
+
+		if (fd < 0)
+			return -1;
+		close(fd);
+	}
+	return 0;
+}
+
+/* The device's lock follows the guest: held where it may run, let go where it may not. */
+static int blk_set_lock(struct virtio_blk *b, bool lock)
+{
+	if (lock == b->locked)
+		return 0;
+	if (drive_lock(b->fd, b->drive, lock) < 0) {
+		drive_lock_failed(b->drive);
+		return -1;
+	}
+	b->locked = lock;
+	return 0;
+}
+
+/* --- the device as the core sees it: migration, monitor, teardown ---------------------- */
+
+/* What both sides of a migration must agree on: the same disk, the same way. */
+static int virtio_blk_describe(void *opaque, void *fdt)
+{
+	struct virtio_blk *b = opaque;
+	char size[32];
+
+	snprintf(size, sizeof(size), "%llu bytes", (unsigned long long)b->size);
+	return fdt_property_string(fdt, "size", size) ||
+		       fdt_property_string(fdt, "read-only", b->drive->readonly ? "on" : "off")
+		   ? -1
+		   : 0;
+}
+
+static int virtio_blk_save(void *opaque, void *fdt)
+{
+	struct virtio_blk *b = opaque;
+	int r;
+
+	pthread_mutex_lock(&b->v.lock);
+	r = virtio_mmio_save(&b->v, fdt);
+	pthread_mutex_unlock(&b->v.lock);
+	return r;
+}
+
+static int virtio_blk_load(void *opaque, const void *fdt, int node)
+{
+	struct virtio_blk *b = opaque;
+	int r;
+
+	pthread_mutex_lock(&b->v.lock);
+	r = virtio_mmio_load(&b->v, fdt, node);
+	if (!r)
+		r = blk_set_lock(b, true);
+	pthread_mutex_unlock(&b->v.lock);
+	return r;
+}
+
+/*
+ * Requests are done to the end under the lock, so once we hold it none is half done. What the
+ * guest wrote goes to the disk now: the destination reads the image as soon as it runs.
+ */
+static void virtio_blk_pause(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	pthread_mutex_lock(&b->v.lock);
+	b->paused = true;
+	blk_flush(b);
+	blk_set_lock(b, false);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+/* Requests that came while paused had their kick swallowed: look at the ring again. */
+static void virtio_blk_kick_if_running(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	pthread_mutex_lock(&b->v.lock);
+	b->paused = false;
+	/* A source whose migration failed: the guest goes on here, the image is ours again. */
+	blk_set_lock(b, true);
+	if (virtio_mmio_running(&b->v))
+		virtio_mmio_kick(&b->v, 0);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+static void virtio_blk_info(void *opaque, const char *what, char *buf, unsigned len)
+{
+	struct virtio_blk *b = opaque;
+
+	if (strcmp(what, "block"))
+		return;
+	pthread_mutex_lock(&b->v.lock);
+	snprintf(buf, len,
+		 "%s: %s (raw%s), %llu bytes\n"
+		 "  %s: irq %u, %s\n"
+		 "  rd %llu ops %llu bytes, wr %llu ops %llu bytes, %llu flushes, %llu errors\n",
+		 b->drive->id, b->drive->file, b->drive->readonly ? ", read-only" : "",
+		 (unsigned long long)b->size, b->v.name, b->v.irq,
+		 b->v.status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
+		 : virtio_mmio_running(&b->v)		 ? "running"
+							 : "not started by the guest",
+		 (unsigned long long)b->rd_ops, (unsigned long long)b->rd_bytes,
+		 (unsigned long long)b->wr_ops, (unsigned long long)b->wr_bytes,
+		 (unsigned long long)b->flushes, (unsigned long long)b->errors);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+static void virtio_blk_destroy(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	virtio_mmio_destroy(&b->v);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b);
+}
+
+static const struct device_ops virtio_blk_ops = {
+    .name = "virtio-blk",
+    .describe = virtio_blk_describe,
+    .save = virtio_blk_save,
+    .load = virtio_blk_load,
+    .pause = virtio_blk_pause,
+    .resume = virtio_blk_kick_if_running,
+    .post_migrate = virtio_blk_kick_if_running,
+    .info = virtio_blk_info,
+    .destroy = virtio_blk_destroy,
+};
+
+static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const char *serial)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		perrorf("virtio-blk: calloc");
+		return -1;
+	}
+	b->vm = vm;
+	b->drive = d;
+	b->ops = virtio_blk_dev_ops;
+	if (d->readonly)
+		b->ops.features |= BIT(F_RO);
+	/* Not a C string: GET_ID answers 20 bytes, zero-padded (calloc). */
+	memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
+	b->locked = !vm->cfg->incoming;
+	b->fd = drive_open(d, &b->size, b->locked);
+	if (b->fd < 0) {
+		free(b);
+		return -1;
+	}
+	/* A partial last sector is left out, as the guest can only address whole ones. */
+	b->config.capacity = b->size / SECTOR;
+	b->config.seg_max = VIRTQ_MAX_SEGS - 2; /* header and status byte take two */
+	b->config.blk_size = SECTOR;
+	if (virtio_mmio_init(&b->v, vm, &b->ops, b, "virtio-blk") < 0 ||
+	    vm_register_device(vm, &virtio_blk_ops, b) < 0) {
+		virtio_blk_destroy(b);
+		return -1;
+	}
+	return 0;
+}
+
+static void cmd_info_block(struct mon_session *s, int argc, char **argv)
+{
+	struct vm *vm = monitor_session_vm(s);
+	char buf[1536];
+	int disks = 0;
+
+	for (int i = 0; i < vm->ndev; i++) {
+		if (vm->dev[i].ops != &virtio_blk_ops)
+			continue;
+		buf[0] = '\0';
+		virtio_blk_info(vm->dev[i].opaque, "block", buf, sizeof(buf));
+		monitor_printf(s, "%s", buf);
+		disks++;
+	}
+	if (!disks)
+		monitor_printf(s, "no block devices\n");
+}
+
+int virtio_blk_create_all(struct vm *vm)
+{
+	const struct tern_config *c = vm->cfg;
+
+	for (int i = 0; i < c->n_disk; i++) {
+		/* config_parse() checked that every disk names a -drive. */
+		if (virtio_blk_create(vm, config_drive_of(c, c->disk[i].drive), c->disk[i].serial) <
+		    0)
+			return -1;
+	}
+	return monitor_add_command(vm->monitor, "info block", NULL,
+				   "show the disks, their images and counters", cmd_info_block);
+}
