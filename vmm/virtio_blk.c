@@ -1,7 +1,9 @@
 /*
- * virtio-blk on a raw image or block device of the host: one request queue, served on the I/O
- * thread with plain pread/pwrite. A unikernel's disk is small and mostly read at boot, so
- * requests are done in the order they come, each to the end before the next.
+ * virtio-blk on a raw image or block device of the host: one request queue, served by a thread
+ * of its own with plain pread/pwrite, in the order the requests come. The host I/O runs without
+ * the device's lock, so neither the I/O thread (the NIC, the monitor, a migration) nor a vCPU
+ * touching the device's registers waits for the disk. A reset or a migration's stop waits for
+ * the request at hand (virtio_blk_quiesce), as QEMU drains its requests.
  *
  * Migration: the image itself is not copied. Both sides open the same file (the same host, or
  * shared storage), as QEMU without block migration. The source flushes what the guest wrote
@@ -21,9 +23,11 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <libfdt.h>
 
 #include "vmm/monitor.h"
+#include "vmm/sandbox.h"
 #include "vmm/state.h"
 #include "vmm/util.h"
 #include "vmm/virtio_blk.h"
@@ -43,8 +47,8 @@ enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
 
 #define SECTOR 512
 #define BLK_ID_BYTES 20
-/* Requests a call: see virtio_mmio_serve(). */
-#define BLK_BURST 64
+/* Requests a call (see virtio_mmio_serve()): bounds how long a stop waits for a busy disk. */
+#define BLK_BURST 16
 
 struct virtio_blk_config {
 	uint64_t capacity; /* in 512-byte sectors */
@@ -76,6 +80,10 @@ struct virtio_blk {
 	bool unflushed; /* written since the last fdatasync */
 	bool io_failed; /* a host I/O error was printed; later ones are only counted */
 	bool locked;
+	/* The worker, under v.lock: kicked, serving the queue (v.lock let go for host I/O). */
+	pthread_t worker;
+	bool has_worker, kicked, serving, stopping;
+	pthread_cond_t wake, idle;
 	uint64_t rd_ops, rd_bytes, wr_ops, wr_bytes, flushes, errors;
 	struct virtq_chain chain;
 };
@@ -143,27 +151,45 @@ static uint8_t blk_failed(struct virtio_blk *b, const char *what, uint64_t off)
 	return S_IOERR;
 }
 
-static uint8_t blk_rw(struct virtio_blk *b, bool write, uint64_t sector, struct iovec *iov,
-		      uint64_t *gpa, unsigned n, uint64_t len)
+/* Whole sectors inside the disk only, as QEMU checks; and no writes to a read-only one. */
+static bool blk_request_ok(struct virtio_blk *b, bool write, uint64_t sector, uint64_t len)
 {
-	off_t off;
+	return len % SECTOR == 0 && sector <= b->config.capacity &&
+	       len / SECTOR <= b->config.capacity - sector && !(write && b->drive->readonly);
+}
 
-	/* Whole sectors inside the disk only, as QEMU checks. */
-	if (len % SECTOR || sector > b->config.capacity ||
-	    len / SECTOR > b->config.capacity - sector || (write && b->drive->readonly)) {
-		b->errors++;
-		return S_IOERR;
-	}
-	off = sector * SECTOR;
+/* The host I/O of a read or write (without v.lock). 0, or -1 with errno and *off at fault. */
+static int blk_rw(struct virtio_blk *b, bool write, struct iovec *iov, uint64_t *gpa, unsigned n,
+		  off_t *off)
+{
 	for (unsigned i = 0; i < n; i++) {
-		int r = blk_pio(b->fd, write, iov[i].iov_base, iov[i].iov_len, off);
+		int r = blk_pio(b->fd, write, iov[i].iov_base, iov[i].iov_len, *off);
 
 		if (!write)
 			vm_mark_dirty(b->vm, gpa[i], iov[i].iov_len);
 		if (r < 0)
-			return blk_failed(b, write ? "write" : "read", off);
-		off += iov[i].iov_len;
+			return -1;
+		*off += iov[i].iov_len;
 	}
+	return 0;
+}
+
+/* A read or write, v.lock let go for the host I/O. */
+static uint8_t blk_transfer(struct virtio_blk *b, bool write, uint64_t sector, struct iovec *iov,
+			    uint64_t *gpa, unsigned n, uint64_t len)
+{
+	off_t off = sector * SECTOR;
+	int r;
+
+	if (!blk_request_ok(b, write, sector, len)) {
+		b->errors++;
+		return S_IOERR;
+	}
+	pthread_mutex_unlock(&b->v.lock);
+	r = blk_rw(b, write, iov, gpa, n, &off);
+	pthread_mutex_lock(&b->v.lock);
+	if (r < 0)
+		return blk_failed(b, write ? "write" : "read", off);
 	if (write) {
 		b->wr_ops++;
 		b->wr_bytes += len;
@@ -175,13 +201,23 @@ static uint8_t blk_rw(struct virtio_blk *b, bool write, uint64_t sector, struct 
 	return S_OK;
 }
 
-static uint8_t blk_flush(struct virtio_blk *b)
+/* fdatasync if anything was written since the last; with unlock, v.lock let go meanwhile. */
+static uint8_t blk_flush(struct virtio_blk *b, bool unlock)
 {
+	int r;
+
 	if (!b->unflushed)
 		return S_OK;
-	if (fdatasync(b->fd) < 0)
+	b->unflushed = false; /* writes from now on are for the next flush */
+	if (unlock)
+		pthread_mutex_unlock(&b->v.lock);
+	r = fdatasync(b->fd);
+	if (unlock)
+		pthread_mutex_lock(&b->v.lock);
+	if (r < 0) {
+		b->unflushed = true;
 		return blk_failed(b, "fdatasync", 0);
-	b->unflushed = false;
+	}
 	return S_OK;
 }
 
@@ -225,16 +261,16 @@ static int virtio_blk_request(void *opaque, struct virtq_chain *c)
 	switch (h.type) {
 	case T_IN:
 		n = blk_slice(c, c->nout, c->nin, 0, din, iov, gpa);
-		status = blk_rw(b, false, h.sector, iov, gpa, n, din);
+		status = blk_transfer(b, false, h.sector, iov, gpa, n, din);
 		written = status == S_OK ? din : 0;
 		break;
 	case T_OUT:
 		n = blk_slice(c, 0, c->nout, sizeof(h), dout, iov, gpa);
-		status = blk_rw(b, true, h.sector, iov, gpa, n, dout);
+		status = blk_transfer(b, true, h.sector, iov, gpa, n, dout);
 		break;
 	case T_FLUSH:
 		b->flushes++;
-		status = blk_flush(b);
+		status = blk_flush(b, true);
 		break;
 	case T_GET_ID:
 		written = MIN(din, BLK_ID_BYTES);
@@ -250,20 +286,57 @@ static int virtio_blk_request(void *opaque, struct virtq_chain *c)
 	return written + 1;
 }
 
+/* The driver kicked the queue (I/O thread): the worker takes it from here. */
 static void virtio_blk_notify(void *opaque, unsigned q)
 {
 	struct virtio_blk *b = opaque;
 
-	if (!b->paused)
-		virtio_mmio_serve(&b->v, q, BLK_BURST, virtio_blk_request, &b->chain);
+	b->kicked = true;
+	pthread_cond_signal(&b->wake);
+}
+
+/* Waits (v.lock held) until no request is being served; not on the worker itself. */
+static void virtio_blk_quiesce(struct virtio_blk *b)
+{
+	if (b->has_worker && pthread_equal(pthread_self(), b->worker))
+		return;
+	while (b->serving)
+		pthread_cond_wait(&b->idle, &b->v.lock);
+}
+
+static void *virtio_blk_worker(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	/* Made before the I/O thread filtered itself: it takes the same filter on its own. */
+	if (!b->vm->cfg->no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
+		return NULL;
+	pthread_mutex_lock(&b->v.lock);
+	for (;;) {
+		while (!b->stopping && (!b->kicked || b->paused))
+			pthread_cond_wait(&b->wake, &b->v.lock);
+		if (b->stopping)
+			break;
+		b->kicked = false;
+		if (!virtio_mmio_running(&b->v))
+			continue;
+		b->serving = true;
+		virtio_mmio_serve(&b->v, 0, BLK_BURST, virtio_blk_request, &b->chain);
+		b->serving = false;
+		pthread_cond_broadcast(&b->idle);
+	}
+	pthread_mutex_unlock(&b->v.lock);
+	return NULL;
 }
 
 static void virtio_blk_start(void *opaque)
 {
 }
 
+/* Before the transport resets the queues (or gives up on them): no request may be half done. */
 static void virtio_blk_reset(void *opaque)
 {
+	virtio_blk_quiesce(opaque);
 }
 
 static void virtio_blk_config_read(void *opaque, unsigned off, uint8_t *data, unsigned len)
@@ -419,8 +492,8 @@ static int virtio_blk_load(void *opaque, const void *fdt, int node)
 }
 
 /*
- * Requests are done to the end under the lock, so once we hold it none is half done. What the
- * guest wrote goes to the disk now: the destination reads the image as soon as it runs.
+ * The request at hand is done first; what the guest wrote goes to the disk now: the
+ * destination reads the image as soon as it runs.
  */
 static void virtio_blk_pause(void *opaque)
 {
@@ -428,22 +501,25 @@ static void virtio_blk_pause(void *opaque)
 
 	pthread_mutex_lock(&b->v.lock);
 	b->paused = true;
-	blk_flush(b);
+	virtio_blk_quiesce(b);
+	blk_flush(b, false);
 	blk_set_lock(b, false);
 	pthread_mutex_unlock(&b->v.lock);
 }
 
-/* Requests that came while paused had their kick swallowed: look at the ring again. */
-static void virtio_blk_kick_if_running(void *opaque)
+/*
+ * The guest goes on here: a source whose migration failed, or a destination. The image is
+ * ours (again), and requests the guest queued meanwhile wait for no new kick.
+ */
+static void virtio_blk_go_on(void *opaque)
 {
 	struct virtio_blk *b = opaque;
 
 	pthread_mutex_lock(&b->v.lock);
 	b->paused = false;
-	/* A source whose migration failed: the guest goes on here, the image is ours again. */
 	blk_set_lock(b, true);
-	if (virtio_mmio_running(&b->v))
-		virtio_mmio_kick(&b->v, 0);
+	b->kicked = true;
+	pthread_cond_signal(&b->wake);
 	pthread_mutex_unlock(&b->v.lock);
 }
 
@@ -473,7 +549,16 @@ static void virtio_blk_destroy(void *opaque)
 {
 	struct virtio_blk *b = opaque;
 
+	if (b->has_worker) {
+		pthread_mutex_lock(&b->v.lock);
+		b->stopping = true;
+		pthread_cond_signal(&b->wake);
+		pthread_mutex_unlock(&b->v.lock);
+		pthread_join(b->worker, NULL);
+	}
 	virtio_mmio_destroy(&b->v);
+	pthread_cond_destroy(&b->wake);
+	pthread_cond_destroy(&b->idle);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b);
@@ -485,8 +570,8 @@ static const struct device_ops virtio_blk_ops = {
     .save = virtio_blk_save,
     .load = virtio_blk_load,
     .pause = virtio_blk_pause,
-    .resume = virtio_blk_kick_if_running,
-    .post_migrate = virtio_blk_kick_if_running,
+    .resume = virtio_blk_go_on,
+    .post_migrate = virtio_blk_go_on,
     .info = virtio_blk_info,
     .destroy = virtio_blk_destroy,
 };
@@ -501,6 +586,8 @@ static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const cha
 	}
 	b->vm = vm;
 	b->drive = d;
+	pthread_cond_init(&b->wake, NULL);
+	pthread_cond_init(&b->idle, NULL);
 	b->ops = virtio_blk_dev_ops;
 	if (d->readonly)
 		b->ops.features |= BIT(F_RO);
@@ -509,6 +596,8 @@ static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const cha
 	b->locked = !vm->cfg->incoming;
 	b->fd = drive_open(d, &b->size, b->locked);
 	if (b->fd < 0) {
+		pthread_cond_destroy(&b->wake);
+		pthread_cond_destroy(&b->idle);
 		free(b);
 		return -1;
 	}
@@ -516,12 +605,20 @@ static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const cha
 	b->config.capacity = b->size / SECTOR;
 	b->config.seg_max = VIRTQ_MAX_SEGS - 2; /* header and status byte take two */
 	b->config.blk_size = SECTOR;
-	if (virtio_mmio_init(&b->v, vm, &b->ops, b, "virtio-blk") < 0 ||
-	    vm_register_device(vm, &virtio_blk_ops, b) < 0) {
-		virtio_blk_destroy(b);
-		return -1;
+	if (virtio_mmio_init(&b->v, vm, &b->ops, b, "virtio-blk") < 0)
+		goto fail;
+	errno = pthread_create(&b->worker, NULL, virtio_blk_worker, b);
+	if (errno) {
+		perrorf("%s: pthread_create", b->v.name);
+		goto fail;
 	}
+	b->has_worker = true;
+	if (vm_register_device(vm, &virtio_blk_ops, b) < 0)
+		goto fail;
 	return 0;
+fail:
+	virtio_blk_destroy(b);
+	return -1;
 }
 
 static void cmd_info_block(struct mon_session *s, int argc, char **argv)

@@ -456,6 +456,16 @@ def test_sandbox_filters_every_thread(tern, vcpus):
 
 
 @pytest.mark.kvm
+def test_sandbox_filters_the_disk_worker(tern, tmp_path):
+    """A disk's worker thread is made before the I/O thread filters itself: it filters itself."""
+    img = tmp_path / "disk.img"
+    img.write_bytes(bytes(1 << 20))
+    t = tern(*BOOT, "-drive", "file=%s" % img, "-append", "echo")
+    t.expect(r"Booted up")
+    assert seccomp_of_threads(t.proc.pid) == [(2, 1, 1), (2, 1, 1), (2, 2, 1)]
+
+
+@pytest.mark.kvm
 def test_sandbox_off(tern):
     t = tern(*BOOT, "-sandbox", "off", "-append", "echo")
     t.expect(r"Booted up")
