@@ -80,13 +80,19 @@ static int opt_check_keys(const char *opt, const char *list, const char *const *
 		const char *end = strchr(p, ',');
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 		const char *eq = memchr(p, '=', n);
-		size_t klen = eq ? (size_t)(eq - p) : n;
+		size_t klen = eq ? (size_t)(eq - p) : n, vlen;
 		bool ok = false;
+		int i;
 
-		for (int i = 0; keys[i] && !ok; i++)
+		for (i = 0; keys[i] && !ok; i++)
 			ok = strlen(keys[i]) == klen && !strncmp(keys[i], p, klen);
 		if (!ok) {
 			errorf("%s: unknown parameter '%.*s'", opt, (int)klen, p);
+			return -1;
+		}
+		/* Which one would count? QEMU takes the last, tern would take the first. */
+		if (end && opt_find(end + 1, keys[i - 1], &vlen)) {
+			errorf("%s: '%s' given twice", opt, keys[i - 1]);
 			return -1;
 		}
 		/* QEMU reads a bare "readonly" as readonly=on; say so rather than guess. */
@@ -237,6 +243,8 @@ static int config_drive(struct tern_config *c, const char *arg)
 	}
 	d->raw = opt_find(list, "format", &n);
 	d->readonly = opt_get(list, "readonly", buf, sizeof(buf)) && !strcmp(buf, "on");
+	d->sync_writes = opt_get(list, "cache", buf, sizeof(buf)) &&
+			 (!strcmp(buf, "writethrough") || !strcmp(buf, "directsync"));
 	if (!opt_find(list, "id", &n))
 		snprintf(d->id, sizeof(d->id), "drive%d", c->n_drive);
 	else if (!opt_get(list, "id", d->id, sizeof(d->id)) || !d->id[0]) {

@@ -33,6 +33,7 @@ struct drive_cfg {
 	char file[1024];
 	bool readonly;
 	bool raw;		/* format=raw said: take the file as it is, even if it looks like qcow2 */
+	bool sync_writes;	/* cache=writethrough or directsync: each write on the disk when done */
 };
 
 /* A virtio-blk disk: -drive if=virtio, or -device virtio-blk,drive=ID. */

@@ -49,6 +49,9 @@ enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
 #define BLK_ID_BYTES 20
 /* Requests a call (see virtio_mmio_serve()): bounds how long a stop waits for a busy disk. */
 #define BLK_BURST 16
+/* Longer reads and writes are refused (IOERR): far beyond what drivers send (Linux: 1280 KiB),
+ * and a stop waits for the request at hand. */
+#define BLK_MAX_REQUEST (64ULL << 20)
 
 struct virtio_blk_config {
 	uint64_t capacity; /* in 512-byte sectors */
@@ -80,13 +83,20 @@ struct virtio_blk {
 	bool unflushed; /* written since the last fdatasync */
 	bool io_failed; /* a host I/O error was printed; later ones are only counted */
 	bool locked;
-	/* The worker, under v.lock: kicked, serving the queue (v.lock let go for host I/O). */
+	bool flush_failed; /* at the stop: the migration must not go on */
+	/*
+	 * The worker, under v.lock: started (1) or failed to (-1); kicked; serving the queue (with
+	 * v.lock let go for host I/O); threads waiting for it to stop serving (quiescers).
+	 */
 	pthread_t worker;
 	bool has_worker, kicked, serving, stopping;
+	int worker_state, quiescers;
 	pthread_cond_t wake, idle;
 	uint64_t rd_ops, rd_bytes, wr_ops, wr_bytes, flushes, errors;
 	struct virtq_chain chain;
 };
+
+static int drive_lock(int fd, const struct drive_cfg *d, bool lock);
 
 /*
  * Bytes [skip, skip + len) of the chain's segments first .. first + n - 1, as a list of their
@@ -154,7 +164,7 @@ static uint8_t blk_failed(struct virtio_blk *b, const char *what, uint64_t off)
 /* Whole sectors inside the disk only, as QEMU checks; and no writes to a read-only one. */
 static bool blk_request_ok(struct virtio_blk *b, bool write, uint64_t sector, uint64_t len)
 {
-	return len % SECTOR == 0 && sector <= b->config.capacity &&
+	return len % SECTOR == 0 && len <= BLK_MAX_REQUEST && sector <= b->config.capacity &&
 	       len / SECTOR <= b->config.capacity - sector && !(write && b->drive->readonly);
 }
 
@@ -295,35 +305,69 @@ static void virtio_blk_notify(void *opaque, unsigned q)
 	pthread_cond_signal(&b->wake);
 }
 
-/* Waits (v.lock held) until no request is being served; not on the worker itself. */
+/*
+ * Waits (v.lock held) until the worker is not serving the queue, and keeps it from starting
+ * again meanwhile. Not on the worker itself (a broken ring resets the device from there).
+ */
 static void virtio_blk_quiesce(struct virtio_blk *b)
 {
 	if (b->has_worker && pthread_equal(pthread_self(), b->worker))
 		return;
+	b->quiescers++;
 	while (b->serving)
 		pthread_cond_wait(&b->idle, &b->v.lock);
+	b->quiescers--;
+	pthread_cond_signal(&b->wake);
+}
+
+/*
+ * A source whose migration failed could not take the image's lock back: its destination may
+ * hold it a moment longer. Requests wait; we try again every 10 ms. 0 once it is ours.
+ */
+static int blk_relock(struct virtio_blk *b)
+{
+	struct timespec ts;
+
+	if (!drive_lock(b->fd, b->drive, true)) {
+		b->locked = true;
+		errorf("%s: %s locked again: disk requests go on", b->v.name, b->drive->file);
+		return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&b->wake, &b->v.lock, &ts);
+	return -1;
+}
+
+static void virtio_blk_serve(struct virtio_blk *b)
+{
+	b->kicked = false;
+	if (!virtio_mmio_running(&b->v))
+		return;
+	b->serving = true;
+	virtio_mmio_serve(&b->v, 0, BLK_BURST, virtio_blk_request, &b->chain);
+	b->serving = false;
+	pthread_cond_broadcast(&b->idle);
 }
 
 static void *virtio_blk_worker(void *opaque)
 {
 	struct virtio_blk *b = opaque;
-
 	/* Made before the I/O thread filtered itself: it takes the same filter on its own. */
-	if (!b->vm->cfg->no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
-		return NULL;
+	int r = b->vm->cfg->no_sandbox ? 0 : sandbox_enter(SANDBOX_IO);
+
 	pthread_mutex_lock(&b->v.lock);
-	for (;;) {
-		while (!b->stopping && (!b->kicked || b->paused))
+	b->worker_state = r < 0 ? -1 : 1;
+	pthread_cond_broadcast(&b->idle);
+	while (r == 0 && !b->stopping) {
+		if (b->paused || b->quiescers || !b->kicked)
 			pthread_cond_wait(&b->wake, &b->v.lock);
-		if (b->stopping)
-			break;
-		b->kicked = false;
-		if (!virtio_mmio_running(&b->v))
-			continue;
-		b->serving = true;
-		virtio_mmio_serve(&b->v, 0, BLK_BURST, virtio_blk_request, &b->chain);
-		b->serving = false;
-		pthread_cond_broadcast(&b->idle);
+		else if (b->locked || !blk_relock(b))
+			virtio_blk_serve(b);
 	}
 	pthread_mutex_unlock(&b->v.lock);
 	return NULL;
@@ -389,7 +433,8 @@ static void drive_lock_failed(const struct drive_cfg *d)
  * it as it is. The fd, or -1 after one line. */
 static int drive_open(const struct drive_cfg *d, uint64_t *size, bool lock)
 {
-	int fd = open(d->file, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = open(d->file, (d->readonly ? O_RDONLY : O_RDWR) | (d->sync_writes ? O_DSYNC : 0) |
+				   O_CLOEXEC);
 	struct stat st;
 	char magic[4];
 
@@ -473,7 +518,8 @@ static int virtio_blk_save(void *opaque, void *fdt)
 	int r;
 
 	pthread_mutex_lock(&b->v.lock);
-	r = virtio_mmio_save(&b->v, fdt);
+	/* What the guest wrote is not safely on the disk: the guest must stay here. */
+	r = b->flush_failed ? -1 : virtio_mmio_save(&b->v, fdt);
 	pthread_mutex_unlock(&b->v.lock);
 	return r;
 }
@@ -502,7 +548,7 @@ static void virtio_blk_pause(void *opaque)
 	pthread_mutex_lock(&b->v.lock);
 	b->paused = true;
 	virtio_blk_quiesce(b);
-	blk_flush(b, false);
+	b->flush_failed = blk_flush(b, false) != S_OK;
 	blk_set_lock(b, false);
 	pthread_mutex_unlock(&b->v.lock);
 }
@@ -517,7 +563,13 @@ static void virtio_blk_go_on(void *opaque)
 
 	pthread_mutex_lock(&b->v.lock);
 	b->paused = false;
-	blk_set_lock(b, true);
+	b->flush_failed = false;
+	if (!b->locked && drive_lock(b->fd, b->drive, true) < 0)
+		errorf("%s: %s still locked by another process (the other side of the migration?): "
+		       "disk requests wait until it is free",
+		       b->v.name, b->drive->file);
+	else
+		b->locked = true;
 	b->kicked = true;
 	pthread_cond_signal(&b->wake);
 	pthread_mutex_unlock(&b->v.lock);
@@ -613,6 +665,12 @@ static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const cha
 		goto fail;
 	}
 	b->has_worker = true;
+	pthread_mutex_lock(&b->v.lock);
+	while (!b->worker_state)
+		pthread_cond_wait(&b->idle, &b->v.lock);
+	pthread_mutex_unlock(&b->v.lock);
+	if (b->worker_state < 0)
+		goto fail;
 	if (vm_register_device(vm, &virtio_blk_ops, b) < 0)
 		goto fail;
 	return 0;

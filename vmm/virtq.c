@@ -166,8 +166,17 @@ int virtq_pop(struct vm *vm, struct virtq *vq, struct virtq_chain *c)
 
 void virtq_push(struct vm *vm, struct virtq *vq, uint16_t head, uint32_t len)
 {
-	unsigned slot = vq->used_idx % vq->num;
-	volatile uint8_t *e = vq->used + USED_RING(slot);
+	unsigned slot;
+	volatile uint8_t *e;
+
+	/*
+	 * The driver turned the queue off (QueueReady 0) while a device worked on the chain
+	 * without its lock: size and rings may have changed since, so the chain is dropped.
+	 */
+	if (!vq->ready)
+		return;
+	slot = vq->used_idx % vq->num;
+	e = vq->used + USED_RING(slot);
 
 	*(volatile uint32_t *)e = head;
 	*(volatile uint32_t *)(e + 4) = len;

@@ -102,11 +102,13 @@ static void test_drives(void)
 	CHECK_EQ(c.n_disk, 2);
 	CHECK_STR(c.drive[0].id, "drive0");
 	CHECK_STR(c.drive[0].file, "a.img");
-	CHECK(!c.drive[0].readonly && !c.drive[0].raw);
+	CHECK(!c.drive[0].readonly && !c.drive[0].raw && !c.drive[0].sync_writes);
 	CHECK_STR(c.drive[1].file, "/b/c.img");
-	CHECK(c.drive[1].readonly && c.drive[1].raw);
+	CHECK(c.drive[1].readonly && c.drive[1].raw && !c.drive[1].sync_writes);
 	CHECK_STR(c.disk[1].drive, "hd1");
 	CHECK(config_drive_of(&c, "hd1") == &c.drive[1]);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,cache=writethrough"), 0);
+	CHECK(c.drive[0].sync_writes);
 	/* if=none waits for a -device, which may come first, as OSv's run.py passes them. */
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk-pci,id=blk0,drive=hd0,scsi=off",
 		       "-drive", "file=u.img,if=none,id=hd0"),
@@ -127,6 +129,8 @@ static void test_drives(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,readonly=yes"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,media=cdrom"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,snapshot=on"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,readonly=off,readonly=on"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=a,id=b"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-drive", "file=a,id=x", "-drive", "file=b,id=x"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk,drive=nope"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-device", "virtio-blk"), -1);
