@@ -306,18 +306,13 @@ static void virtio_net_config_read(void *opaque, unsigned off, uint8_t *data, un
 	memcpy(data, (uint8_t *)&n->config + off, len);
 }
 
-static void virtio_net_config_write(void *opaque, unsigned off, const uint8_t *data, unsigned len)
-{
-	/* Legacy drivers may write the MAC; it is pinned from the command line. */
-}
-
 static const struct virtio_dev_ops virtio_net_dev_ops = {
     .device_id = VIRTIO_ID_NET,
     .features = NET_FEATURES,
     .nqueues = 2,
     .config_size = sizeof(struct virtio_net_config),
+    /* No config_write: legacy drivers may write the MAC, which the command line pins. */
     .config_read = virtio_net_config_read,
-    .config_write = virtio_net_config_write,
     .notify = virtio_net_notify,
     .start = virtio_net_start,
     .reset = virtio_net_reset,

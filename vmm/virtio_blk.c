@@ -373,10 +373,6 @@ static void *virtio_blk_worker(void *opaque)
 	return NULL;
 }
 
-static void virtio_blk_start(void *opaque)
-{
-}
-
 /* Before the transport resets the queues (or gives up on them): no request may be half done. */
 static void virtio_blk_reset(void *opaque)
 {
@@ -390,20 +386,13 @@ static void virtio_blk_config_read(void *opaque, unsigned off, uint8_t *data, un
 	memcpy(data, (uint8_t *)&b->config + off, len);
 }
 
-static void virtio_blk_config_write(void *opaque, unsigned off, const uint8_t *data, unsigned len)
-{
-	/* Only the write-back toggle (CONFIG_WCE) is writable, and we do not offer it. */
-}
-
 static const struct virtio_dev_ops virtio_blk_dev_ops = {
     .device_id = VIRTIO_ID_BLOCK,
     .features = BLK_FEATURES,
     .nqueues = 1,
     .config_size = sizeof(struct virtio_blk_config),
-    .config_read = virtio_blk_config_read,
-    .config_write = virtio_blk_config_write,
+    .config_read = virtio_blk_config_read, /* writable only with CONFIG_WCE, not offered */
     .notify = virtio_blk_notify,
-    .start = virtio_blk_start,
     .reset = virtio_blk_reset,
 };
 

@@ -150,7 +150,7 @@ static void virtio_mmio_set_status(struct virtio_mmio *v, uint32_t status)
 		status &= ~VIRTIO_STATUS_FEATURES_OK;
 	v->status = status | (was & VIRTIO_STATUS_NEEDS_RESET);
 	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(was & VIRTIO_STATUS_DRIVER_OK) &&
-	    !(was & VIRTIO_STATUS_NEEDS_RESET))
+	    !(was & VIRTIO_STATUS_NEEDS_RESET) && v->ops->start)
 		v->ops->start(v->opaque);
 }
 
@@ -279,10 +279,10 @@ static void virtio_mmio_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t 
 		off -= REG_CONFIG;
 		if (off + len > v->ops->config_size)
 			memset(data, 0, is_write ? 0 : len);
-		else if (is_write)
-			v->ops->config_write(v->opaque, off, data, len);
-		else
+		else if (!is_write)
 			v->ops->config_read(v->opaque, off, data, len);
+		else if (v->ops->config_write)
+			v->ops->config_write(v->opaque, off, data, len);
 	} else if (len != 4 || (off & 3)) {
 		/* Registers are 32-bit: other accesses read 0 and write nothing. */
 		memset(data, 0, is_write ? 0 : len);

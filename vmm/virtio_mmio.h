@@ -35,12 +35,13 @@ struct virtio_dev_ops {
 	uint64_t features;
 	unsigned nqueues;
 	unsigned config_size;
-	/* Config space accesses; off + len <= config_size. */
+	/* Config space accesses; off + len <= config_size. Without config_write, writes are
+	 * ignored. */
 	void (*config_read)(void *opaque, unsigned off, uint8_t *data, unsigned len);
 	void (*config_write)(void *opaque, unsigned off, const uint8_t *data, unsigned len);
 	/* The driver kicked queue q (I/O thread). */
 	void (*notify)(void *opaque, unsigned q);
-	/* DRIVER_OK: features are final, queues are set up. */
+	/* DRIVER_OK: features are final, queues are set up (optional). */
 	void (*start)(void *opaque);
 	/* Status written 0, or the device was found broken: stop using the queues. */
 	void (*reset)(void *opaque);
