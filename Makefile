@@ -85,7 +85,7 @@ test: deps all guest unit
 
 # Figures, never assertions; in the nested test host they are emulation's, not a machine's.
 bench: all guest
-	@$(call with_kvm,sh -c 'tests/bench/boot.sh && tests/bench/migrate.sh && tests/bench/net.sh')
+	@$(call with_kvm,sh -c 'tests/bench/boot.sh && tests/bench/migrate.sh && tests/bench/net.sh && tests/bench/disk.sh')
 
 format:
 	clang-format -i $(VMM_SRCS) $(wildcard vmm/*.h vmm/migration/*.h guest-boot/*.h net/*.h)

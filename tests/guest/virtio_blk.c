@@ -9,6 +9,8 @@
  *   blk sum COUNT             the same checksum of the buffer as it is, without a request: what
  *                             the device last wrote into guest memory (after a migration too)
  *   blk flush | blk id
+ *   blk bench MIB             reads, then writes, MIB MiB from sector 0 on (64 KiB requests, one
+ *                             at a time), and prints how long each took (tests/bench/disk.sh)
  *
  * The host computes the same checksum and pattern (tests/integration/test_block.py).
  */
@@ -162,6 +164,29 @@ static void vblk_rw(struct vblk *b, const char *args, int write)
 		printf("blk: read %lu+%lu sum=%08x status %d\n", sector, count, sum, st);
 }
 
+/* Sequential reads, then writes, of mib MiB in 64 KiB requests: the time of each pass. */
+static void vblk_bench(struct vblk *b, unsigned long mib)
+{
+	uint64_t chunks = (mib << 20) / (CHUNK_SECTORS * SECTOR), ns[2];
+	uint64_t span = b->capacity / CHUNK_SECTORS; /* whole chunks on the disk */
+	int st = 0;
+
+	if (!span) {
+		printf("blk: bench needs a disk of at least 64 KiB\n");
+		return;
+	}
+	for (int write = 0; write < 2; write++) {
+		uint64_t t0 = now_ns();
+
+		for (uint64_t i = 0; i < chunks && !st; i++)
+			st = vblk_request(b, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+					  i % span * CHUNK_SECTORS, CHUNK_SECTORS * SECTOR, !write);
+		ns[write] = now_ns() - t0;
+	}
+	printf("blk: bench %lu MiB read %lu us write %lu us status %d\n", mib, ns[0] / 1000,
+	       ns[1] / 1000, st);
+}
+
 void virtio_blk_cmd(const char *args)
 {
 	struct vblk *b = vblk_get();
@@ -176,6 +201,8 @@ void virtio_blk_cmd(const char *args)
 
 		n = n < CHUNK_SECTORS ? n : CHUNK_SECTORS;
 		printf("blk: buffer %lu sum=%08x\n", n, fnv(2166136261u, b->buf, n * SECTOR));
+	} else if (!strncmp(args, "bench ", 6)) {
+		vblk_bench(b, strtoul(args + 6, NULL, 0));
 	} else if (!strcmp(args, "flush")) {
 		printf("blk: flush status %d\n", vblk_request(b, VIRTIO_BLK_T_FLUSH, 0, 0, 0));
 	} else if (!strcmp(args, "id")) {
