@@ -84,6 +84,7 @@ struct virtio_blk {
 	bool io_failed; /* a host I/O error was printed; later ones are only counted */
 	bool locked;
 	bool flush_failed; /* at the stop: the migration must not go on */
+	bool sync_lost;	   /* fdatasync failed: writes may be lost, every flush fails */
 	/*
 	 * The worker, under v.lock: started (1) or failed to (-1); kicked; serving the queue (with
 	 * v.lock let go for host I/O); threads waiting for it to stop serving (quiescers).
@@ -96,7 +97,97 @@ struct virtio_blk {
 	struct virtq_chain chain;
 };
 
-static int drive_lock(int fd, const struct drive_cfg *d, bool lock);
+/* --- the image -------------------------------------------------------------------------- */
+
+/* Takes (lock) or lets go of the image's lock; -1 with errno if another process holds it. */
+static int drive_lock(int fd, const struct drive_cfg *d, bool lock)
+{
+	struct flock fl = {.l_type = d->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+
+	if (!lock)
+		fl.l_type = F_UNLCK;
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+static void drive_lock_failed(const struct drive_cfg *d)
+{
+	if (errno == EAGAIN || errno == EACCES)
+		errorf("-drive file=%s: in use by another process (locked%s): is another guest "
+		       "running on it?",
+		       d->file, d->readonly ? " for writing" : "");
+	else
+		perrorf("-drive file=%s: lock", d->file);
+}
+
+/* Opens the image and finds its size; a qcow2 file is refused unless format=raw says to take
+ * it as it is. The fd, or -1 after one line. */
+static int drive_open(const struct drive_cfg *d, uint64_t *size, bool lock)
+{
+	int fd = open(d->file, (d->readonly ? O_RDONLY : O_RDWR) | (d->sync_writes ? O_DSYNC : 0) |
+				   O_CLOEXEC);
+	struct stat st;
+	char magic[4];
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perrorf("-drive file=%s", d->file);
+		goto fail;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+			perrorf("-drive file=%s: BLKGETSIZE64", d->file);
+			goto fail;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		*size = st.st_size;
+	} else {
+		errorf("-drive file=%s: not a regular file or block device", d->file);
+		goto fail;
+	}
+	if (!d->raw && pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4)) {
+		errorf("-drive file=%s: a qcow2 image; tern reads raw images (qemu-img convert -O "
+		       "raw), or add format=raw to take it as it is",
+		       d->file);
+		goto fail;
+	}
+	if (lock && drive_lock(fd, d, true) < 0) {
+		drive_lock_failed(d);
+		goto fail;
+	}
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int virtio_blk_check_drives(const struct tern_config *c)
+{
+	uint64_t size;
+
+	for (int i = 0; i < c->n_drive; i++) {
+		int fd = drive_open(&c->drive[i], &size, !c->incoming);
+
+		if (fd < 0)
+			return -1;
+		close(fd);
+	}
+	return 0;
+}
+
+/* The device's lock follows the guest: held where it may run, let go where it may not. */
+static int blk_set_lock(struct virtio_blk *b, bool lock)
+{
+	if (lock == b->locked)
+		return 0;
+	if (drive_lock(b->fd, b->drive, lock) < 0) {
+		drive_lock_failed(b->drive);
+		return -1;
+	}
+	b->locked = lock;
+	return 0;
+}
+
+/* --- requests ---------------------------------------------------------------------------- */
 
 /*
  * Bytes [skip, skip + len) of the chain's segments first .. first + n - 1, as a list of their
@@ -216,6 +307,12 @@ static uint8_t blk_flush(struct virtio_blk *b, bool unlock)
 {
 	int r;
 
+	/*
+	 * Once fdatasync failed, Linux may have dropped the writes and says so only once: a later
+	 * one would succeed with them lost. So it stays failed, as QEMU's does.
+	 */
+	if (b->sync_lost)
+		return blk_failed(b, "fdatasync (failed before)", 0);
 	if (!b->unflushed)
 		return S_OK;
 	b->unflushed = false; /* writes from now on are for the next flush */
@@ -225,7 +322,7 @@ static uint8_t blk_flush(struct virtio_blk *b, bool unlock)
 	if (unlock)
 		pthread_mutex_lock(&b->v.lock);
 	if (r < 0) {
-		b->unflushed = true;
+		b->sync_lost = true;
 		return blk_failed(b, "fdatasync", 0);
 	}
 	return S_OK;
@@ -333,7 +430,7 @@ static int blk_relock(struct virtio_blk *b)
 		errorf("%s: %s locked again: disk requests go on", b->v.name, b->drive->file);
 		return 0;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_nsec += 10000000;
 	if (ts.tv_nsec >= 1000000000) {
 		ts.tv_sec++;
@@ -395,96 +492,6 @@ static const struct virtio_dev_ops virtio_blk_dev_ops = {
     .notify = virtio_blk_notify,
     .reset = virtio_blk_reset,
 };
-
-/* --- the image -------------------------------------------------------------------------- */
-
-/* Takes (lock) or lets go of the image's lock; -1 with errno if another process holds it. */
-static int drive_lock(int fd, const struct drive_cfg *d, bool lock)
-{
-	struct flock fl = {.l_type = d->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
-
-	if (!lock)
-		fl.l_type = F_UNLCK;
-	return fcntl(fd, F_OFD_SETLK, &fl);
-}
-
-static void drive_lock_failed(const struct drive_cfg *d)
-{
-	if (errno == EAGAIN || errno == EACCES)
-		errorf("-drive file=%s: in use by another process (locked%s): is another guest "
-		       "running on it?",
-		       d->file, d->readonly ? " for writing" : "");
-	else
-		perrorf("-drive file=%s: lock", d->file);
-}
-
-/* Opens the image and finds its size; a qcow2 file is refused unless format=raw says to take
- * it as it is. The fd, or -1 after one line. */
-static int drive_open(const struct drive_cfg *d, uint64_t *size, bool lock)
-{
-	int fd = open(d->file, (d->readonly ? O_RDONLY : O_RDWR) | (d->sync_writes ? O_DSYNC : 0) |
-				   O_CLOEXEC);
-	struct stat st;
-	char magic[4];
-
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		perrorf("-drive file=%s", d->file);
-		goto fail;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, size) < 0) {
-			perrorf("-drive file=%s: BLKGETSIZE64", d->file);
-			goto fail;
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		*size = st.st_size;
-	} else {
-		errorf("-drive file=%s: not a regular file or block device", d->file);
-		goto fail;
-	}
-	if (!d->raw && pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4)) {
-		errorf("-drive file=%s: a qcow2 image; tern reads raw images (qemu-img convert -O "
-		       "raw), or add format=raw to take it as it is",
-		       d->file);
-		goto fail;
-	}
-	if (lock && drive_lock(fd, d, true) < 0) {
-		drive_lock_failed(d);
-		goto fail;
-	}
-	return fd;
-fail:
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-int virtio_blk_check_drives(const struct tern_config *c)
-{
-	uint64_t size;
-
-	for (int i = 0; i < c->n_drive; i++) {
-		int fd = drive_open(&c->drive[i], &size, !c->incoming);
-
-		if (fd < 0)
-			return -1;
-		close(fd);
-	}
-	return 0;
-}
-
-/* The device's lock follows the guest: held where it may run, let go where it may not. */
-static int blk_set_lock(struct virtio_blk *b, bool lock)
-{
-	if (lock == b->locked)
-		return 0;
-	if (drive_lock(b->fd, b->drive, lock) < 0) {
-		drive_lock_failed(b->drive);
-		return -1;
-	}
-	b->locked = lock;
-	return 0;
-}
 
 /* --- the device as the core sees it: migration, monitor, teardown ---------------------- */
 
@@ -620,6 +627,7 @@ static const struct device_ops virtio_blk_ops = {
 static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const char *serial)
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
+	pthread_condattr_t ca;
 
 	if (!b) {
 		perrorf("virtio-blk: calloc");
@@ -627,7 +635,10 @@ static int virtio_blk_create(struct vm *vm, const struct drive_cfg *d, const cha
 	}
 	b->vm = vm;
 	b->drive = d;
-	pthread_cond_init(&b->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* blk_relock's timed wait */
+	pthread_cond_init(&b->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&b->idle, NULL);
 	b->ops = virtio_blk_dev_ops;
 	if (d->readonly)
