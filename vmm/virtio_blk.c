@@ -3,7 +3,7 @@
  * of its own with plain pread/pwrite, in the order the requests come. The host I/O runs without
  * the device's lock, so neither the I/O thread (the NIC, the monitor, a migration) nor a vCPU
  * touching the device's registers waits for the disk. A reset or a migration's stop waits for
- * the request at hand (virtio_blk_quiesce), as QEMU drains its requests.
+ * the requests at hand (virtio_blk_quiesce), as QEMU drains its requests.
  *
  * Migration: the image itself is not copied. Both sides open the same file (the same host, or
  * shared storage), as QEMU without block migration. The source flushes what the guest wrote
@@ -28,7 +28,6 @@
 
 #include "vmm/monitor.h"
 #include "vmm/sandbox.h"
-#include "vmm/state.h"
 #include "vmm/util.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/virtio_mmio.h"
