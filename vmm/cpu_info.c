@@ -176,7 +176,7 @@ static void cmd_info_registers(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: out of memory\n");
 		return;
 	}
-	vm_with_vcpus_parked(vm, regs_read_all, &r);
+	vm_with_vcpus_parked(vm, r.first, r.n, regs_read_all, &r);
 	for (int i = 0; i < r.n; i++) {
 		if (all)
 			monitor_printf(s, "\nCPU#%d\n", r.first + i);

@@ -330,17 +330,19 @@ void vm_stop(struct vm *vm)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
-void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg)
+void vm_with_vcpus_parked(struct vm *vm, int first, int n, void (*fn)(void *), void *arg)
 {
 	bool running;
 
 	pthread_mutex_lock(&vm->run_lock);
 	running = vm_state(vm) == RUN_STATE_RUNNING;
-	if (running)
-		vm_pause_vcpus(vm);
+	for (int i = first; running && i < first + n; i++)
+		vcpu_pause_request(&vm->vcpu[i]);
+	for (int i = first; running && i < first + n; i++)
+		vcpu_pause_wait(&vm->vcpu[i]);
 	fn(arg);
-	if (running)
-		vm_resume_vcpus(vm);
+	for (int i = first; running && i < first + n; i++)
+		vcpu_resume(&vm->vcpu[i]);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

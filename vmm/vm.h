@@ -134,8 +134,9 @@ enum vm_runstate vm_state(struct vm *vm);
 /* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where
  * that changes; returns the state before. */
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s);
-/* Runs fn(arg) with the vCPUs parked and no run-state change: a running guest goes on after. */
-void vm_with_vcpus_parked(struct vm *vm, void (*fn)(void *), void *arg);
+/* Runs fn(arg) with vCPUs first .. first + n - 1 parked (the others run on) and no run-state
+ * change: a running guest goes on after. */
+void vm_with_vcpus_parked(struct vm *vm, int first, int n, void (*fn)(void *), void *arg);
 /* A migrated guest has arrived: it runs if its source ran it and autostart is on; paused or
  * not yet started (-S) at the source, it stays so, as in QEMU. */
 void vm_arrive(struct vm *vm, enum vm_runstate as_at_source);
