@@ -6,29 +6,18 @@ import subprocess
 import tempfile
 import time
 
-GUEST = "build/guest/guest.elf"
+from vmms import GUEST, kvm_ok, qemu_microvm
+
 MIB = 32
 RUNS = 3
-
-
-def kvm_ok():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
 
 
 def command(kind, img):
     if kind == "tern":
         return ["build/tern", "-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
                 "-drive", "file=%s,if=virtio,format=raw" % img]
-    accel = ["-enable-kvm", "-cpu", "host"] if kvm_ok() else ["-accel", "tcg"]
-    return [shutil.which("qemu-system-x86_64"), "-M", "microvm,acpi=off,x-option-roms=off",
-            *accel, "-m", "128M", "-nodefaults", "-no-user-config", "-nographic",
-            "-serial", "stdio", "-global", "virtio-mmio.force-legacy=false", "-kernel", GUEST,
-            "-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback" % img,
-            "-device", "virtio-blk-device,drive=d0"]
+    return qemu_microvm("-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback" % img,
+                        "-device", "virtio-blk-device,drive=d0")
 
 
 def expect(p, pattern, timeout):

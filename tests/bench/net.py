@@ -6,8 +6,9 @@ import subprocess
 import sys
 import time
 
+from vmms import GUEST, kvm_ok, qemu_microvm
+
 NS = sys.argv[1]
-GUEST = "build/guest/guest.elf"
 MAC, IP = "52:54:30:30:30:30", "192.168.123.10"
 MIB = 16
 
@@ -33,14 +34,6 @@ print("%.6f %d" % (time.monotonic() - t0, got[0]))
 """
 
 
-def kvm_ok():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
 def in_ns(*cmd, **kw):
     return subprocess.run(["ip", "netns", "exec", NS, *cmd], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, **kw)
@@ -53,12 +46,8 @@ def start(kind):
     else:
         in_ns("ip", "tuntap", "add", "dev", "qbench0", "mode", "tap", check=True)
         in_ns("ip", "link", "set", "qbench0", "master", "osvbr0", "up", check=True)
-        accel = ["-enable-kvm", "-cpu", "host"] if kvm_ok() else ["-accel", "tcg"]
-        cmd = [shutil.which("qemu-system-x86_64"), "-M", "microvm,acpi=off,x-option-roms=off",
-               *accel, "-m", "128M", "-nodefaults", "-no-user-config", "-nographic",
-               "-serial", "stdio", "-global", "virtio-mmio.force-legacy=false",
-               "-kernel", GUEST, "-netdev", "tap,id=n0,ifname=qbench0,script=no,downscript=no",
-               "-device", "virtio-net-device,netdev=n0,mac=" + MAC]
+        cmd = qemu_microvm("-netdev", "tap,id=n0,ifname=qbench0,script=no,downscript=no",
+                           "-device", "virtio-net-device,netdev=n0,mac=" + MAC)
     p = subprocess.Popen(["ip", "netns", "exec", NS, *cmd], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, deadline = b"", time.monotonic() + 30
