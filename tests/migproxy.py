@@ -11,7 +11,8 @@ REC = {1: "HELLO", 2: "ACCEPT", 3: "REFUSE", 4: "PAGES", 5: "ZERO", 6: "ROUND", 
 class MigProxy:
     """Listens on 127.0.0.1:port, forwards to target. action(kind, nbytes) for the source's
     records decides: 'pass', 'cut' (close both sides before forwarding this record) or 'flip'
-    (flip one payload byte)."""
+    (flip one payload byte). What the destination answers passes while .back_gate is set (it
+    is at first): clear it to hold the answers back."""
 
     def __init__(self, target_port, action=None):
         self.target = ("127.0.0.1", target_port)
@@ -23,6 +24,8 @@ class MigProxy:
         self.port = self.lsock.getsockname()[1]
         self.seen = []
         self.done = threading.Event()
+        self.back_gate = threading.Event()
+        self.back_gate.set()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
@@ -51,6 +54,7 @@ class MigProxy:
                 d = b.recv(65536)
                 if not d:
                     break
+                self.back_gate.wait()
                 a.sendall(d)
         except OSError:
             pass

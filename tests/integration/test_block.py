@@ -2,12 +2,14 @@
 `blk` command, checked byte for byte from the host; and the same disk across a migration."""
 import fcntl
 import os
+import signal
+import struct
 import time
 
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import holding
+from migproxy import MigProxy, holding
 
 SECTOR = 512
 
@@ -161,6 +163,52 @@ def test_destination_with_another_disk_refuses(tern, tmp_path):
         assert "destination refused: " + want in out, out
         assert b.wait() != 0
     assert blk(a, "read 0 1", r"status (\d+)") == "0"
+
+
+def locked_by_other(path):
+    """Whether another open file holds a lock on path (F_GETLK: asked, not taken)."""
+    with open(path, "r+b") as f:
+        flock = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        return struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(f, fcntl.F_GETLK, flock))[0] != \
+            fcntl.F_UNLCK
+
+
+@pytest.mark.kvm
+def test_failed_migration_gives_the_image_lock_back(tern, tmp_path):
+    """The destination has taken the image's lock with the state when the migration fails (a
+    cancel while its READY is held back): the source takes the lock back once the destination
+    has let it go; its guest's disk requests wait meanwhile, and go on after."""
+    img, head = image(tmp_path / "disk.img")
+    drive = ["-drive", "file=%s" % img]
+    port = free_port()
+    a = tern(*args(str(tmp_path / "a"), *drive))
+    a.expect(r"Booted up")
+    b = tern(*args(str(tmp_path / "b"), *drive, "-incoming", "tcp:127.0.0.1:%d" % port))
+    Monitor(str(tmp_path / "b")).close()
+    am = Monitor(str(tmp_path / "a"))
+
+    def hold_ready(kind, n):
+        if kind == "END":  # the source let the lock go before it sent the device state
+            proxy.back_gate.clear()
+        return "pass"
+    proxy = MigProxy(port, hold_ready)
+    try:
+        am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+        deadline = time.monotonic() + 30
+        while "END" not in proxy.seen or not locked_by_other(img):
+            assert time.monotonic() < deadline, (proxy.seen, b.text()[-1000:])
+            time.sleep(0.01)
+        os.kill(b.proc.pid, signal.SIGSTOP)  # it holds the lock, and keeps it for now
+        am.cmd("migrate_cancel")
+    finally:
+        proxy.back_gate.set()
+    a.expect(r"disk\.img still locked by another process")
+    os.kill(b.proc.pid, signal.SIGCONT)
+    assert b.wait(timeout=30) != 0
+    a.expect(r"disk\.img locked again: disk requests go on")
+    assert am.info("migrate")["Migration status"] in ("cancelled", "failed")
+    assert blk(a, "read 0 8", r"sum=([0-9a-f]{8}) status 0") == fnv(head)
+    assert locked_by_other(img)  # by the source's tern, again
 
 
 def bad(argv, *needles):
