@@ -270,18 +270,19 @@ static enum vm_runstate vm_set_state(struct vm *vm, enum vm_runstate s)
 	return old;
 }
 
-/* Asks every vCPU first: they stop together, and the pause takes one kick's time, not n. */
-static void vm_pause_vcpus(struct vm *vm)
+/* vCPUs first .. first + n - 1, each asked first: they stop together, and the pause takes one
+ * kick's time, not n. */
+static void vm_pause_vcpus(struct vm *vm, int first, int n)
 {
-	for (int i = 0; i < vm->nvcpu; i++)
+	for (int i = first; i < first + n; i++)
 		vcpu_pause_request(&vm->vcpu[i]);
-	for (int i = 0; i < vm->nvcpu; i++)
+	for (int i = first; i < first + n; i++)
 		vcpu_pause_wait(&vm->vcpu[i]);
 }
 
-static void vm_resume_vcpus(struct vm *vm)
+static void vm_resume_vcpus(struct vm *vm, int first, int n)
 {
-	for (int i = 0; i < vm->nvcpu; i++)
+	for (int i = first; i < first + n; i++)
 		vcpu_resume(&vm->vcpu[i]);
 }
 
@@ -291,10 +292,10 @@ static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 	enum vm_runstate old;
 
 	if (s != RUN_STATE_RUNNING)
-		vm_pause_vcpus(vm);
+		vm_pause_vcpus(vm, 0, vm->nvcpu);
 	old = vm_set_state(vm, s);
 	if (s == RUN_STATE_RUNNING)
-		vm_resume_vcpus(vm);
+		vm_resume_vcpus(vm, 0, vm->nvcpu);
 	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING))
 		vm_event(vm, s == RUN_STATE_RUNNING ? "RESUME" : "STOP", NULL);
 	return old;
@@ -336,13 +337,11 @@ void vm_with_vcpus_parked(struct vm *vm, int first, int n, void (*fn)(void *), v
 
 	pthread_mutex_lock(&vm->run_lock);
 	running = vm_state(vm) == RUN_STATE_RUNNING;
-	for (int i = first; running && i < first + n; i++)
-		vcpu_pause_request(&vm->vcpu[i]);
-	for (int i = first; running && i < first + n; i++)
-		vcpu_pause_wait(&vm->vcpu[i]);
+	if (running)
+		vm_pause_vcpus(vm, first, n);
 	fn(arg);
-	for (int i = first; running && i < first + n; i++)
-		vcpu_resume(&vm->vcpu[i]);
+	if (running)
+		vm_resume_vcpus(vm, first, n);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
