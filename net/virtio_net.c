@@ -481,10 +481,7 @@ static void virtio_net_info(void *opaque, const char *what, char *buf, unsigned 
 		 "  rx %llu packets %llu bytes %llu dropped, tx %llu packets %llu bytes "
 		 "%llu dropped\n",
 		 n->v.name, n->v.irq, m[0], m[1], m[2], m[3], m[4], m[5], n->ifname,
-		 *n->br ? ", bridge " : "", n->br,
-		 n->v.status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
-		 : virtio_mmio_running(&n->v)		 ? "running"
-							 : "not started by the guest",
+		 *n->br ? ", bridge " : "", n->br, virtio_mmio_state(&n->v),
 		 (unsigned long long)n->rx_packets, (unsigned long long)n->rx_bytes,
 		 (unsigned long long)n->rx_dropped, (unsigned long long)n->tx_packets,
 		 (unsigned long long)n->tx_bytes, (unsigned long long)n->tx_dropped);

@@ -582,10 +582,7 @@ static void virtio_blk_info(void *opaque, const char *what, char *buf, unsigned 
 		 "  %s: irq %u, %s\n"
 		 "  rd %llu ops %llu bytes, wr %llu ops %llu bytes, %llu flushes, %llu errors\n",
 		 b->drive->id, b->drive->file, b->drive->readonly ? ", read-only" : "",
-		 (unsigned long long)b->size, b->v.name, b->v.irq,
-		 b->v.status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
-		 : virtio_mmio_running(&b->v)		 ? "running"
-							 : "not started by the guest",
+		 (unsigned long long)b->size, b->v.name, b->v.irq, virtio_mmio_state(&b->v),
 		 (unsigned long long)b->rd_ops, (unsigned long long)b->rd_bytes,
 		 (unsigned long long)b->wr_ops, (unsigned long long)b->wr_bytes,
 		 (unsigned long long)b->flushes, (unsigned long long)b->errors);

@@ -59,6 +59,13 @@ bool virtio_mmio_running(struct virtio_mmio *v)
 	return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 
+const char *virtio_mmio_state(struct virtio_mmio *v)
+{
+	return v->status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
+	       : virtio_mmio_running(v)		      ? "running"
+						      : "not started by the guest";
+}
+
 static void virtio_mmio_interrupt(struct virtio_mmio *v, uint32_t why)
 {
 	uint64_t one = 1;

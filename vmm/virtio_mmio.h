@@ -76,6 +76,8 @@ void virtio_mmio_destroy(struct virtio_mmio *v);
 
 bool virtio_mmio_has(struct virtio_mmio *v, unsigned feature);
 bool virtio_mmio_running(struct virtio_mmio *v);
+/* Its state in words, for info commands: running, broken (needs reset), not started. */
+const char *virtio_mmio_state(struct virtio_mmio *v);
 /* Used buffers were returned on queue q: interrupt the guest if it wants one. */
 void virtio_mmio_used(struct virtio_mmio *v, unsigned q);
 /* Has queue q processed on the I/O thread, as if the driver had notified it. */
