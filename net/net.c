@@ -12,20 +12,7 @@
 
 static void cmd_info_network(struct mon_session *s, int argc, char **argv)
 {
-	struct vm *vm = monitor_session_vm(s);
-	char buf[512];
-	int nics = 0;
-
-	for (int i = 0; i < vm->ndev; i++) {
-		if (!virtio_net_of(&vm->dev[i]))
-			continue;
-		buf[0] = '\0';
-		vm->dev[i].ops->info(vm->dev[i].opaque, "network", buf, sizeof(buf));
-		monitor_printf(s, "%s", buf);
-		nics++;
-	}
-	if (!nics)
-		monitor_printf(s, "no network devices\n");
+	monitor_info_devices(s, "network", "no network devices");
 }
 
 static void cmd_announce_self(struct mon_session *s, int argc, char **argv)

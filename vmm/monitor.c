@@ -271,6 +271,24 @@ void monitor_session_set_cpu(struct mon_session *s, int cpu)
 	s->cpu = cpu;
 }
 
+void monitor_info_devices(struct mon_session *s, const char *what, const char *none)
+{
+	struct vm *vm = monitor_session_vm(s);
+	char buf[2048];
+	bool any = false;
+
+	for (int i = 0; i < vm->ndev; i++) {
+		if (!vm->dev[i].ops->info)
+			continue;
+		buf[0] = '\0';
+		vm->dev[i].ops->info(vm->dev[i].opaque, what, buf, sizeof(buf));
+		monitor_printf(s, "%s", buf);
+		any |= buf[0] != '\0';
+	}
+	if (!any)
+		monitor_printf(s, "%s\n", none);
+}
+
 /* help: every command; help CMD: those named CMD or CMD something (help info). */
 static void cmd_help(struct mon_session *s, int argc, char **argv)
 {

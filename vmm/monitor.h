@@ -43,6 +43,8 @@ struct vm *monitor_session_vm(struct mon_session *s);
 /* The session's current vCPU, as QEMU's `cpu N` sets it; 0 at first. */
 int monitor_session_cpu(struct mon_session *s);
 void monitor_session_set_cpu(struct mon_session *s, int cpu);
+/* `info WHAT` about devices: what each device's info hook says to what, or the none line. */
+void monitor_info_devices(struct mon_session *s, const char *what, const char *none);
 
 /* -monitor unix:PATH,server,nowait */
 int monitor_socket_create(struct vm *vm, struct monitor *m, const char *spec);

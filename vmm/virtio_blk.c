@@ -677,20 +677,7 @@ fail:
 
 static void cmd_info_block(struct mon_session *s, int argc, char **argv)
 {
-	struct vm *vm = monitor_session_vm(s);
-	char buf[1536];
-	int disks = 0;
-
-	for (int i = 0; i < vm->ndev; i++) {
-		if (vm->dev[i].ops != &virtio_blk_ops)
-			continue;
-		buf[0] = '\0';
-		virtio_blk_info(vm->dev[i].opaque, "block", buf, sizeof(buf));
-		monitor_printf(s, "%s", buf);
-		disks++;
-	}
-	if (!disks)
-		monitor_printf(s, "no block devices\n");
+	monitor_info_devices(s, "block", "no block devices");
 }
 
 int virtio_blk_create_all(struct vm *vm)

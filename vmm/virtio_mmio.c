@@ -62,8 +62,8 @@ bool virtio_mmio_running(struct virtio_mmio *v)
 const char *virtio_mmio_state(struct virtio_mmio *v)
 {
 	return v->status & VIRTIO_STATUS_NEEDS_RESET ? "broken (needs reset)"
-	       : virtio_mmio_running(v)		      ? "running"
-						      : "not started by the guest";
+	       : virtio_mmio_running(v)		     ? "running"
+						     : "not started by the guest";
 }
 
 static void virtio_mmio_interrupt(struct virtio_mmio *v, uint32_t why)
