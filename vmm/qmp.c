@@ -284,6 +284,8 @@ static void fill_migrate(yajl_gen g, struct qmp_call *q)
 			gen_kv_int(g, "downtime", (long long)i.downtime_ms);
 		else
 			gen_kv_int(g, "expected-downtime", (long long)i.expected_downtime_ms);
+		if (i.throttle_pct)
+			gen_kv_int(g, "cpu-throttle-percentage", i.throttle_pct);
 		if (i.error[0]) {
 			gen_str(g, "error-desc");
 			gen_str(g, i.error);
@@ -299,9 +301,24 @@ static void fill_parameters(yajl_gen g, struct qmp_call *q)
 
 	migration_query(q->vm, &i);
 	yajl_gen_map_open(g);
-	gen_kv_int(g, "downtime-limit", i.downtime_limit_ms);
-	gen_kv_int(g, "max-bandwidth", i.max_bandwidth);
+	for (size_t n = 0; n < MIG_PARAM_COUNT; n++)
+		gen_kv_int(g, migration_parameter_name(n), i.param[n]);
 	yajl_gen_map_close(g);
+}
+
+static void fill_capabilities(yajl_gen g, struct qmp_call *q)
+{
+	struct migration_info i;
+
+	migration_query(q->vm, &i);
+	yajl_gen_array_open(g);
+	yajl_gen_map_open(g);
+	gen_str(g, "capability");
+	gen_str(g, "auto-converge");
+	gen_str(g, "state");
+	yajl_gen_bool(g, i.auto_converge);
+	yajl_gen_map_close(g);
+	yajl_gen_array_close(g);
 }
 
 static void fill_version(yajl_gen g, struct qmp_call *q)
@@ -387,20 +404,52 @@ static int qmp_migrate_cancel(struct qmp_call *q)
 
 static int qmp_migrate_set_parameters(struct qmp_call *q)
 {
-	static const char *const keys[] = { "downtime-limit", "max-bandwidth" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-		const char *path[] = { keys[i], NULL };
+	for (size_t i = 0; i < MIG_PARAM_COUNT; i++) {
+		const char *key = migration_parameter_name(i);
+		const char *path[] = { key, NULL };
 		yajl_val v = yajl_tree_get(q->args, path, yajl_t_any);
 
 		if (!v)
 			continue;
 		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
-			return qmp_fail(q, "Invalid parameter type for '%s', expected: integer",
-					keys[i]);
-		if (migration_set_parameter(q->vm, keys[i], YAJL_GET_INTEGER(v), q->err,
+			return qmp_fail(q, "Invalid parameter type for '%s', expected: integer", key);
+		if (migration_set_parameter(q->vm, key, YAJL_GET_INTEGER(v), q->err,
 					    sizeof(q->err)) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+/* {"capabilities": [{"capability": "auto-converge", "state": true}]}; all checked first. */
+static int qmp_migrate_set_capabilities(struct qmp_call *q)
+{
+	const char *path[] = { "capabilities", NULL }, *cap[] = { "capability", NULL },
+		   *state[] = { "state", NULL };
+	yajl_val list = yajl_tree_get(q->args, path, yajl_t_any);
+
+	if (!list)
+		return qmp_fail(q, "Parameter '%s' is missing", "capabilities");
+	if (!YAJL_IS_ARRAY(list))
+		return qmp_fail(q, "Invalid parameter type for '%s', expected: array",
+				"capabilities");
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t n = 0; n < list->u.array.len; n++) {
+			yajl_val e = list->u.array.values[n];
+			yajl_val c = yajl_tree_get(e, cap, yajl_t_string);
+			const char *name = YAJL_GET_STRING(c);
+			yajl_val on = yajl_tree_get(e, state, yajl_t_any);
+
+			if (!name || !on || !(YAJL_IS_TRUE(on) || YAJL_IS_FALSE(on)))
+				return qmp_fail(q, "Invalid parameter type for '%s', expected: "
+						"{\"capability\": string, \"state\": bool}",
+						"capabilities");
+			if (pass == 0 && strcmp(name, "auto-converge"))
+				return qmp_fail(q, "Parameter 'capability' does not accept value '%s'",
+						name);
+			if (pass == 1 && migration_set_capability(q->vm, name, YAJL_IS_TRUE(on),
+								  q->err, sizeof(q->err)) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -450,6 +499,7 @@ static const struct {
 	{ "query-status", NULL, fill_status },
 	{ "query-migrate", NULL, fill_migrate },
 	{ "query-migrate-parameters", NULL, fill_parameters },
+	{ "query-migrate-capabilities", NULL, fill_capabilities },
 	{ "query-version", NULL, fill_version },
 	{ "query-cpus-fast", NULL, fill_cpus },
 	{ "query-commands", NULL, fill_commands },
@@ -460,6 +510,7 @@ static const struct {
 	{ "migrate-incoming", qmp_migrate_incoming, NULL },
 	{ "migrate_cancel", qmp_migrate_cancel, NULL },
 	{ "migrate-set-parameters", qmp_migrate_set_parameters, NULL },
+	{ "migrate-set-capabilities", qmp_migrate_set_capabilities, NULL },
 	{ "human-monitor-command", qmp_hmp, fill_text },
 };
 

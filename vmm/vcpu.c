@@ -28,8 +28,14 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 {
 	int size;
 
+	pthread_condattr_t ca;
+
 	v->vm = vm;
-	pthread_cond_init(&v->cond, NULL);
+	/* Throttled sleeps end at a CLOCK_MONOTONIC time (now_ns()). */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&v->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
 		perrorf("kvm: KVM_CREATE_VCPU %d", id);
@@ -117,17 +123,34 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	}
 }
 
-/* Parks the thread while a pause is wanted. false once the VM is exiting. */
+/* Sleeps until ns (CLOCK_MONOTONIC) or a wake-up on v->cond, vm->lock held. */
+static void vcpu_sleep_until(struct vcpu *v, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL };
+
+	pthread_cond_timedwait(&v->cond, &v->vm->lock, &ts);
+}
+
+/*
+ * Parks the thread while a pause is wanted, and sleeps out a throttle (see vcpus_throttle);
+ * a pause wanted meanwhile parks it at once. false once the VM is exiting.
+ */
 static bool vcpu_wait_unpaused(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	bool go;
 
 	pthread_mutex_lock(&vm->lock);
-	while (v->want_pause && !vm->exiting) {
-		v->paused = true;
-		pthread_cond_broadcast(&v->cond);
-		pthread_cond_wait(&v->cond, &vm->lock);
+	while (!vm->exiting) {
+		if (v->want_pause) {
+			v->paused = true;
+			pthread_cond_broadcast(&v->cond);
+			pthread_cond_wait(&v->cond, &vm->lock);
+		} else if (v->throttle_until > now_ns()) {
+			vcpu_sleep_until(v, v->throttle_until);
+		} else {
+			break;
+		}
 	}
 	v->paused = false;
 	go = !vm->exiting;
@@ -222,6 +245,7 @@ void vcpu_pause_request(struct vcpu *v)
 		return;
 	pthread_mutex_lock(&v->vm->lock);
 	v->want_pause = true;
+	pthread_cond_broadcast(&v->cond);	/* one sleeping out a throttle */
 	pthread_mutex_unlock(&v->vm->lock);
 	vcpu_kick(v);
 }
@@ -242,6 +266,21 @@ void vcpu_resume(struct vcpu *v)
 	v->want_pause = false;
 	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->vm->lock);
+}
+
+void vcpus_throttle(struct vm *vm, uint64_t sleep_ns)
+{
+	uint64_t until = sleep_ns ? now_ns() + sleep_ns : 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; i < vm->nvcpu; i++) {
+		vm->vcpu[i].throttle_until = until;
+		pthread_cond_broadcast(&vm->vcpu[i].cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->nvcpu && sleep_ns; i++)
+		if (vm->vcpu[i].started)
+			vcpu_kick(&vm->vcpu[i]);
 }
 
 void vcpus_stop(struct vm *vm)

@@ -28,6 +28,7 @@ struct vcpu {
 	bool started;
 	/* Pause protocol: see vcpu_pause_request(). Guarded by vm->lock. */
 	bool want_pause, paused;
+	uint64_t throttle_until;	/* CLOCK_MONOTONIC ns; see vcpus_throttle(). Guarded too. */
 	pthread_cond_t cond;
 };
 
@@ -154,5 +155,10 @@ void vcpus_stop(struct vm *vm);
 void vcpu_pause_request(struct vcpu *v);
 void vcpu_pause_wait(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
+/*
+ * Auto-converge's brake: every vCPU leaves KVM_RUN and sleeps for sleep_ns (a pause still
+ * parks it at once); 0 wakes those asleep. Any thread.
+ */
+void vcpus_throttle(struct vm *vm, uint64_t sleep_ns);
 
 #endif

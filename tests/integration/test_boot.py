@@ -122,9 +122,23 @@ def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
     assert version == "tern version 0.1.0\n"
     assert m.cmd("migrate_set_parameter downtime-limit 7").strip() == ""
     assert m.cmd("migrate_set_parameter max-bandwidth 1M").strip() == ""
+    assert m.cmd("migrate_set_parameter cpu_throttle_initial 30").strip() == ""
     assert m.cmd("info migrate_parameters").splitlines() == [
-        "downtime-limit: 7 ms", "max-bandwidth: 1048576 bytes/second"]
+        "downtime-limit: 7 ms", "cpu-throttle-initial: 30", "cpu-throttle-increment: 10",
+        "max-cpu-throttle: 99", "max-bandwidth: 1048576 bytes/second"]
+    assert m.cmd("migrate_set_parameter max-cpu-throttle 100").strip() == \
+        "Error: max-cpu-throttle: 100 is not in the range 1 to 99"
+    assert m.cmd("migrate_set_parameter speed 1").strip() == \
+        "Error: unknown parameter 'speed' (info migrate_parameters lists them)"
     assert "Migration status: none" in m.cmd("info migrate")
+    # QEMU's auto-converge capability, off unless asked for.
+    assert m.cmd("info migrate_capabilities") == "auto-converge: off\n"
+    assert m.cmd("migrate_set_capability auto-converge on").strip() == ""
+    assert m.cmd("info migrate_capabilities") == "auto-converge: on\n"
+    assert m.cmd("migrate_set_capability xbzrle on").strip() == \
+        "Error: unknown capability 'xbzrle' (tern has auto-converge)"
+    assert m.cmd("migrate_set_capability auto-converge maybe").strip() == \
+        "Error: usage: migrate_set_capability auto-converge on|off"
 
 
 @pytest.mark.kvm

@@ -489,6 +489,53 @@ def test_fast_dirtier_bounded(tern, socks):
         assert_guest_alive(a, am)
 
 
+def throttled_migration(mon, uri, cancel=False):
+    """migrate -d, watching info migrate: the throttle percentages seen, and the last info."""
+    mon.cmd('migrate -d "%s"' % uri)
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        info = mon.info("migrate")
+        pct = info.get("cpu throttle percentage")
+        if pct is not None and (not seen or seen[-1] != int(pct)):
+            seen.append(int(pct))
+        if info["Migration status"] not in ("setup", "active"):
+            return seen, info
+        if cancel and seen:
+            mon.cmd("migrate_cancel")
+        time.sleep(0.02)
+    raise AssertionError("migration still going: %s" % info)
+
+
+def test_auto_converge_slows_a_fast_dirtier(tern, socks):
+    """QEMU's auto-converge: a guest that rewrites its 4M faster than the link (8 MB/s)
+    carries them is slowed down, cpu-throttle-initial first, then cpu-throttle-increment more
+    each time, until the rest fits the downtime limit, well before the 30 rounds that
+    otherwise end it. A cancel ends the throttle with the migration, and the next migration
+    starts from cpu-throttle-initial again."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = start_pair(tern, socks, uri, append="memtest=4 dirty=100")
+    for cmd in ("migrate_set_capability auto-converge on",
+                "migrate_set_parameter max-bandwidth 8M",
+                "migrate_set_parameter cpu-throttle-initial 50",
+                "migrate_set_parameter cpu-throttle-increment 20"):
+        assert am.cmd(cmd).strip() == "", cmd
+    seen, info = throttled_migration(am, uri, cancel=True)
+    assert info["Migration status"] == "cancelled", info
+    assert seen[0] == 50, seen
+    assert "cpu throttle percentage" not in am.info("migrate")
+    assert_guest_alive(a, am)
+    assert b.wait(timeout=15) != 0  # the destination of a failed migration gives up
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    b = tern(*incoming_args(socks("b2.mon"), uri, append="memtest=4 dirty=100"))
+    bm = Monitor(socks("b2.mon"))
+    seen, info = throttled_migration(am, uri)
+    assert info["Migration status"] == "completed", info
+    assert seen[0] == 50 and all(p in (70, 90, 99) for p in seen[1:]), seen
+    assert int(info["dirty sync count"]) < 30, info
+    assert_guest_alive(b, bm)
+
+
 def test_console_migrate_via_ctrl_a(tern, socks):
     """The user's way: Ctrl-A c, then migrate with the URI in quotes."""
     uri = "tcp:127.0.0.1:%d" % free_port()

@@ -235,10 +235,26 @@ def test_stop_cont_hmp_and_quit(tern, tmp_path):
     assert out == "Error: line too long (at most 1023 characters)\n", out
     out = q.ok("human-monitor-command", **{"command-line": "no_such_thing"})
     assert out.startswith("Error: unknown command 'no_such_thing'"), out
-    assert q.ok("query-migrate-parameters") == {"downtime-limit": 300, "max-bandwidth": 0}
-    q.ok("migrate-set-parameters", **{"downtime-limit": 50, "max-bandwidth": 1 << 30})
-    assert q.ok("query-migrate-parameters") == {"downtime-limit": 50,
-                                                "max-bandwidth": 1 << 30}
+    params = {"downtime-limit": 300, "cpu-throttle-initial": 20, "cpu-throttle-increment": 10,
+              "max-cpu-throttle": 99, "max-bandwidth": 0}
+    assert q.ok("query-migrate-parameters") == params
+    q.ok("migrate-set-parameters", **{"downtime-limit": 50, "max-bandwidth": 1 << 30,
+                                      "cpu-throttle-increment": 5})
+    params.update({"downtime-limit": 50, "max-bandwidth": 1 << 30, "cpu-throttle-increment": 5})
+    assert q.ok("query-migrate-parameters") == params
+    r = q.cmd("migrate-set-parameters", **{"cpu-throttle-initial": 0})
+    assert r["error"]["desc"] == "cpu-throttle-initial: 0 is not in the range 1 to 99", r
+    caps = [{"capability": "auto-converge", "state": False}]
+    assert q.ok("query-migrate-capabilities") == caps
+    q.ok("migrate-set-capabilities", capabilities=[{"capability": "auto-converge",
+                                                    "state": True}])
+    caps[0]["state"] = True
+    assert q.ok("query-migrate-capabilities") == caps
+    r = q.cmd("migrate-set-capabilities", capabilities=[{"capability": "xbzrle", "state": True}])
+    assert r["error"]["desc"] == "Parameter 'capability' does not accept value 'xbzrle'", r
+    r = q.cmd("migrate-set-capabilities", capabilities={"auto-converge": True})
+    assert r["error"]["desc"] == \
+        "Invalid parameter type for 'capabilities', expected: array", r
     assert q.ok("query-migrate") == {"status": "none"}
     assert q.cmd("quit") == {"return": {}}
     q.event("SHUTDOWN", guest=False, reason="host-qmp-quit")

@@ -45,6 +45,12 @@ struct migration {
 	uint64_t downtime_limit_ms;
 	uint64_t max_bandwidth;		/* bytes/s, 0 = unlimited */
 	unsigned max_rounds;
+	/* Auto-converge (throttle.c): the capability, its parameters (percent), and the state. */
+	bool auto_converge;
+	uint64_t throttle_initial, throttle_increment, throttle_max;
+	unsigned throttle_pct;		/* now; 0: not throttled. Written by the migration thread */
+	unsigned throttle_high;		/* rounds that dirtied too much since the last step */
+	int throttle_timer;
 
 	/* Set when the source handed the guest over to a file: cont is allowed again. */
 	bool snapshot_done;
@@ -76,5 +82,11 @@ int mig_load_devices(struct vm *vm, const void *fdt, int len, char *err, size_t 
 void mig_pause_devices(struct vm *vm);
 void mig_resume_devices(struct vm *vm);
 void mig_post_migrate(struct vm *vm);
+
+/* Auto-converge: the timer on the I/O loop; after each round, whether to slow the guest down
+ * (or more); and the end of it, when the guest stops or the migration ends. */
+int mig_throttle_init(struct migration *m);
+void mig_throttle_check(struct migration *m, uint64_t dirty_bytes, uint64_t sent_bytes);
+void mig_throttle_stop(struct migration *m);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,12 +241,38 @@ static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
+/* The parameters that migrate_set_parameter takes, in QEMU's names, and their ranges. */
+static const struct mig_param {
+	const char *name, *unit;
+	size_t offset;		/* of a uint64_t in struct migration */
+	uint64_t min, max;
+} mig_params[] = {
+	{ "downtime-limit", " ms", offsetof(struct migration, downtime_limit_ms), 0, 2000000 },
+	{ "cpu-throttle-initial", "", offsetof(struct migration, throttle_initial), 1, 99 },
+	{ "cpu-throttle-increment", "", offsetof(struct migration, throttle_increment), 1, 99 },
+	{ "max-cpu-throttle", "", offsetof(struct migration, throttle_max), 1, 99 },
+	{ "max-bandwidth", " bytes/second", offsetof(struct migration, max_bandwidth), 0,
+	  UINT64_MAX },
+};
+
+_Static_assert(ARRAY_SIZE(mig_params) == MIG_PARAM_COUNT, "migration_info's param[]");
+
+const char *migration_parameter_name(size_t n)
+{
+	return mig_params[n].name;
+}
+
+static uint64_t *mig_param(struct migration *m, const struct mig_param *p)
+{
+	return (uint64_t *)((char *)m + p->offset);
+}
+
 /* As QEMU's info migrate_parameters words them. */
 static void print_parameters(struct mon_session *s, const struct migration_info *i)
 {
-	monitor_printf(s, "downtime-limit: %llu ms\n", (unsigned long long)i->downtime_limit_ms);
-	monitor_printf(s, "max-bandwidth: %llu bytes/second\n",
-		       (unsigned long long)i->max_bandwidth);
+	for (size_t n = 0; n < ARRAY_SIZE(mig_params); n++)
+		monitor_printf(s, "%s: %llu%s\n", mig_params[n].name,
+			       (unsigned long long)i->param[n], mig_params[n].unit);
 }
 
 static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
@@ -276,6 +303,8 @@ static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "normal bytes: %llu kbytes\n",
 			       (unsigned long long)(i.normal_pages * 4));
 		monitor_printf(s, "dirty sync count: %llu\n", (unsigned long long)i.rounds);
+		if (i.throttle_pct)
+			monitor_printf(s, "cpu throttle percentage: %u\n", i.throttle_pct);
 	}
 	print_parameters(s, &i);
 }
@@ -288,34 +317,46 @@ static void cmd_info_migrate_parameters(struct mon_session *s, int argc, char **
 	print_parameters(s, &i);
 }
 
+/* QEMU's names, with _ for - as QEMU's older spelling. */
+static bool param_name_is(const char *name, const char *want)
+{
+	for (; *name && *want; name++, want++)
+		if (*name != *want && !(*name == '_' && *want == '-'))
+			return false;
+	return *name == *want;
+}
+
 int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
 			    size_t errlen)
 {
-	struct migration *m = vm->migration;
+	const struct mig_param *p = mig_params;
 
-	if (!strcmp(name, "downtime-limit") || !strcmp(name, "downtime_limit")) {
-		if (v > 2000000) {
-			snprintf(err, errlen, "downtime-limit: %llu ms is more than 2000000",
-				 (unsigned long long)v);
-			return -1;
-		}
-		m->downtime_limit_ms = v;
-	} else if (!strcmp(name, "max-bandwidth") || !strcmp(name, "max_bandwidth")) {
-		m->max_bandwidth = v;
-	} else {
-		snprintf(err, errlen, "unknown parameter '%s' (downtime-limit, max-bandwidth)", name);
+	while (p < mig_params + ARRAY_SIZE(mig_params) && !param_name_is(name, p->name))
+		p++;
+	if (p == mig_params + ARRAY_SIZE(mig_params)) {
+		snprintf(err, errlen, "unknown parameter '%s' (info migrate_parameters lists them)",
+			 name);
 		return -1;
 	}
+	if (v < p->min || v > p->max) {
+		snprintf(err, errlen, "%s: %llu is not in the range %llu to %llu", p->name,
+			 (unsigned long long)v, (unsigned long long)p->min,
+			 (unsigned long long)p->max);
+		return -1;
+	}
+	pthread_mutex_lock(&vm->migration->lock);
+	*mig_param(vm->migration, p) = v;
+	pthread_mutex_unlock(&vm->migration->lock);
 	return 0;
 }
 
 static void cmd_migrate_set_parameter(struct mon_session *s, int argc, char **argv)
 {
 	uint64_t v;
-	char err[100];
+	char err[160];
 
 	if (argc != 3) {
-		monitor_printf(s, "Error: usage: migrate_set_parameter downtime-limit MS | max-bandwidth BYTES_PER_S\n");
+		monitor_printf(s, "Error: usage: migrate_set_parameter NAME VALUE (info migrate_parameters lists them)\n");
 		return;
 	}
 	if (parse_size(argv[2], 1, &v) < 0) {
@@ -324,6 +365,45 @@ static void cmd_migrate_set_parameter(struct mon_session *s, int argc, char **ar
 	}
 	if (migration_set_parameter(monitor_session_vm(s), argv[1], v, err, sizeof(err)) < 0)
 		monitor_printf(s, "Error: %s\n", err);
+}
+
+int migration_set_capability(struct vm *vm, const char *name, bool on, char *err,
+			     size_t errlen)
+{
+	struct migration *m = vm->migration;
+
+	if (!param_name_is(name, "auto-converge")) {
+		snprintf(err, errlen, "unknown capability '%s' (tern has auto-converge)", name);
+		return -1;
+	}
+	/* As QEMU: what a running migration does is settled at its start. */
+	if (mig_busy(m)) {
+		snprintf(err, errlen, "a migration is in progress");
+		return -1;
+	}
+	m->auto_converge = on;
+	return 0;
+}
+
+static void cmd_migrate_set_capability(struct mon_session *s, int argc, char **argv)
+{
+	char err[100];
+	bool on = argc == 3 && !strcmp(argv[2], "on");
+
+	if (argc != 3 || (!on && strcmp(argv[2], "off"))) {
+		monitor_printf(s, "Error: usage: migrate_set_capability auto-converge on|off\n");
+		return;
+	}
+	if (migration_set_capability(monitor_session_vm(s), argv[1], on, err, sizeof(err)) < 0)
+		monitor_printf(s, "Error: %s\n", err);
+}
+
+static void cmd_info_migrate_capabilities(struct mon_session *s, int argc, char **argv)
+{
+	struct migration_info i;
+
+	migration_query(monitor_session_vm(s), &i);
+	monitor_printf(s, "auto-converge: %s\n", i.auto_converge ? "on" : "off");
 }
 
 void migration_query(struct vm *vm, struct migration_info *info)
@@ -345,8 +425,10 @@ void migration_query(struct vm *vm, struct migration_info *info)
 	info->zero_pages = m->st.zero_pages;
 	info->normal_pages = m->st.normal_pages;
 	info->rounds = m->st.rounds;
-	info->downtime_limit_ms = m->downtime_limit_ms;
-	info->max_bandwidth = m->max_bandwidth;
+	info->throttle_pct = m->throttle_pct;
+	info->auto_converge = m->auto_converge;
+	for (size_t n = 0; n < ARRAY_SIZE(mig_params); n++)
+		info->param[n] = *mig_param(m, &mig_params[n]);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -418,6 +500,10 @@ static void mig_destroy(void *opaque)
 		evloop_del(&m->vm->loop, m->progress_timer);
 		close(m->progress_timer);
 	}
+	if (m->throttle_timer >= 0) {
+		evloop_del(&m->vm->loop, m->throttle_timer);
+		close(m->throttle_timer);
+	}
 	close(m->cancel_fd);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -446,6 +532,9 @@ int migration_init(struct vm *vm)
 		.vm = vm,
 		.downtime_limit_ms = DEFAULT_DOWNTIME_MS,
 		.max_rounds = DEFAULT_MAX_ROUNDS,
+		.throttle_initial = 20,		/* QEMU's defaults */
+		.throttle_increment = 10,
+		.throttle_max = 99,
 		.progress_timer = -1,
 		.listen_fd = -1,
 		.conn_fd = -1,
@@ -459,19 +548,25 @@ int migration_init(struct vm *vm)
 		return -1;
 	}
 	vm->migration = m;
-	if (vm_register_device(vm, &mig_ops, m) < 0)
+	if (vm_register_device(vm, &mig_ops, m) < 0 || mig_throttle_init(m) < 0)
 		return -1;
 	monitor_add_command(mon, "migrate", "[-d] \"URI\"",
 			    "migrate the guest to URI (tcp:HOST:PORT, unix:PATH, file:PATH)", cmd_migrate);
 	monitor_add_command(mon, "migrate_cancel", NULL, "cancel the current migration",
 			    cmd_migrate_cancel);
-	monitor_add_command(mon, "migrate_set_parameter", "downtime-limit MS | max-bandwidth B/s",
-			    "set a migration parameter", cmd_migrate_set_parameter);
+	monitor_add_command(mon, "migrate_set_parameter", "NAME VALUE",
+			    "set a migration parameter (info migrate_parameters lists them)",
+			    cmd_migrate_set_parameter);
+	monitor_add_command(mon, "migrate_set_capability", "auto-converge on|off",
+			    "slow down a guest that dirties memory faster than the link carries it",
+			    cmd_migrate_set_capability);
 	monitor_add_command(mon, "migrate_incoming", "\"URI\"",
 			    "wait for a migration on URI (with -incoming defer)", cmd_migrate_incoming);
 	monitor_add_command(mon, "info migrate", NULL, "show migration status", cmd_info_migrate);
 	monitor_add_command(mon, "info migrate_parameters", NULL, "show the migration parameters",
 			    cmd_info_migrate_parameters);
+	monitor_add_command(mon, "info migrate_capabilities", NULL,
+			    "show the migration capabilities", cmd_info_migrate_capabilities);
 	return 0;
 }
 

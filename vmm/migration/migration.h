@@ -22,6 +22,13 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen);
 int migration_cancel(struct vm *vm, char *err, size_t errlen);
 int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
 			    size_t errlen);
+/* QEMU's migrate_set_capability; tern has auto-converge. */
+int migration_set_capability(struct vm *vm, const char *name, bool on, char *err,
+			     size_t errlen);
+
+/* The parameters, in QEMU's names, as migration_info's param[] holds them. */
+enum { MIG_PARAM_COUNT = 5 };
+const char *migration_parameter_name(size_t n);
 
 struct migration_info {
 	const char *status;	/* QEMU's names: none, setup, active, completed, failed, cancelled */
@@ -29,7 +36,9 @@ struct migration_info {
 	bool incoming;
 	double total_ms, downtime_ms, setup_ms, expected_downtime_ms;
 	uint64_t transferred, remaining, total, zero_pages, normal_pages, rounds;
-	uint64_t downtime_limit_ms, max_bandwidth;
+	unsigned throttle_pct;	/* auto-converge's brake now, 0 when off */
+	bool auto_converge;
+	uint64_t param[MIG_PARAM_COUNT];
 };
 
 void migration_query(struct vm *vm, struct migration_info *info);

@@ -36,6 +36,7 @@ struct src {
 	enum vm_runstate before;	/* the run state that a failure goes back to */
 	/* This round: when it began, s.sent then, its pages, and those sent before it. */
 	uint64_t round_start, round_sent, round_pages, pages_before;
+	uint64_t dirty;		/* pages, at the last sync */
 	char err[256];
 };
 
@@ -164,6 +165,7 @@ static int src_sync(struct src *c, uint64_t round, bool *fits)
 
 	if (dirty < 0)
 		return -1;
+	c->dirty = dirty;
 	src_stats(c, dirty);
 	if (src_cancelled(c)) {
 		snprintf(c->err, sizeof(c->err), "cancelled");
@@ -205,8 +207,10 @@ static int src_rounds(struct src *c)
 	for (;;) {
 		if (src_send_round(c, round++) < 0 || src_sync(c, round, &fits) < 0)
 			return -1;
-		if (!fits)
+		if (!fits) {
+			mig_throttle_check(m, c->dirty * MIG_PAGE_SIZE, c->s.sent - c->round_sent);
 			continue;
+		}
 		/* What the guest dirtied while the destination caught up must fit as well. */
 		if (src_catch_up(c) < 0 || src_sync(c, round, &fits) < 0)
 			return -1;
@@ -230,6 +234,7 @@ static int src_stop_and_copy(struct src *c)
 	go = c->before == RUN_STATE_RUNNING	 ? GO_RUNNING
 	     : c->before == RUN_STATE_PRELAUNCH ? GO_PRELAUNCH
 						 : GO_PAUSED;
+	mig_throttle_stop(m);
 	mig_pause_devices(c->vm);
 	c->paused = true;
 	dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
@@ -277,6 +282,7 @@ static void src_end(struct src *c, int r)
 	struct migration *m = c->m;
 	char ignored[64];
 
+	mig_throttle_stop(m);
 	ram_track(&c->ram, false, ignored, sizeof(ignored));
 	pthread_mutex_lock(&m->lock);
 	m->st.total_ns = now_ns() - m->st.start_ns;
