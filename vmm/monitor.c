@@ -339,6 +339,21 @@ static void cmd_info_version(struct mon_session *s, int argc, char **argv)
 	monitor_printf(s, "%s (tern)\n", TERN_VERSION);
 }
 
+/* As QEMU: the -name, nothing without one. */
+static void cmd_info_name(struct mon_session *s, int argc, char **argv)
+{
+	const char *name = monitor_session_vm(s)->cfg->name;
+
+	if (name)
+		monitor_printf(s, "%s\n", name);
+}
+
+/* tern has no other accelerator: asked by QEMU's tools all the same. */
+static void cmd_info_kvm(struct mon_session *s, int argc, char **argv)
+{
+	monitor_printf(s, "kvm support: enabled\n");
+}
+
 static void cmd_stop(struct mon_session *s, int argc, char **argv)
 {
 	vm_stop(monitor_session_vm(s));
@@ -371,6 +386,8 @@ struct monitor *monitor_create(struct vm *vm)
 	monitor_add_command(m, "info", "[subcommand]", "show information about the VM", cmd_info);
 	monitor_add_command(m, "info status", NULL, "show the VM's run state", cmd_info_status);
 	monitor_add_command(m, "info version", NULL, "show tern's version", cmd_info_version);
+	monitor_add_command(m, "info name", NULL, "show the guest's -name", cmd_info_name);
+	monitor_add_command(m, "info kvm", NULL, "show KVM information", cmd_info_kvm);
 	monitor_add_command(m, "stop", NULL, "pause the guest", cmd_stop);
 	monitor_add_command(m, "cont", NULL, "resume the guest", cmd_cont);
 	monitor_add_command(m, "quit", NULL, "quit tern (alias q)", cmd_quit);

@@ -321,6 +321,26 @@ static void fill_capabilities(yajl_gen g, struct qmp_call *q)
 	yajl_gen_array_close(g);
 }
 
+static void fill_name(yajl_gen g, struct qmp_call *q)
+{
+	yajl_gen_map_open(g);
+	if (q->vm->cfg->name) {
+		gen_str(g, "name");
+		gen_str(g, q->vm->cfg->name);
+	}
+	yajl_gen_map_close(g);
+}
+
+static void fill_kvm(yajl_gen g, struct qmp_call *q)
+{
+	yajl_gen_map_open(g);
+	gen_str(g, "enabled");
+	yajl_gen_bool(g, 1);
+	gen_str(g, "present");
+	yajl_gen_bool(g, 1);
+	yajl_gen_map_close(g);
+}
+
 static void fill_version(yajl_gen g, struct qmp_call *q)
 {
 	yajl_gen_map_open(g);
@@ -501,6 +521,8 @@ static const struct {
 	{ "query-migrate-parameters", NULL, fill_parameters },
 	{ "query-migrate-capabilities", NULL, fill_capabilities },
 	{ "query-version", NULL, fill_version },
+	{ "query-name", NULL, fill_name },
+	{ "query-kvm", NULL, fill_kvm },
 	{ "query-cpus-fast", NULL, fill_cpus },
 	{ "query-commands", NULL, fill_commands },
 	{ "stop", qmp_stop, NULL },

@@ -119,6 +119,8 @@ def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
     t.expect(r"Booted up")
     m = Monitor(str(tmp_path / "m"))
     assert m.cmd("info version") == "0.1.0 (tern)\n"
+    assert m.cmd("info name").strip() == ""  # no -name
+    assert m.cmd("info kvm") == "kvm support: enabled\n"
     assert version == "tern version 0.1.0\n"
     assert m.cmd("migrate_set_parameter downtime-limit 7").strip() == ""
     assert m.cmd("migrate_set_parameter max-bandwidth 1M").strip() == ""

@@ -90,10 +90,12 @@ def test_query_cpus_fast(tern, tmp_path):
     """-smp 2: QEMU's list of vCPUs, each a package of its own, with its thread; and
     human-monitor-command's cpu-index."""
     path = str(tmp_path / "q")
-    t = tern(*qmp_args(path, "-smp", "2"))
+    t = tern(*qmp_args(path, "-smp", "2", "-name", "guest-a"))
     t.expect(r"memtest: filled")
     q = Qmp(path)
     q.ok("qmp_capabilities")
+    assert q.ok("query-name") == {"name": "guest-a"}
+    assert q.ok("human-monitor-command", **{"command-line": "info name"}) == "guest-a\n"
     cpus = q.ok("query-cpus-fast")
     assert [(c["cpu-index"], c["props"], c["target"]) for c in cpus] == \
         [(i, {"core-id": 0, "thread-id": 0, "socket-id": i}, "x86_64") for i in range(2)], cpus
@@ -122,6 +124,8 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     q.send_raw(b'{"execute": "qmp_capabilities", "id": 7}')
     assert q.reply() == {"return": {}, "id": 7}
     assert q.ok("query-version")["package"] == "tern"
+    assert q.ok("query-name") == {}
+    assert q.ok("query-kvm") == {"enabled": True, "present": True}
     names = {c["name"] for c in q.ok("query-commands")}
     assert {"qmp_capabilities", "query-status", "migrate", "migrate-incoming", "query-migrate",
             "human-monitor-command", "quit"} <= names
