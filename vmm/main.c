@@ -94,6 +94,12 @@ static int tern_console(struct tern *t)
 	return serial_create(vm, chr) ? 0 : -1;
 }
 
+/* virtio-mmio devices, in their slots' order: one per NIC, then one per disk. */
+static int tern_mmio_devices(const struct tern *t)
+{
+	return t->cfg.n_nic + t->cfg.n_disk;
+}
+
 static int tern_devices(struct tern *t)
 {
 	struct vm *vm = &t->vm;
@@ -109,9 +115,9 @@ static int tern_devices(struct tern *t)
 	if (net_create(vm) < 0 || virtio_blk_create_all(vm) < 0)
 		return -1;
 	/* The guest was told of the devices before they existed (tern_load): keep it true. */
-	if (vm->nmmio_dev != t->cfg.n_nic + t->cfg.n_disk) {
+	if (vm->nmmio_dev != tern_mmio_devices(t)) {
 		errorf("internal: %d virtio-mmio devices, but tern_load announced %d to the guest",
-		       vm->nmmio_dev, t->cfg.n_nic + t->cfg.n_disk);
+		       vm->nmmio_dev, tern_mmio_devices(t));
 		return -1;
 	}
 	return 0;
@@ -138,7 +144,7 @@ static int tern_load(struct tern *t)
 	_Static_assert(CONFIG_MAX_NICS + CONFIG_MAX_DISKS <= BOOT_MAX_DEVS &&
 			       CONFIG_MAX_NICS + CONFIG_MAX_DISKS <= VM_MAX_MMIO_DEVICES,
 		       "every device must fit the boot tables");
-	for (int i = 0; i < t->cfg.n_nic + t->cfg.n_disk; i++) {
+	for (int i = 0; i < tern_mmio_devices(t); i++) {
 		struct boot_mmio_dev d = vm_mmio_slot(i);
 
 		bc.devs[bc.ndevs++] = (struct boot_dev){ d.base, d.size, d.irq };
