@@ -177,11 +177,11 @@ void evloop_stop(struct evloop *l)
 	evloop_kick(l);
 }
 
-int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms)
+int evloop_arm_timer_ns(int fd, uint64_t first_ns, uint64_t period_ns)
 {
 	struct itimerspec its = {
-		.it_value = { first_ms / 1000, (first_ms % 1000) * 1000000L },
-		.it_interval = { period_ms / 1000, (period_ms % 1000) * 1000000L },
+		.it_value = { first_ns / 1000000000ULL, first_ns % 1000000000ULL },
+		.it_interval = { period_ns / 1000000000ULL, period_ns % 1000000000ULL },
 	};
 
 	if (timerfd_settime(fd, 0, &its, NULL) < 0) {
@@ -189,6 +189,11 @@ int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms)
 		return -1;
 	}
 	return 0;
+}
+
+int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms)
+{
+	return evloop_arm_timer_ns(fd, first_ms * 1000000ULL, period_ms * 1000000ULL);
 }
 
 int evloop_add_timer(struct evloop *l, unsigned first_ms, unsigned period_ms, ev_fn fn,

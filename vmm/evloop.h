@@ -53,5 +53,6 @@ int evloop_add_timer(struct evloop *l, unsigned first_ms, unsigned period_ms, ev
 		     void *opaque);
 /* Re-arm (or disarm with first_ms = 0) a timer made by evloop_add_timer. */
 int evloop_arm_timer(int fd, unsigned first_ms, unsigned period_ms);
+int evloop_arm_timer_ns(int fd, uint64_t first_ns, uint64_t period_ns);
 
 #endif

@@ -424,20 +424,23 @@ static int qmp_migrate_cancel(struct qmp_call *q)
 
 static int qmp_migrate_set_parameters(struct qmp_call *q)
 {
+	const char *names[MIG_PARAM_COUNT];
+	uint64_t vals[MIG_PARAM_COUNT];
+	int n = 0;
+
 	for (size_t i = 0; i < MIG_PARAM_COUNT; i++) {
-		const char *key = migration_parameter_name(i);
-		const char *path[] = { key, NULL };
+		const char *path[] = { migration_parameter_name(i), NULL };
 		yajl_val v = yajl_tree_get(q->args, path, yajl_t_any);
 
 		if (!v)
 			continue;
 		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
-			return qmp_fail(q, "Invalid parameter type for '%s', expected: integer", key);
-		if (migration_set_parameter(q->vm, key, YAJL_GET_INTEGER(v), q->err,
-					    sizeof(q->err)) < 0)
-			return -1;
+			return qmp_fail(q, "Invalid parameter type for '%s', expected: integer",
+					path[0]);
+		names[n] = path[0];
+		vals[n++] = YAJL_GET_INTEGER(v);
 	}
-	return 0;
+	return migration_set_parameters(q->vm, n, names, vals, q->err, sizeof(q->err));
 }
 
 /* {"capabilities": [{"capability": "auto-converge", "state": true}]}; all checked first. */

@@ -129,7 +129,9 @@ def test_monitor_info_version_and_migrate_parameters(tern, tmp_path):
         "downtime-limit: 7 ms", "cpu-throttle-initial: 30", "cpu-throttle-increment: 10",
         "max-cpu-throttle: 99", "max-bandwidth: 1048576 bytes/second"]
     assert m.cmd("migrate_set_parameter max-cpu-throttle 100").strip() == \
-        "Error: max-cpu-throttle: 100 is not in the range 1 to 99"
+        "Error: Parameter 'max-cpu-throttle' expects an integer in the range of 1 to 99"
+    assert m.cmd("migrate_set_parameter max-cpu-throttle 25").strip() == \
+        "Error: max-cpu-throttle 25 is below cpu-throttle-initial 30"
     assert m.cmd("migrate_set_parameter speed 1").strip() == \
         "Error: unknown parameter 'speed' (info migrate_parameters lists them)"
     assert "Migration status: none" in m.cmd("info migrate")

@@ -246,8 +246,11 @@ def test_stop_cont_hmp_and_quit(tern, tmp_path):
                                       "cpu-throttle-increment": 5})
     params.update({"downtime-limit": 50, "max-bandwidth": 1 << 30, "cpu-throttle-increment": 5})
     assert q.ok("query-migrate-parameters") == params
-    r = q.cmd("migrate-set-parameters", **{"cpu-throttle-initial": 0})
-    assert r["error"]["desc"] == "cpu-throttle-initial: 0 is not in the range 1 to 99", r
+    # All or none, as in QEMU: downtime-limit stays as it was.
+    r = q.cmd("migrate-set-parameters", **{"downtime-limit": 60, "cpu-throttle-initial": 0})
+    assert r["error"]["desc"] == \
+        "Parameter 'cpu-throttle-initial' expects an integer in the range of 1 to 99", r
+    assert q.ok("query-migrate-parameters") == params
     caps = [{"capability": "auto-converge", "state": False}]
     assert q.ok("query-migrate-capabilities") == caps
     q.ok("migrate-set-capabilities", capabilities=[{"capability": "auto-converge",

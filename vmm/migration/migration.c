@@ -242,17 +242,22 @@ static void cmd_migrate_cancel(struct mon_session *s, int argc, char **argv)
 }
 
 /* The parameters that migrate_set_parameter takes, in QEMU's names, and their ranges. */
+enum { P_DOWNTIME, P_THROTTLE_INITIAL, P_THROTTLE_INCREMENT, P_THROTTLE_MAX, P_BANDWIDTH };
 static const struct mig_param {
 	const char *name, *unit;
 	size_t offset;		/* of a uint64_t in struct migration */
 	uint64_t min, max;
 } mig_params[] = {
-	{ "downtime-limit", " ms", offsetof(struct migration, downtime_limit_ms), 0, 2000000 },
-	{ "cpu-throttle-initial", "", offsetof(struct migration, throttle_initial), 1, 99 },
-	{ "cpu-throttle-increment", "", offsetof(struct migration, throttle_increment), 1, 99 },
-	{ "max-cpu-throttle", "", offsetof(struct migration, throttle_max), 1, 99 },
-	{ "max-bandwidth", " bytes/second", offsetof(struct migration, max_bandwidth), 0,
-	  UINT64_MAX },
+	[P_DOWNTIME] = { "downtime-limit", " ms", offsetof(struct migration, downtime_limit_ms),
+			 0, 2000000 },
+	[P_THROTTLE_INITIAL] = { "cpu-throttle-initial", "",
+				 offsetof(struct migration, throttle_initial), 1, 99 },
+	[P_THROTTLE_INCREMENT] = { "cpu-throttle-increment", "",
+				   offsetof(struct migration, throttle_increment), 1, 99 },
+	[P_THROTTLE_MAX] = { "max-cpu-throttle", "", offsetof(struct migration, throttle_max), 1,
+			     99 },
+	[P_BANDWIDTH] = { "max-bandwidth", " bytes/second",
+			  offsetof(struct migration, max_bandwidth), 0, UINT64_MAX },
 };
 
 _Static_assert(ARRAY_SIZE(mig_params) == MIG_PARAM_COUNT, "migration_info's param[]");
@@ -326,27 +331,54 @@ static bool param_name_is(const char *name, const char *want)
 	return *name == *want;
 }
 
-int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
-			    size_t errlen)
+static int param_find(const char *name)
 {
-	const struct mig_param *p = mig_params;
+	for (size_t k = 0; k < ARRAY_SIZE(mig_params); k++)
+		if (param_name_is(name, mig_params[k].name))
+			return k;
+	return -1;
+}
 
-	while (p < mig_params + ARRAY_SIZE(mig_params) && !param_name_is(name, p->name))
-		p++;
-	if (p == mig_params + ARRAY_SIZE(mig_params)) {
-		snprintf(err, errlen, "unknown parameter '%s' (info migrate_parameters lists them)",
-			 name);
+int migration_set_parameters(struct vm *vm, int n, const char *const *names,
+			     const uint64_t *vals, char *err, size_t errlen)
+{
+	struct migration *m = vm->migration;
+	uint64_t v[MIG_PARAM_COUNT];
+	int k;
+
+	pthread_mutex_lock(&m->lock);
+	for (k = 0; k < MIG_PARAM_COUNT; k++)
+		v[k] = *mig_param(m, &mig_params[k]);
+	pthread_mutex_unlock(&m->lock);
+	for (int i = 0; i < n; i++) {
+		k = param_find(names[i]);
+		if (k < 0) {
+			snprintf(err, errlen,
+				 "unknown parameter '%s' (info migrate_parameters lists them)",
+				 names[i]);
+			return -1;
+		}
+		if (vals[i] < mig_params[k].min || vals[i] > mig_params[k].max) {
+			snprintf(err, errlen,
+				 "Parameter '%s' expects an integer in the range of %llu to %llu%s",
+				 mig_params[k].name, (unsigned long long)mig_params[k].min,
+				 (unsigned long long)mig_params[k].max, mig_params[k].unit);
+			return -1;
+		}
+		v[k] = vals[i];
+	}
+	/* Else the brake would start above its maximum, and then go down. */
+	if (v[P_THROTTLE_MAX] < v[P_THROTTLE_INITIAL]) {
+		snprintf(err, errlen, "max-cpu-throttle %llu is below cpu-throttle-initial %llu",
+			 (unsigned long long)v[P_THROTTLE_MAX],
+			 (unsigned long long)v[P_THROTTLE_INITIAL]);
 		return -1;
 	}
-	if (v < p->min || v > p->max) {
-		snprintf(err, errlen, "%s: %llu is not in the range %llu to %llu", p->name,
-			 (unsigned long long)v, (unsigned long long)p->min,
-			 (unsigned long long)p->max);
-		return -1;
-	}
-	pthread_mutex_lock(&vm->migration->lock);
-	*mig_param(vm->migration, p) = v;
-	pthread_mutex_unlock(&vm->migration->lock);
+	/* All or none, as QEMU's migrate-set-parameters. */
+	pthread_mutex_lock(&m->lock);
+	for (k = 0; k < MIG_PARAM_COUNT; k++)
+		*mig_param(m, &mig_params[k]) = v[k];
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -363,7 +395,8 @@ static void cmd_migrate_set_parameter(struct mon_session *s, int argc, char **ar
 		monitor_printf(s, "Error: %s: '%s' is not a number\n", argv[1], argv[2]);
 		return;
 	}
-	if (migration_set_parameter(monitor_session_vm(s), argv[1], v, err, sizeof(err)) < 0)
+	if (migration_set_parameters(monitor_session_vm(s), 1, (const char *const *)&argv[1], &v,
+				     err, sizeof(err)) < 0)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
@@ -378,7 +411,7 @@ int migration_set_capability(struct vm *vm, const char *name, bool on, char *err
 	}
 	/* As QEMU: what a running migration does is settled at its start. */
 	if (mig_busy(m)) {
-		snprintf(err, errlen, "a migration is in progress");
+		snprintf(err, errlen, "There's a migration process in progress");
 		return -1;
 	}
 	m->auto_converge = on;

@@ -20,8 +20,9 @@ int migration_listen(struct vm *vm, const char *uri, char *err, size_t errlen);
 /* For `migrate`, QMP and the like: start (asynchronously), cancel, tune, query. */
 int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen);
 int migration_cancel(struct vm *vm, char *err, size_t errlen);
-int migration_set_parameter(struct vm *vm, const char *name, uint64_t v, char *err,
-			    size_t errlen);
+/* Sets vals[i] for names[i], i < n: all of them, or none with the reason in err. */
+int migration_set_parameters(struct vm *vm, int n, const char *const *names,
+			     const uint64_t *vals, char *err, size_t errlen);
 /* QEMU's migrate_set_capability; tern has auto-converge. */
 int migration_set_capability(struct vm *vm, const char *name, bool on, char *err,
 			     size_t errlen);

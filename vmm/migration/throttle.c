@@ -12,29 +12,27 @@
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
-#define SLICE_MS 10		/* QEMU's CPU_THROTTLE_TIMESLICE */
+#define SLICE_NS 10000000ULL	/* QEMU's CPU_THROTTLE_TIMESLICE */
 #define HIGH_DIRTY_PCT 50	/* QEMU's throttle-trigger-threshold */
 
-/* The period of the ticks: a slice running and the sleep. */
-static unsigned throttle_period_ms(unsigned pct)
+/* How long the vCPUs sleep after each slice, so that they run 100 - pct percent. */
+static uint64_t throttle_sleep_ns(unsigned pct)
 {
-	return SLICE_MS * 100 / (100 - pct);
+	return SLICE_NS * pct / (100 - pct);
 }
 
 /* The I/O thread, each period: the vCPUs sleep until the next slice. */
 static void throttle_tick(void *opaque, uint32_t events)
 {
 	struct migration *m = opaque;
-	uint64_t n, sleep_ms;
+	uint64_t n;
 
 	if (read(m->throttle_timer, &n, sizeof(n)) < 0)
 		return;
 	/* Under the lock, so that a tick never outlives mig_throttle_stop(). */
 	pthread_mutex_lock(&m->lock);
-	if (m->throttle_pct) {
-		sleep_ms = throttle_period_ms(m->throttle_pct) - SLICE_MS;
-		vcpus_throttle(m->vm, sleep_ms * 1000000ULL);
-	}
+	if (m->throttle_pct)
+		vcpus_throttle(m->vm, throttle_sleep_ns(m->throttle_pct));
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -46,14 +44,14 @@ int mig_throttle_init(struct migration *m)
 
 static void throttle_set(struct migration *m, unsigned pct)
 {
-	unsigned period = pct ? throttle_period_ms(pct) : 0;
+	uint64_t period = pct ? SLICE_NS + throttle_sleep_ns(pct) : 0;
 
 	pthread_mutex_lock(&m->lock);
 	m->throttle_pct = pct;
 	if (!pct)
 		vcpus_throttle(m->vm, 0);
 	pthread_mutex_unlock(&m->lock);
-	evloop_arm_timer(m->throttle_timer, period, period);
+	evloop_arm_timer_ns(m->throttle_timer, period, period);
 }
 
 void mig_throttle_check(struct migration *m, uint64_t dirty_bytes, uint64_t sent_bytes)
