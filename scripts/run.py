@@ -14,10 +14,13 @@ monitor). Differences from OSv's run.py, all on purpose:
   -k/--kernel    accepted: tern always boots the kernel directly (--kernel-path, default
                  build/guest/guest.elf, the test guest)
   -V/--verbose   puts --verbose before the guest's command line, as OSv's does
-  -w/--wait      tern's -S: the guest waits for cont in the monitor (C-a c)
+  -w/--wait      the guest waits for gdb (tern's -S, and its gdb stub on 127.0.0.1:1234:
+                 gdb loader.elf -ex 'target remote :1234', then continue), or for cont in the
+                 monitor (C-a c); --nogdb leaves the stub out. OSv's run.py always starts one
+                 on port 1234; here only -w does, so that several guests can run at once
   -i/--image IMG the guest's disk, as virtio-blk; a raw image (OSv's usr.img is qcow2:
                  qemu-img convert -O raw usr.img usr.raw). No default: without -i, no disk
-  --novnc, --nogdb  accepted; tern has no VNC or gdb stub
+  --novnc        accepted; tern has no VNC
   -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
 """
@@ -43,7 +46,9 @@ REFUSED = [
     (("--forward",), True, NO_USER_NET),
     (("-d", "--debug"), False, NOT_AN_IMAGE),
     (("-r", "--release"), False, NOT_AN_IMAGE),
-    (("-H", "--no-shutdown"), False, "tern has no gdb stub to stay up for"),
+    (("-H", "--no-shutdown"), False, "tern exits when the guest crashes (printing its "
+                                      "registers); to look around first, set a breakpoint "
+                                      "with -w and gdb"),
     (("-D", "--detach"), False, "the console is this terminal; run tern itself with "
                                  "-daemonize -serial none"),
 ]
@@ -83,11 +88,12 @@ def parser():
     ap.add_argument("-V", "--verbose", action="store_true",
                     help="put --verbose before the guest's command line (OSv's verbose boot)")
     ap.add_argument("-w", "--wait", action="store_true",
-                    help="do not start the guest until 'cont' in the monitor (tern's -S)")
+                    help="do not start the guest until gdb continues it (gdb stub on "
+                    "127.0.0.1:1234) or 'cont' in the monitor (tern's -S)")
     ap.add_argument("-i", "--image", default=None, metavar="IMG",
                     help="a raw disk image for the guest (virtio-blk)")
     ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
-    ap.add_argument("--nogdb", action="store_true", help="accepted; tern has no gdb stub")
+    ap.add_argument("--nogdb", action="store_true", help="with -w: no gdb stub")
     ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
                     help="more arguments for tern, split like a shell does; may repeat. "
                          "ARGS starting with '-' need a leading space or '=' "
@@ -124,6 +130,8 @@ def tern_command(a, ap):
         cmd += ["-append", execute]
     if a.wait:
         cmd.append("-S")
+        if not a.nogdb:
+            cmd += ["-gdb", "tcp:127.0.0.1:1234"]
     if a.image is not None:
         # tern's -drive splits at commas (QEMU doubles them to escape; tern does not).
         if not a.image or "," in a.image:

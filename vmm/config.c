@@ -33,6 +33,7 @@ void config_usage(void)
 	       "  -device virtio-blk,drive=ID[,serial=S]   a raw disk image as virtio-blk\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
 	       "  -S                    do not run the guest until cont (with -incoming: once there)\n"
+	       "  -gdb tcp:[HOST]:PORT  wait for gdb (target remote) there; -s: -gdb tcp::1234\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
 	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", ...}\n"
 	       "  -nographic -name NAME -pidfile FILE\n"
@@ -507,6 +508,12 @@ static int config_option(struct tern_config *c, const char *opt, const char *arg
 			return -1;
 		}
 		c->qmp = arg;
+	} else if (!strcmp(opt, "-gdb")) {
+		if (strncmp(arg, "tcp:", 4) && strncmp(arg, "unix:", 5)) {
+			errorf("-gdb: '%s': expected tcp:[HOST]:PORT or unix:PATH", arg);
+			return -1;
+		}
+		c->gdb = arg;
 	} else if (!strcmp(opt, "-incoming"))
 		c->incoming = arg;
 	else if (!strcmp(opt, "-name"))
@@ -608,6 +615,11 @@ static bool config_flag(struct tern_config *c, const char *opt)
 		     : !strcmp(opt, "-S")	  ? &c->start_paused
 						  : NULL;
 
+	/* QEMU's shorthand for -gdb tcp::1234. */
+	if (!strcmp(opt, "-s")) {
+		c->gdb = "tcp::1234";
+		return true;
+	}
 	if (flag)
 		*flag = true;
 	return flag;

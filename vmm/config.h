@@ -52,6 +52,7 @@ struct tern_config {
 	const char *serial_path;
 	const char *monitor;	/* "unix:PATH,server,nowait" or NULL */
 	const char *qmp;
+	const char *gdb;	/* -gdb tcp:[HOST]:PORT or unix:PATH, -s */
 	const char *incoming;
 	const char *name, *pidfile;
 	bool nographic, daemonize, pvh;

@@ -34,6 +34,8 @@ struct device_ops {
 	 */
 	int (*handover_fd)(void *opaque);
 	void (*inject)(void *opaque, const void *buf, size_t len);
+	/* Nonzero while the guest may not be migrated, with the reason in why (QEMU's blockers). */
+	int (*blocker)(void *opaque, char *why, size_t len);
 	/* Human-readable lines for `info` commands; buf gets at most len bytes. */
 	void (*info)(void *opaque, const char *what, char *buf, unsigned len);
 	void (*destroy)(void *opaque);

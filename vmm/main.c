@@ -18,6 +18,7 @@
 #include "vmm/config.h"
 #include "vmm/console.h"
 #include "vmm/cpu_state.h"
+#include "vmm/gdbstub.h"
 #include "vmm/monitor.h"
 #include "vmm/qmp.h"
 #include "vmm/sandbox.h"
@@ -111,6 +112,8 @@ static int tern_devices(struct tern *t)
 	if (t->cfg.monitor && monitor_socket_create(vm, vm->monitor, t->cfg.monitor) < 0)
 		return -1;
 	if (t->cfg.qmp && qmp_create(vm, t->cfg.qmp) < 0)
+		return -1;
+	if (t->cfg.gdb && gdbstub_create(vm, t->cfg.gdb) < 0)
 		return -1;
 	if (net_create(vm) < 0 || virtio_blk_create_all(vm) < 0)
 		return -1;

@@ -77,6 +77,26 @@ static void vcpu_handle_io(struct vcpu *v)
 			       r->io.direction == KVM_EXIT_IO_OUT);
 }
 
+/*
+ * A breakpoint or a single step: the debugger hears of it, and the thread parks at once (the
+ * next KVM_RUN comes straight back), before the guest goes a step further.
+ */
+static bool vcpu_debug_exit(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	if (!vm->debug_fn) {
+		vcpu_exit_with_regs(v, 1, "host-error", "stopped: debug exit without a debugger");
+		return false;
+	}
+	pthread_mutex_lock(&vm->lock);
+	v->want_pause = true;
+	pthread_mutex_unlock(&vm->lock);
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	vm->debug_fn(vm->debug_opaque, v - vm->vcpu, &v->run->debug.arch);
+	return true;
+}
+
 /* false when the guest is gone and the thread must end. */
 static bool vcpu_handle_exit(struct vcpu *v)
 {
@@ -93,6 +113,8 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
+	case KVM_EXIT_DEBUG:
+		return vcpu_debug_exit(v);
 	case KVM_EXIT_SHUTDOWN:
 		vcpu_exit_with_regs(v, 1, "guest-reset", "crashed: triple fault (KVM_EXIT_SHUTDOWN)");
 		return false;

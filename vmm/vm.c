@@ -242,6 +242,7 @@ static const char *const state_names[] = {
 	[RUN_STATE_SHUTDOWN] = "shutdown",
 	[RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
 	[RUN_STATE_PRELAUNCH] = "prelaunch",
+	[RUN_STATE_DEBUG] = "debug",
 };
 
 const char *vm_state_name(enum vm_runstate s)
@@ -384,7 +385,7 @@ int vm_cont(struct vm *vm, char *err, size_t errlen)
 	if (s == RUN_STATE_INMIGRATE)
 		vm->autostart = true;
 	else if (!why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE ||
-			  s == RUN_STATE_PRELAUNCH))
+			  s == RUN_STATE_PRELAUNCH || s == RUN_STATE_DEBUG))
 		vm_enter_state_locked(vm, RUN_STATE_RUNNING);
 	pthread_mutex_unlock(&vm->run_lock);
 	if (why) {

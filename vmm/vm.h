@@ -41,6 +41,7 @@ enum vm_runstate {
 	RUN_STATE_SHUTDOWN,
 	RUN_STATE_FINISH_MIGRATE,	/* paused for a migration's stop-and-copy */
 	RUN_STATE_PRELAUNCH,		/* -S: not run yet, waiting for cont */
+	RUN_STATE_DEBUG,		/* stopped by the debugger (gdbstub.c) */
 };
 
 /* Guest-visible addresses of the board. */
@@ -85,6 +86,12 @@ struct vm {
 	/* QMP-style events (STOP, RESUME, MIGRATION...): one listener, the QMP server. */
 	void (*event_fn)(void *opaque, const char *name, const char *data_json);
 	void *event_opaque;
+	/*
+	 * A vCPU stopped on a breakpoint or a single step (KVM_EXIT_DEBUG), from its thread,
+	 * which then parks until the VM is resumed: one listener, the debugger.
+	 */
+	void (*debug_fn)(void *opaque, int vcpu, const struct kvm_debug_exit_arch *why);
+	void *debug_opaque;
 
 	/* Set by devices that need them; the core only passes them around. */
 	struct console *console;

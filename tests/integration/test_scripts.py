@@ -58,7 +58,8 @@ def test_run_py_memory_vcpus_cmdline_kernel():
 
 def test_run_py_accepted_noops():
     assert command_of("--novnc", "--nogdb", "-k", "--kernel", "-p", "auto") == BASE
-    assert command_of("-w") == command_of("--wait") == BASE + ["-S"]
+    assert command_of("-w") == command_of("--wait") == BASE + ["-S", "-gdb", "tcp:127.0.0.1:1234"]
+    assert command_of("-w", "--nogdb") == BASE + ["-S"]
 
 
 def test_run_py_verbose_and_sizes_as_tern_takes_them():
@@ -125,7 +126,7 @@ def test_run_py_tern_path_and_quoting():
     (["--forward", "tcp:8000::8000"], "no user-mode networking"),
     (["-i", "a,b.img"], "not a usable image path"),
     (["-d"], "use --kernel-path"),
-    (["-H"], "no gdb stub"),
+    (["-H"], "tern exits when the guest crashes"),
     (["-D"], "-daemonize"),
     (["--mac", PINNED_MAC], "--mac"),
     (["-n", "--mac", "52:54:30"], "--mac 52:54:30"),

@@ -20,6 +20,9 @@ tty=0
 	((tty)) || echo "export PY_COLORS=0"
 	# Its KVM runs stock Linux too: the kernel it boots itself, as a guest of tern.
 	printf 'export TERN_STOCK_LINUX=%q\n' "$OUT"
+	# Its KVM's guests cannot hit breakpoints: QEMU's TCG AMD-V neither intercepts their int3
+	# nor arms the debug registers for them (tests/integration/test_gdb.py).
+	echo "export TERN_NESTED_HOST=1"
 	# The benchmarks' knobs (tests/bench) and tern's own variables go along.
 	for v in N SIZES $(compgen -v TERN_); do
 		[[ -v $v ]] && printf 'export %s=%q\n' "$v" "${!v}"

@@ -51,6 +51,12 @@ static void test_serial_monitor(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-monitor", "telnet:1"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "unix:/q,server"), 0);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "stdio"), -1);
+	/* The gdb stub: QEMU's -s is -gdb tcp::1234. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-s"), 0);
+	CHECK_STR(c.gdb, "tcp::1234");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "tcp::1234,server,nowait"), 0);
+	CHECK_STR(c.gdb, "tcp::1234,server,nowait");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "1234"), -1);
 }
 
 static void test_net(void)

@@ -158,6 +158,18 @@ static int mig_start_thread(struct migration *m, void *(*fn)(void *), pthread_t 
 	return 0;
 }
 
+/* A device that says the guest may not move now (QEMU's migration blockers). */
+static int mig_blocked(struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->ndev; i++) {
+		const struct device *d = &vm->dev[i];
+
+		if (d->ops->blocker && d->ops->blocker(d->opaque, err, errlen))
+			return -1;
+	}
+	return 0;
+}
+
 int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 {
 	struct migration *m = vm->migration;
@@ -172,7 +184,7 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 		snprintf(err, errlen, "a migration is already in progress");
 		return -1;
 	}
-	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0)
+	if (mig_uri_parse(uri, &m->uri, err, errlen) < 0 || mig_blocked(vm, err, errlen) < 0)
 		return -1;
 	mig_reap(m);
 	/* The guest ran on after an earlier snapshot; this migration may hand it over. */
