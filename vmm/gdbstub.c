@@ -16,12 +16,15 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
 
 #include "vmm/gdbstub.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
+#include "vmm/migration/migration.h"
 #include "vmm/migration/transport.h"
 
 #define GDB_PACKET_MAX 4096	/* payload, as qSupported tells gdb */
@@ -55,12 +58,22 @@ struct gdbstub {
 	char in[2 * GDB_PACKET_MAX + 8];
 	size_t in_len;
 	bool no_ack;
+	bool broken;		/* a send failed: the client goes once the packet is handled */
 	bool running;		/* gdb resumed the guest and waits for a stop reply */
 	int cur;		/* the vCPU that g, m and s act on (Hg) */
 	uint32_t step_flags;	/* KVM_GUESTDBG_SINGLESTEP, with BLOCKIRQ where KVM has it */
 	struct gdb_bp bp[GDB_MAX_BP];
 	int nbp;
 };
+
+/* Never waits: a debugger that does not read its replies is let go, not waited for. */
+static void gdb_write(struct gdbstub *g, const char *buf, size_t n)
+{
+	if (!g->broken && send(g->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)n) {
+		errorf("gdb: the debugger does not take its replies: letting it go");
+		g->broken = true;
+	}
+}
 
 static void gdb_send(struct gdbstub *g, const char *data)
 {
@@ -82,8 +95,7 @@ static void gdb_send(struct gdbstub *g, const char *data)
 		}
 	}
 	n += snprintf(buf + n, sizeof(buf) - n, "#%02x", sum);
-	if (write_full(g->fd, buf, n) < 0)
-		perrorf("gdb: write");
+	gdb_write(g, buf, n);
 }
 
 static void hex_encode(char *out, const void *in, size_t len)
@@ -144,18 +156,27 @@ static uint8_t *gdb_guest_ptr(struct gdbstub *g, uint64_t gva, uint64_t len)
 	return vm_gpa(g->vm, t.physical_address, len);
 }
 
+/* What the debugger writes counts as dirty, as the devices' writes do. */
+static void gdb_dirty(struct gdbstub *g, const uint8_t *host, uint64_t len)
+{
+	vm_mark_dirty(g->vm, host - g->vm->ram, len);
+}
+
 /* Copies between gdb's buffer and guest memory; -1 at the first unmapped page. */
 static int gdb_access(struct gdbstub *g, uint64_t gva, uint8_t *buf, uint64_t len, bool write)
 {
+	if (gva + len < gva)
+		return -1;
 	while (len) {
 		uint64_t n = MIN(len, PAGE_SIZE - (gva & (PAGE_SIZE - 1)));
 		uint8_t *p = gdb_guest_ptr(g, gva, n);
 
 		if (!p)
 			return -1;
-		if (write)
+		if (write) {
 			memcpy(p, buf, n);
-		else
+			gdb_dirty(g, p, n);
+		} else
 			memcpy(buf, p, n);
 		gva += n, buf += n, len -= n;
 	}
@@ -213,8 +234,16 @@ static int gdb_set_debug(struct gdbstub *g, bool step)
 /* gdb's view: the guest is stopped whenever it talks to us, except to interrupt it. */
 static void gdb_stop_guest(struct gdbstub *g)
 {
-	if (vm_state(g->vm) == RUN_STATE_RUNNING)
-		vm_enter_state(g->vm, RUN_STATE_DEBUG);
+	vm_debug_stop(g->vm);
+}
+
+/* The guest stopped for a debugger that is gone (or leaves) runs on. */
+static void gdb_resume_orphan(struct gdbstub *g)
+{
+	char ignored[160];
+
+	if (vm_state(g->vm) == RUN_STATE_DEBUG)
+		vm_cont(g->vm, ignored, sizeof(ignored));
 }
 
 /* The breakpoint that stopped the guest: an int3's, or the debug register DR6 names. */
@@ -318,7 +347,8 @@ static void gdb_write_regs(struct gdbstub *g, const char *p, bool one)
 		unsigned long n = strtoul(p, &e, 16);
 		uint64_t v = 0;
 
-		if (*e != '=' || n >= GDB_NREGS || hex_decode(&v, e + 1, n < 17 ? 8 : 4) < 0)
+		/* The segment selectors (18-23) are read-only here. */
+		if (*e != '=' || n > 17 || hex_decode(&v, e + 1, n < 17 ? 8 : 4) < 0)
 			ok = -1;
 		else
 			gdb_write_reg(&r, n, v);
@@ -399,6 +429,7 @@ static int gdb_insert_bp(struct gdbstub *g, unsigned type, uint64_t addr, uint64
 			return 0x0e;	/* EFAULT */
 		b.orig = *b.host;
 		*b.host = 0xcc;
+		gdb_dirty(g, b.host, 1);
 	}
 	g->bp[g->nbp++] = b;
 	return 0;
@@ -406,15 +437,17 @@ static int gdb_insert_bp(struct gdbstub *g, unsigned type, uint64_t addr, uint64
 
 static void gdb_remove_bp(struct gdbstub *g, struct gdb_bp *b)
 {
-	if (b->type == 0)
+	if (b->type == 0) {
 		*b->host = b->orig;
+		gdb_dirty(g, b->host, 1);
+	}
 	*b = g->bp[--g->nbp];
 }
 
 /*
- * Z/z TYPE,ADDR,KIND. A watchpoint covers 1, 2, 4 or 8 bytes aligned to its length, as the
- * CPU watches; gdb splits larger ones itself. rwatch (3) is not offered: x86 watches writes,
- * or reads and writes together.
+ * Z/z TYPE,ADDR,KIND, armed at once (the vCPUs are parked): a watchpoint covers 1, 2, 4 or 8
+ * bytes aligned to its length, as the CPU watches, and others are refused, as by QEMU. rwatch
+ * (3) is not offered: x86 watches writes, or reads and writes together.
  */
 static void gdb_breakpoint(struct gdbstub *g, const char *p, bool insert)
 {
@@ -440,6 +473,8 @@ static void gdb_breakpoint(struct gdbstub *g, const char *p, bool insert)
 		gdb_remove_bp(g, b);
 	else if (insert && !b)
 		e = gdb_insert_bp(g, type, addr, len);
+	if (!e && gdb_set_debug(g, false) < 0)
+		e = 0x05;	/* EIO */
 	snprintf(err, sizeof(err), "E%02x", e);
 	gdb_send(g, e ? err : "OK");
 }
@@ -588,11 +623,7 @@ static void gdb_stopped(void *opaque, uint32_t events)
 	gdb_stop_guest(g);
 	vcpu = __atomic_exchange_n(&g->hit, -1, __ATOMIC_ACQ_REL);
 	if (g->fd < 0) {
-		/* The debugger has gone meanwhile: nobody would ever resume the guest. */
-		char ignored[160];
-
-		if (vm_state(g->vm) == RUN_STATE_DEBUG)
-			vm_cont(g->vm, ignored, sizeof(ignored));
+		gdb_resume_orphan(g);	/* the debugger has gone meanwhile */
 		return;
 	}
 	if (vcpu < 0 || !g->running)
@@ -605,8 +636,6 @@ static void gdb_stopped(void *opaque, uint32_t events)
 /* The debugger leaves (D, or it hung up): its breakpoints go, and the guest runs on. */
 static void gdb_detach(struct gdbstub *g)
 {
-	char ignored[160];
-
 	gdb_stop_guest(g);
 	gdb_remove_all_bp(g);
 	gdb_set_debug(g, false);
@@ -614,8 +643,7 @@ static void gdb_detach(struct gdbstub *g)
 	close(g->fd);
 	g->fd = -1;
 	g->running = false;
-	if (vm_state(g->vm) == RUN_STATE_DEBUG)
-		vm_cont(g->vm, ignored, sizeof(ignored));
+	gdb_resume_orphan(g);
 }
 
 /* Packets are $DATA#CS; a lone 0x03 is Ctrl-C; acks (+/-) from gdb are not needed. */
@@ -647,11 +675,11 @@ static void gdb_parse(struct gdbstub *g)
 			sum += *p;
 		*hash = '\0';
 		if (hex_decode(&want, hash + 1, 1) < 0 || want != sum) {
-			if (write_full(g->fd, "-", 1) < 0)
-				perrorf("gdb: write");
+			if (!g->no_ack)
+				gdb_write(g, "-", 1);
 		} else {
-			if (!g->no_ack && write_full(g->fd, "+", 1) < 0)
-				perrorf("gdb: write");
+			if (!g->no_ack)
+				gdb_write(g, "+", 1);
 			gdb_packet(g, g->in + i + 1);
 		}
 		i = hash + 3 - g->in;
@@ -677,19 +705,39 @@ static void gdb_readable(void *opaque, uint32_t events)
 	}
 	g->in_len += n;
 	gdb_parse(g);
+	if (g->fd >= 0 && g->broken)
+		gdb_detach(g);
+}
+
+/* A guest on its way in or out: gdb's breakpoints and writes would go astray. */
+static bool gdb_migrating(struct gdbstub *g)
+{
+	struct migration_info i;
+
+	migration_query(g->vm, &i);
+	return i.incoming || !strcmp(i.status, "setup") || !strcmp(i.status, "active");
 }
 
 static void gdb_accept(void *opaque, uint32_t events)
 {
 	struct gdbstub *g = opaque;
-	int fd = accept4(g->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(g->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int one = 1, idle = 10, intvl = 5, cnt = 3;
 
 	if (fd < 0)
 		return;
-	if (g->fd >= 0) {
-		close(fd);	/* one debugger at a time */
+	/* One debugger at a time, and none while the guest migrates. */
+	if (g->fd >= 0 || gdb_migrating(g)) {
+		close(fd);
 		return;
 	}
+	/* A debugger whose host vanished must not keep the guest stopped for ever (tcp only). */
+	if (g->uri.kind == MIG_TCP &&
+	    (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+	     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0))
+		perrorf("gdb: keepalive");
 	if (evloop_add(&g->vm->loop, fd, EPOLLIN, gdb_readable, g) < 0) {
 		close(fd);
 		return;
@@ -697,6 +745,7 @@ static void gdb_accept(void *opaque, uint32_t events)
 	g->fd = fd;
 	g->in_len = 0;
 	g->no_ack = false;
+	g->broken = false;
 	g->cur = 0;
 	/* As QEMU: the guest stops when the debugger comes. */
 	gdb_stop_guest(g);
@@ -755,6 +804,7 @@ int gdbstub_create(struct vm *vm, const char *spec)
 {
 	struct gdbstub *g = calloc(1, sizeof(*g));
 	char err[300], addr[300];
+	int caps;
 
 	if (!g) {
 		perrorf("gdb: calloc");
@@ -763,7 +813,8 @@ int gdbstub_create(struct vm *vm, const char *spec)
 	*g = (struct gdbstub){ .vm = vm, .listen_fd = -1, .fd = -1, .hit = -1,
 			       .step_flags = KVM_GUESTDBG_SINGLESTEP };
 	/* A step goes into the guest's code, not into the timer interrupt's handler. */
-	if (ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2) & KVM_GUESTDBG_BLOCKIRQ)
+	caps = ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
+	if (caps > 0 && (caps & KVM_GUESTDBG_BLOCKIRQ))
 		g->step_flags |= KVM_GUESTDBG_BLOCKIRQ;
 	g->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (g->stop_fd < 0) {

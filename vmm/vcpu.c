@@ -90,7 +90,7 @@ static bool vcpu_debug_exit(struct vcpu *v)
 		return false;
 	}
 	pthread_mutex_lock(&vm->lock);
-	v->want_pause = true;
+	v->debug_stop = true;
 	pthread_mutex_unlock(&vm->lock);
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
 	vm->debug_fn(vm->debug_opaque, v - vm->vcpu, &v->run->debug.arch);
@@ -164,7 +164,7 @@ static bool vcpu_wait_unpaused(struct vcpu *v)
 
 	pthread_mutex_lock(&vm->lock);
 	while (!vm->exiting) {
-		if (v->want_pause) {
+		if (v->want_pause || v->debug_stop) {
 			v->paused = true;
 			pthread_cond_broadcast(&v->cond);
 			pthread_cond_wait(&v->cond, &vm->lock);
@@ -303,6 +303,14 @@ void vcpus_throttle(struct vm *vm, uint64_t sleep_ns)
 	for (int i = 0; i < vm->nvcpu && sleep_ns; i++)
 		if (vm->vcpu[i].started)
 			vcpu_kick(&vm->vcpu[i]);
+}
+
+void vcpus_release_debug(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; i < vm->nvcpu; i++)
+		vm->vcpu[i].debug_stop = false;
+	pthread_mutex_unlock(&vm->lock);
 }
 
 void vcpus_stop(struct vm *vm)

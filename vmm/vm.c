@@ -295,8 +295,10 @@ static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 	if (s != RUN_STATE_RUNNING)
 		vm_pause_vcpus(vm, 0, vm->nvcpu);
 	old = vm_set_state(vm, s);
-	if (s == RUN_STATE_RUNNING)
+	if (s == RUN_STATE_RUNNING) {
+		vcpus_release_debug(vm);
 		vm_resume_vcpus(vm, 0, vm->nvcpu);
+	}
 	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING))
 		vm_event(vm, s == RUN_STATE_RUNNING ? "RESUME" : "STOP", NULL);
 	return old;
@@ -329,6 +331,14 @@ void vm_stop(struct vm *vm)
 		vm->autostart = false;
 	else if (s == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_debug_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm_state(vm) == RUN_STATE_RUNNING)
+		vm_enter_state_locked(vm, RUN_STATE_DEBUG);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

@@ -28,6 +28,9 @@ struct vcpu {
 	bool started;
 	/* Pause protocol: see vcpu_pause_request(). Guarded by vm->lock. */
 	bool want_pause, paused;
+	/* Stopped on a debug exit: parked until the VM enters RUNNING (vcpus_release_debug),
+	 * whatever pauses and resumes come meanwhile (info registers). */
+	bool debug_stop;
 	uint64_t throttle_until;	/* CLOCK_MONOTONIC ns; see vcpus_throttle(). Guarded too. */
 	pthread_cond_t cond;
 };
@@ -167,5 +170,9 @@ void vcpu_resume(struct vcpu *v);
  * parks it at once); 0 wakes those asleep. Any thread.
  */
 void vcpus_throttle(struct vm *vm, uint64_t sleep_ns);
+/* Lets the vCPUs stopped on a debug exit go with the next resume. */
+void vcpus_release_debug(struct vm *vm);
+/* stop, as gdb means it: a running guest enters RUN_STATE_DEBUG (only from running). */
+void vm_debug_stop(struct vm *vm);
 
 #endif

@@ -164,6 +164,24 @@ def test_gdb_qemu_spelling_and_unix_socket(tern, tmp_path):
     assert not os.path.exists(path)
 
 
+def test_gdb_refused_while_migrating(tern):
+    """A destination waiting for its guest takes no debugger: what gdb wrote would be
+    overwritten by the arriving memory."""
+    port = free_port()
+    t = tern("-kernel", GUEST, "-nographic", "-incoming", "tcp:127.0.0.1:%d" % free_port(),
+             "-gdb", "tcp:127.0.0.1:%d" % port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert s.recv(16) == b""
+    s.close()
+
+
 def test_gdb_bad_option_and_busy_port():
     rc, out = run_tern(["-kernel", GUEST, "-gdb", "1234"])
     assert rc != 0 and out.strip().endswith(
