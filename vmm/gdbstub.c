@@ -31,7 +31,7 @@
 #define GDB_MAX_BP 64
 #define GDB_MAX_HW 4		/* DR0-DR3 */
 #define BP_VECTOR 3
-#define GDB_NREGS 24		/* rax..r15, rip, eflags, cs ss ds es fs gs */
+/* 'g': rax..r15 and rip (8 bytes each), eflags, cs ss ds es fs gs (4 each) */
 #define GDB_REGS_LEN (16 * 8 + 8 + 4 + 6 * 4)
 #define DR6_BS (1ULL << 14)	/* the #DB came from a single step */
 #define PAGE_SIZE 4096ULL

@@ -26,9 +26,8 @@ static void vcpu_kick_handler(int sig)
 
 int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 {
-	int size;
-
 	pthread_condattr_t ca;
+	int size;
 
 	v->vm = vm;
 	/* Throttled sleeps end at a CLOCK_MONOTONIC time (now_ns()). */

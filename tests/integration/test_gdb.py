@@ -59,6 +59,12 @@ def test_gdb_attach_read_write_step_interrupt_detach(tern, tmp_path):
     assert "= 256" in gdb.cmd("print npages")
     gdb.cmd("set var rewritten = 4242")
     assert "= 4242" in gdb.cmd("print rewritten")
+    # A register, written and put back (gdb's P packet).
+    old = gdb.cmd("print/x $rax").split("= ")[1].split()[0]
+    gdb.cmd("set $rax = 0x1234abcd")
+    assert "= 0x1234abcd" in gdb.cmd("print/x $rax")
+    gdb.cmd("set $rax = %s" % old)
+    assert "= %s" % old in gdb.cmd("print/x $rax")
     out = gdb.cmd("info threads")
     assert "Thread 1" in out and "Thread 2" in out, out
     before = gdb.cmd("print $pc")
