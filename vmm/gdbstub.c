@@ -231,12 +231,6 @@ static int gdb_set_debug(struct gdbstub *g, bool step)
 	return 0;
 }
 
-/* gdb's view: the guest is stopped whenever it talks to us, except to interrupt it. */
-static void gdb_stop_guest(struct gdbstub *g)
-{
-	vm_debug_stop(g->vm);
-}
-
 /* The guest stopped for a debugger that is gone (or leaves) runs on. */
 static void gdb_resume_orphan(struct gdbstub *g)
 {
@@ -539,7 +533,8 @@ static void gdb_packet(struct gdbstub *g, char *p)
 {
 	int n;
 
-	gdb_stop_guest(g);
+	/* gdb's view: the guest is stopped whenever it talks to us, except to interrupt it. */
+	vm_debug_stop(g->vm);
 	switch (p[0]) {
 	case '?':
 		gdb_stop_reply(g, 5, NULL);
@@ -620,7 +615,7 @@ static void gdb_stopped(void *opaque, uint32_t events)
 
 	if (read(g->stop_fd, &v, sizeof(v)) < 0)
 		return;
-	gdb_stop_guest(g);
+	vm_debug_stop(g->vm);
 	vcpu = __atomic_exchange_n(&g->hit, -1, __ATOMIC_ACQ_REL);
 	if (g->fd < 0) {
 		gdb_resume_orphan(g);	/* the debugger has gone meanwhile */
@@ -636,7 +631,7 @@ static void gdb_stopped(void *opaque, uint32_t events)
 /* The debugger leaves (D, or it hung up): its breakpoints go, and the guest runs on. */
 static void gdb_detach(struct gdbstub *g)
 {
-	gdb_stop_guest(g);
+	vm_debug_stop(g->vm);
 	gdb_remove_all_bp(g);
 	gdb_set_debug(g, false);
 	evloop_del(&g->vm->loop, g->fd);
@@ -658,7 +653,7 @@ static void gdb_parse(struct gdbstub *g)
 		if (g->in[i] == 0x03) {
 			i++;
 			if (g->running) {
-				gdb_stop_guest(g);
+				vm_debug_stop(g->vm);
 				gdb_set_debug(g, false);
 				gdb_stop_reply(g, 2, NULL);
 			}
@@ -748,7 +743,7 @@ static void gdb_accept(void *opaque, uint32_t events)
 	g->broken = false;
 	g->cur = 0;
 	/* As QEMU: the guest stops when the debugger comes. */
-	gdb_stop_guest(g);
+	vm_debug_stop(g->vm);
 }
 
 static int gdb_blocker(void *opaque, char *why, size_t len)
