@@ -183,9 +183,10 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 	for (int i = 0; i < k; i++) {
 		uint64_t c = virtq_copy_to_chain(n->vm, &n->chain[i], frame + done, len - done);
 
-		virtq_push(n->vm, vq, n->chain[i].head, c);
+		virtq_fill(n->vm, vq, i, n->chain[i].head, c);
 		done += c;
 	}
+	virtq_flush(n->vm, vq, k);
 	n->rx_packets++;
 	n->rx_bytes += len - n->hdr_len;
 	return true;

@@ -164,7 +164,7 @@ int virtq_pop(struct vm *vm, struct virtq *vq, struct virtq_chain *c)
 	return 1;
 }
 
-void virtq_push(struct vm *vm, struct virtq *vq, uint16_t head, uint32_t len)
+void virtq_fill(struct vm *vm, struct virtq *vq, uint16_t off, uint16_t head, uint32_t len)
 {
 	unsigned slot;
 	volatile uint8_t *e;
@@ -175,17 +175,28 @@ void virtq_push(struct vm *vm, struct virtq *vq, uint16_t head, uint32_t len)
 	 */
 	if (!vq->ready)
 		return;
-	slot = vq->used_idx % vq->num;
+	slot = (uint16_t)(vq->used_idx + off) % vq->num;
 	e = vq->used + USED_RING(slot);
-
 	*(volatile uint32_t *)e = head;
 	*(volatile uint32_t *)(e + 4) = len;
-	/* The element must be visible before the index that publishes it. */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	vq->used_idx++;
-	wr16(vq->used + USED_IDX, vq->used_idx);
 	vm_mark_dirty(vm, vq->used_gpa + USED_RING(slot), 8);
+}
+
+void virtq_flush(struct vm *vm, struct virtq *vq, uint16_t n)
+{
+	if (!vq->ready)
+		return;
+	/* The elements must be visible before the index that publishes them. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	vq->used_idx += n;
+	wr16(vq->used + USED_IDX, vq->used_idx);
 	vm_mark_dirty(vm, vq->used_gpa + USED_IDX, 2);
+}
+
+void virtq_push(struct vm *vm, struct virtq *vq, uint16_t head, uint32_t len)
+{
+	virtq_fill(vm, vq, 0, head, len);
+	virtq_flush(vm, vq, 1);
 }
 
 bool virtq_should_notify(struct vm *vm, struct virtq *vq)

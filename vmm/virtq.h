@@ -56,6 +56,13 @@ int virtq_validate(struct vm *vm, struct virtq *vq);
 int virtq_pop(struct vm *vm, struct virtq *vq, struct virtq_chain *c);
 /* Returns a chain with len bytes written into its writable part. */
 void virtq_push(struct vm *vm, struct virtq *vq, uint16_t head, uint32_t len);
+/*
+ * The same in two steps, for a packet that spans several chains: the driver must see them
+ * used together (virtio 1.x 5.1.6.4). fill() writes the element off places past the used
+ * index, unseen until flush() publishes n of them at once.
+ */
+void virtq_fill(struct vm *vm, struct virtq *vq, uint16_t off, uint16_t head, uint32_t len);
+void virtq_flush(struct vm *vm, struct virtq *vq, uint16_t n);
 /* After pushes: does the driver want an interrupt (flags or used_event)? */
 bool virtq_should_notify(struct vm *vm, struct virtq *vq);
 /*

@@ -279,6 +279,25 @@ static void test_notify(void)
 	CHECK_EQ(get16(USED + 4 + 8 * NUM), 1);
 }
 
+/* A packet over several chains (MRG_RXBUF): the used index moves once, past all of them. */
+static void test_fill_flush(void)
+{
+	struct virtq vq;
+
+	fresh(&vq, false);
+	vq.used_idx = NUM - 1; /* the second element wraps to slot 0 */
+	put16(USED + 2, NUM - 1);
+	virtq_fill(&vm, &vq, 0, 4, 100);
+	virtq_fill(&vm, &vq, 1, 6, 50);
+	CHECK_EQ(get16(USED + 2), NUM - 1);
+	virtq_flush(&vm, &vq, 2);
+	CHECK_EQ(get16(USED + 2), NUM + 1);
+	CHECK_EQ(get32(USED + 4 + 8 * (NUM - 1)), 4);
+	CHECK_EQ(get32(USED + 8 + 8 * (NUM - 1)), 100);
+	CHECK_EQ(get32(USED + 4), 6);
+	CHECK_EQ(get32(USED + 8), 50);
+}
+
 /* DRIVER_OK with a queue never enabled: a kick must find nothing to do, and not crash. */
 static void test_not_ready(void)
 {
@@ -349,6 +368,7 @@ int main(void)
 	test_refusals();
 	test_validate();
 	test_notify();
+	test_fill_flush();
 	test_not_ready();
 	test_dirty();
 	test_rarp();
