@@ -17,6 +17,7 @@
 #define KVM_CPUID_SIGNATURE 0x40000000u
 #define KVM_CPUID_FEATURES 0x40000001u
 #define LEAF1_ECX_X2APIC (1u << 21)
+#define LEAF1_ECX_TSC_DEADLINE (1u << 24)
 #define LEAF1_ECX_HYPERVISOR (1u << 31)
 #define LEAF1_EDX_HTT (1u << 28)
 /* kvmclock (old and new MSRs) and its stable bit; PV features beyond the clock stay off so
@@ -117,6 +118,12 @@ struct kvm_cpuid2 *boot_cpuid_new(int kvm_fd)
 	if (c) {
 		cpuid_trim(c);
 		cpuid_kvm_leaves(c);
+		/*
+		 * KVM's LAPIC emulates the TSC-deadline timer but its list leaves it out (QEMU
+		 * adds it the same way): with it Linux sets its timer with one MSR write.
+		 */
+		if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+			cpuid_leaf(c, 1)->ecx |= LEAF1_ECX_TSC_DEADLINE;
 	}
 	return c;
 }

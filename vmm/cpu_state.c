@@ -15,6 +15,7 @@
 #include "vmm/vm.h"
 
 #define MAX_MSRS 512
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 
 struct msr_list {
 	struct kvm_msrs hdr;
@@ -87,34 +88,63 @@ static int cpu_save_msrs(struct cpu_state *cs, void *fdt)
 	}
 }
 
-static int cpu_load_msrs(struct cpu_state *cs, const void *fdt, int node)
+static int cpu_set_msrs(struct cpu_state *cs, const struct kvm_msr_entry *e, int n)
 {
-	struct kvm_msr_entry all[MAX_MSRS];
 	struct msr_list m;
-	int len = state_get_var(fdt, node, "msrs", all, sizeof(all));
-	int n, i = 0;
+	int r;
+
+	m.hdr.nmsrs = n;
+	memcpy(m.e, e, n * sizeof(e[0]));
+	r = ioctl(cs->fd, KVM_SET_MSRS, &m);
+	if (r < 0) {
+		perrorf("cpu: KVM_SET_MSRS");
+		return -1;
+	}
+	/*
+	 * KVM stops at the first MSR it refuses. Both sides have the same CPU model (the hello
+	 * checked it), so this is state the guest would lose: refuse the stream, as QEMU does,
+	 * while the source can still resume.
+	 */
+	if (r < n) {
+		errorf("cpu: KVM refused MSR %#x = %#llx", e[r].index, (unsigned long long)e[r].data);
+		return -1;
+	}
+	return 0;
+}
+
+static int cpu_get_msrs(const void *fdt, int node, struct kvm_msr_entry *all)
+{
+	int len = state_get_var(fdt, node, "msrs", all, MAX_MSRS * sizeof(all[0]));
 
 	if (len < 0 || len % sizeof(all[0])) {
 		errorf("cpu: malformed MSR list");
 		return -1;
 	}
-	n = len / sizeof(all[0]);
-	/* KVM stops at the first MSR it refuses: skip that one and carry on, as QEMU does. */
-	while (i < n) {
-		int r;
+	return len / sizeof(all[0]);
+}
 
-		m.hdr.nmsrs = n - i;
-		memcpy(m.e, all + i, (n - i) * sizeof(all[0]));
-		r = ioctl(cs->fd, KVM_SET_MSRS, &m);
-		if (r < 0) {
-			perrorf("cpu: KVM_SET_MSRS");
-			return -1;
-		}
-		i += r;
-		if (i < n)
-			i++;
-	}
-	return 0;
+static int cpu_load_msrs(struct cpu_state *cs, const void *fdt, int node)
+{
+	struct kvm_msr_entry all[MAX_MSRS];
+	int n = cpu_get_msrs(fdt, node, all);
+
+	return n < 0 ? -1 : cpu_set_msrs(cs, all, n);
+}
+
+/*
+ * KVM ignores a TSC deadline written while the LAPIC is not in deadline mode, which a new
+ * vCPU's is not: written again once the LAPIC is back (QEMU's kvm_put_tscdeadline_msr), or a
+ * guest that armed its timer so would never see it fire.
+ */
+static int cpu_load_tsc_deadline(struct cpu_state *cs, const void *fdt, int node)
+{
+	struct kvm_msr_entry all[MAX_MSRS];
+	int n = cpu_get_msrs(fdt, node, all);
+
+	for (int i = 0; i < n; i++)
+		if (all[i].index == MSR_IA32_TSC_DEADLINE)
+			return cpu_set_msrs(cs, &all[i], 1);
+	return n < 0 ? -1 : 0;
 }
 
 /* The fixed-size pieces, in restore order; MSRs go between the two groups. */
@@ -188,7 +218,8 @@ static int cpu_load(void *opaque, const void *fdt, int node)
 
 	if (cpu_load_pieces(fd, fdt, node, cpu_early, ARRAY_SIZE(cpu_early)) < 0 ||
 	    cpu_load_msrs(cs, fdt, node) < 0 ||
-	    cpu_load_pieces(fd, fdt, node, cpu_late, ARRAY_SIZE(cpu_late)) < 0)
+	    cpu_load_pieces(fd, fdt, node, cpu_late, ARRAY_SIZE(cpu_late)) < 0 ||
+	    cpu_load_tsc_deadline(cs, fdt, node) < 0)
 		return -1;
 	/*
 	 * Tells the guest it was stopped (soft-lockup watchdogs) when it next runs; EINVAL if it
