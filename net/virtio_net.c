@@ -64,8 +64,9 @@ struct virtio_net {
 	int tap;
 	char ifname[IFNAMSIZ], br[IFNAMSIZ];
 	unsigned hdr_len;
-	bool polling; /* the tap is in the I/O loop */
-	bool paused;  /* migration's stop-and-copy: no guest memory writes */
+	bool polling;	/* the tap is in the I/O loop */
+	bool paused;	/* migration's stop-and-copy: no guest memory writes */
+	bool rx_failed; /* a tap read error was printed; later ones are only counted */
 	struct announce announce;
 	uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
 	/* A frame read from the tap that waits for receive buffers. */
@@ -192,6 +193,36 @@ static bool virtio_net_rx_frame(struct virtio_net *n, uint8_t *frame, size_t len
 	return true;
 }
 
+/* Errors of the tap itself, not of one frame: reading again would fail the same way. */
+static bool tap_gone(int err)
+{
+	return err == EBADFD || err == EIO || err == ENODEV || err == ENXIO;
+}
+
+/*
+ * A failed read of the tap. Most errors concern one frame, which the kernel then dropped: the
+ * wire loses it and we go on (stopping until the next RX kick could stop receive for good with
+ * EVENT_IDX and a full ring). Only a tap that is gone stops the polling: no busy loop on it.
+ * false: stop reading for now.
+ */
+static bool virtio_net_tap_error(struct virtio_net *n)
+{
+	if (errno == EAGAIN || errno == EINTR)
+		return false;
+	if (tap_gone(errno)) {
+		perrorf("%s: read tap %s (no longer read until the guest adds receive buffers)",
+			n->v.name, n->ifname);
+		virtio_net_poll_tap(n, false);
+		return false;
+	}
+	if (!n->rx_failed)
+		perrorf("%s: read tap %s (the frame is dropped; further errors are only counted)",
+			n->v.name, n->ifname);
+	n->rx_failed = true;
+	n->rx_dropped++;
+	return true;
+}
+
 /* Moves frames from the tap into the guest until one side runs dry. */
 static void virtio_net_rx(struct virtio_net *n)
 {
@@ -204,13 +235,8 @@ static void virtio_net_rx(struct virtio_net *n)
 	while (budget--) {
 		if (!n->frame_len) {
 			r = read(n->tap, n->frame, sizeof(n->frame));
-			if (r < 0 && errno != EAGAIN && errno != EINTR) {
-				/* The tap is gone (deleted under us): one line, and no busy loop
-				 * on it. A kick for new receive buffers would try it again. */
-				perrorf("%s: read tap %s", n->v.name, n->ifname);
-				virtio_net_poll_tap(n, false);
-				break;
-			}
+			if (r < 0 && virtio_net_tap_error(n))
+				continue;
 			if (r <= (ssize_t)n->hdr_len)
 				break;
 			n->frame_len = r;

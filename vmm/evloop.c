@@ -17,9 +17,12 @@ static void evloop_wake(void *opaque, uint32_t events)
 		perrorf("evloop: read wake eventfd");
 	pthread_mutex_lock(&l->call_lock);
 	if (l->call_pending) {
+		void (*fn)(void *) = l->call_fn;
+		void *arg = l->call_arg;
+
 		/* Unlocked while it runs: fn may itself use evloop_call(). */
 		pthread_mutex_unlock(&l->call_lock);
-		l->call_fn(l->call_arg);
+		fn(arg);
 		pthread_mutex_lock(&l->call_lock);
 		l->call_pending = false;
 		pthread_cond_broadcast(&l->call_done);
@@ -37,28 +40,33 @@ static void evloop_kick(struct evloop *l)
 
 void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
 {
+	unsigned long seq;
+
 	if (pthread_equal(pthread_self(), l->thread)) {
 		fn(arg);
 		return;
 	}
 	pthread_mutex_lock(&l->call_lock);
+	/* Another caller's request goes first. */
+	while (l->call_pending && l->running)
+		pthread_cond_wait(&l->call_done, &l->call_lock);
 	if (!l->running) {
 		pthread_mutex_unlock(&l->call_lock);
 		fn(arg);
 		return;
 	}
-	/* Another caller's request goes first. */
-	while (l->call_pending)
-		pthread_cond_wait(&l->call_done, &l->call_lock);
 	l->call_fn = fn;
 	l->call_arg = arg;
 	l->call_pending = true;
+	seq = ++l->call_seq;
 	evloop_kick(l);
-	while (l->call_pending && l->running)
+	/* Once ours is done, call_pending may already be the next caller's: seq tells. */
+	while (l->call_pending && l->call_seq == seq && l->running)
 		pthread_cond_wait(&l->call_done, &l->call_lock);
-	if (l->call_pending) {
+	if (l->call_pending && l->call_seq == seq) {
 		/* The loop ended before it got to us: run it here, nobody else will. */
 		l->call_pending = false;
+		pthread_cond_broadcast(&l->call_done);
 		pthread_mutex_unlock(&l->call_lock);
 		fn(arg);
 		return;
@@ -94,15 +102,25 @@ void evloop_destroy(struct evloop *l)
 	close(l->epfd);
 }
 
+/*
+ * An event's epoll_data: the slot and its generation. A handler may delete an fd whose event
+ * is still ahead in the batch, and an add may give its slot to another fd meanwhile.
+ */
+static uint64_t evloop_key(struct evloop *l, struct ev_handler *h)
+{
+	return (uint64_t)h->gen << 32 | (uint64_t)(h - l->h);
+}
+
 int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque)
 {
 	for (int i = 0; i < EVLOOP_MAX; i++) {
 		struct ev_handler *h = &l->h[i];
-		struct epoll_event ev = { .events = events, .data.ptr = h };
+		struct epoll_event ev = { .events = events };
 
 		if (h->used)
 			continue;
-		*h = (struct ev_handler){ fd, fn, opaque, true };
+		*h = (struct ev_handler){ fd, fn, opaque, true, h->gen + 1 };
+		ev.data.u64 = evloop_key(l, h);
 		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			perrorf("evloop: epoll_ctl add fd %d", fd);
 			h->used = false;
@@ -117,7 +135,7 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque
 int evloop_mod(struct evloop *l, int fd, uint32_t events)
 {
 	for (int i = 0; i < EVLOOP_MAX; i++) {
-		struct epoll_event ev = { .events = events, .data.ptr = &l->h[i] };
+		struct epoll_event ev = { .events = events, .data.u64 = evloop_key(l, &l->h[i]) };
 
 		if (!l->h[i].used || l->h[i].fd != fd)
 			continue;
@@ -155,13 +173,14 @@ void evloop_run(struct evloop *l)
 			continue;
 		if (n < 0) {
 			perrorf("evloop: epoll_wait");
-			return;
+			break; /* running = false below, or evloop_call() waits for ever */
 		}
 		for (int i = 0; i < n; i++) {
-			struct ev_handler *h = evs[i].data.ptr;
+			uint64_t key = evs[i].data.u64;
+			struct ev_handler *h = &l->h[(uint32_t)key];
 
-			/* A handler earlier in this batch may have removed this one. */
-			if (h->used)
+			/* Removed by a handler earlier in this batch, maybe reused since. */
+			if (h->used && h->gen == key >> 32)
 				h->fn(h->opaque, evs[i].events);
 		}
 	}

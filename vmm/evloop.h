@@ -12,6 +12,8 @@ struct ev_handler {
 	ev_fn fn;
 	void *opaque;
 	bool used;
+	/* Bumped at each add: an event of an earlier user of the slot is told apart. */
+	uint32_t gen;
 };
 
 #define EVLOOP_MAX 64
@@ -29,6 +31,7 @@ struct evloop {
 	void (*call_fn)(void *);
 	void *call_arg;
 	bool call_pending;
+	unsigned long call_seq; /* of the request last posted: whose is pending */
 	pthread_t thread;
 	bool running;
 };

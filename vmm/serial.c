@@ -1,7 +1,9 @@
 /*
  * COM1 as a 16550A: enough for OSv and Linux console drivers. Output busy-waits on LSR.THRE,
  * which always reads set because bytes leave at once; input is a FIFO that raises IRQ 4.
- * Register accesses come from the vCPU threads, input from the I/O thread: one lock.
+ * Register accesses come from the vCPU threads, input from the I/O thread: one lock. Output
+ * reaches the backend outside it (serial_flush), so a slow stdout stalls only the vCPU that
+ * writes, never the I/O thread's input (and with it virtio, the monitor, a migration).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #define SERIAL_BASE 0x3f8
 #define SERIAL_IRQ 4
 #define SERIAL_RX_SIZE 4096
+#define SERIAL_TX_SIZE 4096
 
 enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
 
@@ -45,6 +48,15 @@ struct serial {
 	int irq_level;
 	uint8_t rx[SERIAL_RX_SIZE];
 	unsigned rx_head, rx_len;
+	/*
+	 * Bytes written to THR, on their way to the backend: one thread at a time (flushing)
+	 * writes them out, in order. Empty whenever no vCPU is in serial_io(), so a migration
+	 * has nothing to carry.
+	 */
+	uint8_t tx[SERIAL_TX_SIZE];
+	unsigned tx_len;
+	bool flushing;
+	pthread_cond_t tx_room;
 };
 
 static uint8_t serial_iir(struct serial *s)
@@ -102,6 +114,41 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
 	}
 }
 
+/* Queues an output byte (lock held); a full buffer waits for the thread writing it out. */
+static void serial_tx(struct serial *s, uint8_t v)
+{
+	while (s->tx_len == SERIAL_TX_SIZE)
+		pthread_cond_wait(&s->tx_room, &s->lock);
+	s->tx[s->tx_len++] = v;
+}
+
+/*
+ * Writes the queued output to the backend, without the lock. A thread that finds another
+ * one at it leaves its bytes to that one, which loops until none are left.
+ */
+static void serial_flush(struct serial *s)
+{
+	uint8_t buf[SERIAL_TX_SIZE];
+	unsigned len;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->flushing) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	s->flushing = true;
+	while ((len = s->tx_len)) {
+		memcpy(buf, s->tx, len);
+		s->tx_len = 0;
+		pthread_cond_broadcast(&s->tx_room);
+		pthread_mutex_unlock(&s->lock);
+		s->chr->write(s->chr, buf, len);
+		pthread_mutex_lock(&s->lock);
+	}
+	s->flushing = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 {
 	switch (reg) {
@@ -111,7 +158,7 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 			return;
 		}
 		if (!(s->r.mcr & MCR_LOOP))
-			s->chr->write(s->chr, &v, 1);
+			serial_tx(s, v);
 		s->r.thri_pending = 1;
 		return;
 	case UART_IER:
@@ -153,6 +200,8 @@ static void serial_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t len, 
 		data[0] = serial_read(s, reg);
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+	if (is_write && reg == UART_RBR_THR)
+		serial_flush(s);
 }
 
 static void serial_input(void *opaque, const uint8_t *buf, size_t len)
@@ -205,6 +254,7 @@ static void serial_destroy(void *opaque)
 {
 	struct serial *s = opaque;
 
+	pthread_cond_destroy(&s->tx_room);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -227,6 +277,7 @@ struct serial *serial_create(struct vm *vm, struct chardev *chr)
 	s->vm = vm;
 	s->chr = chr;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->tx_room, NULL);
 	chr->input = serial_input;
 	chr->input_opaque = s;
 	if (iobus_register(&vm->pio, SERIAL_BASE, 8, serial_io, s) < 0 ||

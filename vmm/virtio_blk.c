@@ -475,6 +475,12 @@ static void virtio_blk_reset(void *opaque)
 	virtio_blk_quiesce(opaque);
 }
 
+/* QueueReady 0: the request at hand ends (unreturned) before the driver reuses its buffers. */
+static void virtio_blk_queue_stop(void *opaque, unsigned q)
+{
+	virtio_blk_quiesce(opaque);
+}
+
 static void virtio_blk_config_read(void *opaque, unsigned off, uint8_t *data, unsigned len)
 {
 	struct virtio_blk *b = opaque;
@@ -490,6 +496,7 @@ static const struct virtio_dev_ops virtio_blk_dev_ops = {
     .config_read = virtio_blk_config_read, /* writable only with CONFIG_WCE, not offered */
     .notify = virtio_blk_notify,
     .reset = virtio_blk_reset,
+    .queue_stop = virtio_blk_queue_stop,
 };
 
 /* --- the device as the core sees it: migration, monitor, teardown ---------------------- */

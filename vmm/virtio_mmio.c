@@ -152,9 +152,21 @@ static void virtio_mmio_set_status(struct virtio_mmio *v, uint32_t status)
 		virtio_mmio_reset(v);
 		return;
 	}
-	/* Features the device never offered cannot be accepted. */
-	if ((status & VIRTIO_STATUS_FEATURES_OK) && (v->driver_features & ~v->ops->features))
+	/*
+	 * Features the device never offered cannot be accepted; accepted ones are final until a
+	 * reset (FEATURES_OK stays, so DriverFeatures stays read-only).
+	 */
+	if (was & VIRTIO_STATUS_FEATURES_OK)
+		status |= VIRTIO_STATUS_FEATURES_OK;
+	else if ((status & VIRTIO_STATUS_FEATURES_OK) && (v->driver_features & ~v->ops->features))
 		status &= ~VIRTIO_STATUS_FEATURES_OK;
+	/* Without agreed features the device cannot run (virtio 1.x 3.1.1): it needs a reset. */
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_FEATURES_OK)) {
+		if (!(was & VIRTIO_STATUS_NEEDS_RESET))
+			errorf("%s: DRIVER_OK without FEATURES_OK; device marked NEEDS_RESET",
+			       v->name);
+		status = (status & ~VIRTIO_STATUS_DRIVER_OK) | VIRTIO_STATUS_NEEDS_RESET;
+	}
 	v->status = status | (was & VIRTIO_STATUS_NEEDS_RESET);
 	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(was & VIRTIO_STATUS_DRIVER_OK) &&
 	    !(was & VIRTIO_STATUS_NEEDS_RESET) && v->ops->start)
@@ -164,9 +176,21 @@ static void virtio_mmio_set_status(struct virtio_mmio *v, uint32_t status)
 static void virtio_mmio_queue_ready(struct virtio_mmio *v, struct virtq *vq, uint32_t on)
 {
 	if (!on) {
+		if (!vq->ready)
+			return;
+		/*
+		 * The driver reuses the buffers once it reads 0 back: nothing new is taken from
+		 * here on, and the device finishes (or drops) what it holds before we return.
+		 */
 		vq->ready = false;
+		if (v->ops->queue_stop)
+			v->ops->queue_stop(v->opaque, vq - v->vq);
 		return;
 	}
+	if (vq->ready)
+		return;
+	/* Turned on again, it is a new ring, as after a reset: its indices start at 0. */
+	vq->last_avail = vq->used_idx = vq->signalled_used = 0;
 	vq->event_idx = virtio_mmio_has(v, VIRTIO_F_RING_EVENT_IDX);
 	if (virtq_validate(v->vm, vq) < 0) {
 		virtio_mmio_broken(v, vq - v->vq);
@@ -196,7 +220,8 @@ static void virtio_mmio_queue_write(struct virtio_mmio *v, unsigned reg, uint32_
 		return;
 	switch (reg) {
 	case REG_QUEUE_NUM:
-		vq->num = val;
+		/* Above QueueNumMax it must not wrap into a valid size: QueueReady refuses 0. */
+		vq->num = val <= VIRTQ_MAX_SIZE ? val : 0;
 		break;
 	case REG_QUEUE_DESC_LOW:
 	case REG_QUEUE_DESC_HIGH:
@@ -331,9 +356,11 @@ static struct kvm_ioeventfd virtio_mmio_ioeventfd(struct virtio_mmio *v, unsigne
 static int virtio_mmio_eventfds(struct virtio_mmio *v)
 {
 	struct kvm_irqfd irqfd = {.gsi = v->irq};
+	/* A VM without KVM (unit tests): the eventfds, wired to nothing. */
+	bool kvm = v->vm->fd >= 0;
 
 	v->irqfd = irqfd.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (v->irqfd < 0 || ioctl(v->vm->fd, KVM_IRQFD, &irqfd) < 0) {
+	if (v->irqfd < 0 || (kvm && ioctl(v->vm->fd, KVM_IRQFD, &irqfd) < 0)) {
 		perrorf("%s: irqfd for IRQ %u", v->name, v->irq);
 		return -1;
 	}
@@ -343,7 +370,7 @@ static int virtio_mmio_eventfds(struct virtio_mmio *v)
 
 		*k = (struct virtio_kick){v, q, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 		io = virtio_mmio_ioeventfd(v, q);
-		if (k->fd < 0 || ioctl(v->vm->fd, KVM_IOEVENTFD, &io) < 0) {
+		if (k->fd < 0 || (kvm && ioctl(v->vm->fd, KVM_IOEVENTFD, &io) < 0)) {
 			perrorf("%s: ioeventfd for queue %u", v->name, q);
 			return -1;
 		}
@@ -433,11 +460,44 @@ int virtio_mmio_save(struct virtio_mmio *v, void *fdt)
 	return state_put_blob(fdt, "virtio-mmio", &s, sizeof(s)) ? -1 : 0;
 }
 
+/*
+ * A stream is trusted no more than the guest: a state the registers could never reach (which
+ * the device would then run with) is refused. Ready queues get virtq_validate() on top.
+ */
+static int virtio_mmio_check_saved(struct virtio_mmio *v, const struct virtio_mmio_saved *s)
+{
+	if (s->driver_features & ~v->ops->features) {
+		errorf("%s: the stream's driver features %#llx are beyond the device's %#llx",
+		       v->name, (unsigned long long)s->driver_features,
+		       (unsigned long long)v->ops->features);
+		return -1;
+	}
+	if ((s->status & VIRTIO_STATUS_DRIVER_OK) && !(s->status & VIRTIO_STATUS_FEATURES_OK)) {
+		errorf("%s: the stream's status %#x has DRIVER_OK without FEATURES_OK", v->name,
+		       s->status);
+		return -1;
+	}
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (s->vq[q].ready && q >= v->ops->nqueues) {
+			errorf("%s: the stream has queue %u ready; the device has %u", v->name, q,
+			       v->ops->nqueues);
+			return -1;
+		}
+		if (s->vq[q].num > VIRTQ_MAX_SIZE) {
+			errorf("%s: the stream's queue %u has %u entries, above QueueNumMax %u",
+			       v->name, q, s->vq[q].num, VIRTQ_MAX_SIZE);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int virtio_mmio_load(struct virtio_mmio *v, const void *fdt, int node)
 {
 	struct virtio_mmio_saved s;
 
-	if (state_get_blob(fdt, node, "virtio-mmio", &s, sizeof(s)) < 0)
+	if (state_get_blob(fdt, node, "virtio-mmio", &s, sizeof(s)) < 0 ||
+	    virtio_mmio_check_saved(v, &s) < 0)
 		return -1;
 	v->driver_features = s.driver_features;
 	v->status = s.status;

@@ -45,6 +45,11 @@ struct virtio_dev_ops {
 	void (*start)(void *opaque);
 	/* Status written 0, or the device was found broken: stop using the queues. */
 	void (*reset)(void *opaque);
+	/*
+	 * The driver turned queue q off (QueueReady 0) and may reuse its buffers once it reads
+	 * that back: finish or drop what is in flight on it (optional; vCPU thread, lock held).
+	 */
+	void (*queue_stop)(void *opaque, unsigned q);
 };
 
 struct virtio_mmio {

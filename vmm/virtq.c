@@ -9,11 +9,13 @@
 #include "vmm/virtq.h"
 #include "vmm/vm.h"
 
+/* Packed: an indirect table need not be aligned (Linux with slub_debug hands 8-byte ones). */
 struct vdesc {
 	uint64_t addr;
 	uint32_t len;
 	uint16_t flags, next;
-};
+} __attribute__((packed));
+_Static_assert(sizeof(struct vdesc) == 16, "a descriptor is 16 bytes in guest memory");
 
 #define AVAIL_FLAGS 0
 #define AVAIL_IDX 2
@@ -61,14 +63,15 @@ int virtq_validate(struct vm *vm, struct virtq *vq)
 	return 0;
 }
 
+/* Each field read once (volatile), whatever the table's alignment (packed). */
 static void virtq_read_desc(volatile uint8_t *table, unsigned i, struct vdesc *d)
 {
-	volatile uint8_t *p = table + 16ULL * i;
+	volatile struct vdesc *p = (volatile struct vdesc *)(table + 16ULL * i);
 
-	d->addr = *(volatile uint64_t *)p;
-	d->len = *(volatile uint32_t *)(p + 8);
-	d->flags = rd16(p + 12);
-	d->next = rd16(p + 14);
+	d->addr = p->addr;
+	d->len = p->len;
+	d->flags = p->flags;
+	d->next = p->next;
 }
 
 /* Adds one buffer descriptor to the chain; readable ones must all come first. */
@@ -104,7 +107,8 @@ static int virtq_indirect(struct vm *vm, struct virtq *vq, const struct vdesc *d
 		return virtq_fail(vq, "nested or chained indirect descriptor");
 	if (!d->len || d->len % 16 || d->len / 16 > VIRTQ_MAX_SEGS)
 		return virtq_fail(vq, "indirect table of a bad size");
-	*table = virtq_map(vm, d->addr, d->len, 16);
+	/* The spec asks no alignment of it, unlike the rings. */
+	*table = virtq_map(vm, d->addr, d->len, 1);
 	if (!*table)
 		return virtq_fail(vq, "indirect table outside guest RAM");
 	*tnum = d->len / 16;
