@@ -3,10 +3,25 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "vmm/sock.h"
 #include "vmm/util.h"
+
+int unix_unlink_stale(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	/* A socket left by an earlier run is replaced; a file that is anything else is not ours. */
+	if (!S_ISSOCK(st.st_mode)) {
+		errno = EEXIST;
+		return -1;
+	}
+	return unlink(path);
+}
 
 /* A listening unix socket at path, non-blocking. -1 with an error naming what. */
 int unix_listen(const char *what, const char *path)
@@ -24,7 +39,14 @@ int unix_listen(const char *what, const char *path)
 		perrorf("%s: socket", what);
 		return -1;
 	}
-	unlink(path);
+	if (unix_unlink_stale(path) < 0) {
+		if (errno == EEXIST)
+			errorf("%s: %s exists and is not a socket", what, path);
+		else
+			perrorf("%s: %s", what, path);
+		close(fd);
+		return -1;
+	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
 		perrorf("%s: %s", what, path);
 		close(fd);

@@ -1,6 +1,7 @@
 """Issue 4: live migration between two tern processes on this host (no network needed)."""
 import os
 import re
+import select
 import socket
 import time
 
@@ -152,6 +153,31 @@ def test_snapshot_to_file_and_restore(tern, socks):
     assert_guest_alive(b, bm)
 
 
+@pytest.mark.parametrize("how", ["stop", "-S"])
+def test_snapshot_of_a_stopped_guest_restores_stopped(tern, socks, how):
+    """A snapshot carries the run state, as a migration does (and QEMU's): a guest stopped
+    when it was saved is restored paused, one never started (-S) in prelaunch; cont runs it.
+    It used to arrive running, the file holding no word of it."""
+    snap = socks("guest.snap")
+    a = tern(*guest_args(socks("a.mon"), *(["-S"] if how == "-S" else [])))
+    am = Monitor(socks("a.mon"))
+    if how == "stop":
+        a.expect(r"memtest: filled")
+        assert am.cmd("stop").strip() == ""
+    assert "completed" in am.cmd('migrate "file:%s"' % snap)
+    am.cmd("quit")
+    a.wait()
+    b = tern(*incoming_args(socks("b.mon"), "file:" + snap))
+    bm = Monitor(socks("b.mon"))
+    wait_status(bm, ("completed",))  # set after the run state: then it is final
+    want = "paused" if how == "stop" else "paused (prelaunch)"
+    assert bm.info("status")["VM status"] == want
+    assert bm.cmd("cont").strip() == ""
+    if how == "-S":
+        b.expect(r"memtest: filled")
+    assert_guest_alive(b, bm)
+
+
 def test_truncated_snapshot_refused(tern, socks, tmp_path):
     snap = socks("guest.snap")
     a = tern(*guest_args(socks("a.mon")))
@@ -179,6 +205,50 @@ def test_destination_not_listening(tern, socks):
     info = am.info("migrate")
     assert info["Migration status"] == "failed" and "Connection refused" in info["error"]
     assert_guest_alive(a, am)
+
+
+def unanswering_port():
+    """A port on 127.0.0.1 that answers no connect, as a host that is down, without leaving
+    this host: its listener's backlog (0) is full, so the kernel drops further SYNs and a
+    connect waits there for minutes. Returns the port and the sockets to close afterwards."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    probe = socket.socket()
+    probe.setblocking(False)
+    probe.connect_ex(("127.0.0.1", port))
+    assert not select.select([], [probe], [], 0.3)[1], "a full backlog answers connects here"
+    return port, (probe, filler, lsock)
+
+
+def test_cancel_while_connecting(tern, socks):
+    """A destination that never answers the connect: migrate_cancel ends the migration at
+    once, cancelled, and the guest runs on; quit in the same place exits at once too. Both
+    used to wait for the kernel to give the connect up, two minutes."""
+    port, keep = unanswering_port()
+    try:
+        a = tern(*guest_args(socks("a.mon")))
+        a.expect(r"memtest: filled")
+        am = Monitor(socks("a.mon"))
+        am.cmd('migrate -d "tcp:127.0.0.1:%d"' % port)
+        time.sleep(0.3)
+        assert am.info("migrate")["Migration status"] == "setup"
+        am.cmd("migrate_cancel")
+        info = wait_status(am, ("cancelled",), timeout=2)
+        assert "cancel" in info["error"], info
+        assert_guest_alive(a, am)
+        am.cmd('migrate -d "tcp:127.0.0.1:%d"' % port)
+        time.sleep(0.3)
+        assert am.info("migrate")["Migration status"] == "setup"
+        start = time.monotonic()
+        am.cmd("quit")
+        assert a.wait(timeout=5) == 0
+        assert time.monotonic() - start < 3
+    finally:
+        for s in keep:
+            s.close()
 
 
 def test_destination_with_other_memory_size_refuses(tern, socks):

@@ -1,15 +1,22 @@
-/* The migration stream format, URIs, dirty bitmaps and state properties. */
+/* The migration stream format, URIs, connecting, the hello's check, dirty bitmaps and state
+ * properties. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <libfdt.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/dirty.h"
+#include "vmm/migration/internal.h"
 #include "vmm/migration/ram.h"
 #include "vmm/migration/stream.h"
 #include "vmm/migration/transport.h"
@@ -246,6 +253,197 @@ static void test_uri(void)
 	CHECK_EQ(mig_uri_parse("unix:", &u, err, sizeof(err)), -1);
 }
 
+/* A stream of another format version is refused by its number, not read as records. */
+static void test_other_version(void)
+{
+	int fds[2];
+	struct mig_stream s;
+	uint32_t v = MIG_VERSION - 1;
+	char want[100];
+
+	socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+	stream_init(&s, fds[0]);
+	stream_put_header(&s);
+	memcpy(s.buf + 8, &v, 4);
+	stream_flush(&s);
+	stream_free(&s);
+	stream_init(&s, fds[1]);
+	CHECK_EQ(stream_get_header(&s), -1);
+	snprintf(want, sizeof(want), "stream format %u with 4096-byte pages, expected %u with 4096",
+		 v, MIG_VERSION);
+	CHECK_STR(s.err, want);
+	stream_free(&s);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	return ntohs(sa.sin_port);
+}
+
+/* A TCP listener on 127.0.0.1 that answers no connect: its backlog (0) is full, so the kernel
+ * drops further SYNs and a connect to it waits. *filler holds the queue; returns the port. */
+static int full_listener(int *lfd, int *filler)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+	*lfd = socket(AF_INET, SOCK_STREAM, 0);
+	*filler = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK_EQ(bind(*lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	CHECK_EQ(listen(*lfd, 0), 0);
+	sa.sin_port = htons(local_port(*lfd));
+	CHECK_EQ(connect(*filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	usleep(20000);	/* its last ACK taken by the listener: the queue is full */
+	return ntohs(sa.sin_port);
+}
+
+/*
+ * A connect to a host that does not answer ends at a cancel (stop_fd readable: here a timer,
+ * 200 ms on) instead of after the kernel's minutes of SYN retries; one that is answered gives
+ * a blocking socket, as the stream wants; a refusal says so.
+ */
+static void test_connect_cancelled(void)
+{
+	struct itimerspec its = { .it_value.tv_nsec = 200000000 };
+	int lfd, filler, fd, stop = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	struct mig_uri u;
+	char uri[64], err[200] = "";
+	uint64_t t0, dt;
+
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", full_listener(&lfd, &filler));
+	CHECK_EQ(mig_uri_parse(uri, &u, err, sizeof(err)), 0);
+	CHECK_EQ(timerfd_settime(stop, 0, &its, NULL), 0);
+	t0 = now_ns();
+	CHECK_EQ(mig_uri_connect(&u, stop, err, sizeof(err)), -1);
+	dt = now_ns() - t0;
+	CHECK(dt >= 150000000ULL && dt < 2000000000ULL);
+	CHECK(strstr(err, "Operation canceled") != NULL);
+	close(filler);
+	close(lfd);
+	close(stop);
+
+	CHECK_EQ(mig_uri_parse("tcp:127.0.0.1:0", &u, err, sizeof(err)), 0);
+	lfd = mig_uri_listen(&u, err, sizeof(err));
+	CHECK(lfd >= 0);
+	snprintf(u.port, sizeof(u.port), "%d", local_port(lfd));
+	fd = mig_uri_connect(&u, -1, err, sizeof(err));
+	CHECK(fd >= 0);
+	CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	close(fd);
+	close(lfd);
+	CHECK_EQ(mig_uri_connect(&u, -1, err, sizeof(err)), -1);
+	CHECK(strstr(err, "Connection refused") != NULL);
+}
+
+/* A device described as the test says: up to two properties, each with its bytes. */
+struct fake_desc {
+	const char *name[2];
+	const char *val[2];
+	int len[2];
+};
+
+static int fake_describe(void *opaque, void *fdt)
+{
+	struct fake_desc *d = opaque;
+
+	for (int i = 0; i < 2 && d->name[i]; i++)
+		if (fdt_property(fdt, d->name[i], d->val[i], d->len[i]))
+			return -1;
+	return 0;
+}
+
+static const struct device_ops fake_ops = { .name = "disk", .describe = fake_describe };
+
+/* 128M, one vCPU, and a "disk" described by d. */
+static struct vm *fake_vm(struct vm *vm, struct fake_desc *d)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->ram_size = 128 << 20;
+	vm->nvcpu = 1;
+	vm->dev[0] = (struct device){ &fake_ops, d };
+	vm->ndev = 1;
+	return vm;
+}
+
+/* Whether a destination with our disk takes a source with theirs; why says why not. */
+static int hello_check(struct fake_desc *theirs, struct fake_desc *ours, char *why, size_t len)
+{
+	static struct vm src, dst;
+	void *desc;
+	int n, r;
+
+	desc = mig_describe(fake_vm(&src, theirs), &n);
+	r = mig_check_description(fake_vm(&dst, ours), desc, n, why, len);
+	free(desc);
+	return r;
+}
+
+/*
+ * The hello's check: every property on both sides, byte for byte. A property the source did
+ * not send is a difference too (it used to pass), and so is a value that only strcmp would
+ * take for the same.
+ */
+/* A unix socket replaces an old socket at its path, never a file that is something else. */
+static void test_unix_listen_path(void)
+{
+	char dir[] = "/tmp/tern-unit-sock-XXXXXX", path[64], err[200] = "";
+	struct mig_uri u = { .kind = MIG_UNIX };
+	struct stat st;
+	int fd;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/s", dir);
+	snprintf(u.path, sizeof(u.path), "%s", path);
+	fd = mig_uri_listen(&u, err, sizeof(err));
+	CHECK(fd >= 0);
+	close(fd);
+	fd = mig_uri_listen(&u, err, sizeof(err)); /* the stale socket left above */
+	CHECK(fd >= 0);
+	close(fd);
+	unlink(path);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	CHECK_EQ(mig_uri_listen(&u, err, sizeof(err)), -1);
+	CHECK(strstr(err, "exists and is not a socket") != NULL);
+	CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_hello_check(void)
+{
+	struct fake_desc size = { { "size" }, { "4096 bytes" }, { 11 } };
+	struct fake_desc none = { .name = { NULL } };
+	struct fake_desc longer = { { "size" }, { "4096 bytes\0x" }, { 13 } };
+	static struct vm dst;
+	char why[200] = "", fdt[1024];
+
+	CHECK_EQ(hello_check(&size, &size, why, sizeof(why)), 0);
+	CHECK_EQ(hello_check(&none, &size, why, sizeof(why)), -1);
+	CHECK_STR(why, "disk: size (none) != 4096 bytes");
+	CHECK_EQ(hello_check(&size, &none, why, sizeof(why)), -1);
+	CHECK_STR(why, "disk: size 4096 bytes != (none)");
+	CHECK_EQ(hello_check(&longer, &size, why, sizeof(why)), -1);
+	CHECK_STR(why, "disk: size (13 bytes) != 4096 bytes");
+	/* A source that leaves out the number of vCPUs. */
+	fdt_create(fdt, sizeof(fdt));
+	fdt_finish_reservemap(fdt);
+	fdt_begin_node(fdt, "");
+	fdt_property_string(fdt, "memory", "128M");
+	fdt_begin_node(fdt, "disk");
+	fdt_property_string(fdt, "size", "4096 bytes");
+	fdt_end_node(fdt);
+	fdt_end_node(fdt);
+	CHECK_EQ(fdt_finish(fdt), 0);
+	fake_vm(&dst, &size);
+	CHECK_EQ(mig_check_description(&dst, fdt, fdt_totalsize(fdt), why, sizeof(why)), -1);
+	CHECK_STR(why, "vcpus (none) != 1");
+}
+
 static void test_dirty(void)
 {
 	struct vm vm;
@@ -364,6 +562,10 @@ int main(void)
 	test_trickle();
 	test_crc32c();
 	test_uri();
+	test_other_version();
+	test_connect_cancelled();
+	test_unix_listen_path();
+	test_hello_check();
 	test_dirty();
 	test_touched_pages();
 	test_touched_many();

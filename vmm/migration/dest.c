@@ -117,7 +117,9 @@ static int dst_receive(struct dst *c)
 		case REC_ROUND:
 			if (dst_empty(c, &h) < 0)
 				return -1;
+			pthread_mutex_lock(&c->m->lock);
 			c->m->st.rounds = h.arg + 1;
+			pthread_mutex_unlock(&c->m->lock);
 			break;
 		case REC_DEVICES:
 			free(c->devs);
@@ -136,15 +138,14 @@ static int dst_receive(struct dst *c)
 	}
 }
 
+/* A snapshot ends with GO as well: it carries the run state the guest was saved in. */
 static int dst_wait_go(struct dst *c)
 {
 	struct rec_hdr h;
+	const char *gone = "the source went away before handing the guest over";
 
-	c->arrive = RUN_STATE_RUNNING;
-	if (!c->interactive)
-		return 0;
 	if (stream_get(&c->s, &h) < 0)
-		return dst_fail(c, "the source went away before handing the guest over");
+		return dst_fail(c, c->interactive ? gone : c->s.err);
 	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
 		return dst_fail(c, "corrupt stream: expected go");
 	c->arrive = h.arg == GO_RUNNING	  ? RUN_STATE_RUNNING
@@ -227,10 +228,12 @@ static int dst_run(struct dst *c)
 	mig_set_status(c->m, MIG_ACTIVE);
 	if (dst_hello(c) < 0 || dst_receive(c) < 0 || dst_wait_go(c) < 0)
 		return -1;
+	pthread_mutex_lock(&c->m->lock);
 	c->m->st.total_ns = now_ns() - c->m->st.start_ns;
 	c->m->st.transferred = c->s.received;
 	c->m->st.zero_pages = c->ram.zero_pages;
 	c->m->st.normal_pages = c->ram.normal_pages;
+	pthread_mutex_unlock(&c->m->lock);
 	dst_resume(c);
 	/* The guest runs here now, and may move on while late frames still come in. */
 	dst_forwarded(c);

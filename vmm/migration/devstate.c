@@ -90,21 +90,55 @@ static int check_tree(const void *fdt, int len, char *why, size_t wlen)
 	return 0;
 }
 
-/* Every string property of node a must be in node b with the same value. */
-static int compare_node(const void *a, int na, const void *b, int nb, const char *prefix,
-			char *why, size_t wlen)
+/* A property's value for a message: a string as it is, anything else by its size. */
+static const char *prop_text(const char *v, int len, char buf[32])
+{
+	if (!v)
+		return "(none)";
+	if (len > 0 && !v[len - 1] && strlen(v) == (size_t)len - 1)
+		return v;
+	snprintf(buf, 32, "(%d bytes)", len);
+	return buf;
+}
+
+/*
+ * Every property of node a is in node b with the same bytes (a value from the stream need not
+ * be a string). why names the source's value first: theirs is a, or b when swapped.
+ */
+static int props_in(const void *a, int na, const void *b, int nb, bool swapped, const char *prefix,
+		    char *why, size_t wlen)
 {
 	int off;
 
 	fdt_for_each_property_offset(off, a, na) {
-		const char *name, *va = fdt_getprop_by_offset(a, off, &name, NULL);
-		const char *vb = fdt_getprop(b, nb, name, NULL);
+		int la, lb;
+		const char *name, *va = fdt_getprop_by_offset(a, off, &name, &la), *vb;
+		char ta[32], tb[32];
 
-		if (!vb || strcmp(va, vb)) {
-			snprintf(why, wlen, "%s%s %s != %s", prefix, name, va, vb ? vb : "(none)");
+		if (!va) {
+			snprintf(why, wlen, "corrupt stream: malformed state tree");
 			return -1;
 		}
+		vb = fdt_getprop(b, nb, name, &lb);
+		if (vb && la == lb && !memcmp(va, vb, la))
+			continue;
+		va = prop_text(va, la, ta);
+		vb = prop_text(vb, lb, tb);
+		snprintf(why, wlen, "%s%s %s != %s", prefix, name, swapped ? vb : va,
+			 swapped ? va : vb);
+		return -1;
 	}
+	return 0;
+}
+
+/* The source's node theirs and ours have the same properties, each with the same value: one
+ * that only ours has (a disk's size, say) differs as much as one that only theirs has. */
+static int compare_node(const void *theirs, int nt, const void *ours, int no, const char *prefix,
+			char *why, size_t wlen)
+{
+	if (props_in(theirs, nt, ours, no, false, prefix, why, wlen) < 0 ||
+	    props_in(ours, no, theirs, nt, true, prefix, why, wlen) < 0)
+		return -1;
 	return 0;
 }
 

@@ -26,7 +26,7 @@ struct mig_stats {
 
 struct migration {
 	struct vm *vm;
-	pthread_mutex_t lock;		/* status, error, stats */
+	pthread_mutex_t lock;		/* status, error, stats, parameters */
 	pthread_t thread;		/* outgoing */
 	bool thread_started;
 	bool thread_done;		/* atomic: the thread's last act, so joining never waits */

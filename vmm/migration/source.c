@@ -3,6 +3,7 @@
  * destination has said READY and we have sent GO, any failure resumes the guest here; after
  * GO the guest is never resumed here, whatever happens.
  */
+#include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -43,6 +44,25 @@ struct src {
 static bool src_cancelled(struct src *c)
 {
 	return __atomic_load_n(&c->m->cancel, __ATOMIC_ACQUIRE);
+}
+
+static int src_check_cancel(struct src *c)
+{
+	if (!src_cancelled(c))
+		return 0;
+	snprintf(c->err, sizeof(c->err), "cancelled");
+	return -1;
+}
+
+/* A parameter: migrate_set_parameter may change it meanwhile, and it applies at once. */
+static uint64_t src_param(struct src *c, const uint64_t *p)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&c->m->lock);
+	v = *p;
+	pthread_mutex_unlock(&c->m->lock);
+	return v;
 }
 
 /* Reads the destination's answer: want, or REFUSE/ERROR with its reason. */
@@ -86,9 +106,11 @@ static int src_hello(struct src *c)
 		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
 		return -1;
 	}
-	if (!c->interactive)
-		return 0;
-	return src_answer(c, REC_ACCEPT, "the destination's hello", ANSWER_TIMEOUT_MS);
+	if (c->interactive &&
+	    src_answer(c, REC_ACCEPT, "the destination's hello", ANSWER_TIMEOUT_MS) < 0)
+		return -1;
+	/* A cancel that came while the connection was being made found no socket to shut down. */
+	return src_check_cancel(c);
 }
 
 static void src_stats(struct src *c, uint64_t remaining_pages)
@@ -113,7 +135,7 @@ static void src_stats(struct src *c, uint64_t remaining_pages)
 static int src_pace(void *arg)
 {
 	struct src *c = arg;
-	uint64_t bw = c->m->max_bandwidth, due, now;
+	uint64_t bw = src_param(c, &c->m->max_bandwidth), due, now;
 	uint64_t done = c->ram.zero_pages + c->ram.normal_pages - c->pages_before;
 
 	src_stats(c, c->round_pages > done ? c->round_pages - done : 0);
@@ -139,6 +161,7 @@ static void src_round_begin(struct src *c, uint64_t pages)
 /* Sends what todo holds, measuring the link's bandwidth on the way. */
 static int src_send_round(struct src *c, uint64_t round)
 {
+	struct mig_stats *st = &c->m->st;
 	uint64_t dt;
 
 	src_round_begin(c, ram_todo_count(&c->ram));
@@ -148,12 +171,14 @@ static int src_send_round(struct src *c, uint64_t round)
 		return -1;
 	}
 	dt = now_ns() - c->round_start;
+	pthread_mutex_lock(&c->m->lock);
 	/* Small rounds say little about the link; keep the last good figure. */
 	if (c->s.sent - c->round_sent >= (256 << 10) && dt)
-		c->m->st.bandwidth = (c->s.sent - c->round_sent) * 1000000000ULL / dt;
-	else if (!c->m->st.bandwidth)
-		c->m->st.bandwidth = 1ULL << 30;
-	c->m->st.rounds = round + 1;
+		st->bandwidth = (c->s.sent - c->round_sent) * 1000000000ULL / dt;
+	else if (!st->bandwidth)
+		st->bandwidth = 1ULL << 30;
+	st->rounds = round + 1;
+	pthread_mutex_unlock(&c->m->lock);
 	return 0;
 }
 
@@ -161,18 +186,18 @@ static int src_send_round(struct src *c, uint64_t round)
 static int src_sync(struct src *c, uint64_t round, bool *fits)
 {
 	struct migration *m = c->m;
+	uint64_t limit_ms = src_param(c, &m->downtime_limit_ms);
 	int64_t dirty = ram_sync(&c->ram, c->err, sizeof(c->err));
 
 	if (dirty < 0)
 		return -1;
 	c->dirty = dirty;
 	src_stats(c, dirty);
-	if (src_cancelled(c)) {
-		snprintf(c->err, sizeof(c->err), "cancelled");
+	if (src_check_cancel(c) < 0)
 		return -1;
-	}
-	*fits = dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth <= m->downtime_limit_ms ||
-		round >= m->max_rounds;
+	/* st.bandwidth: only this thread writes it. */
+	*fits =
+	    dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth <= limit_ms || round >= m->max_rounds;
 	return 0;
 }
 
@@ -202,7 +227,9 @@ static int src_rounds(struct src *c)
 	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
 	    ram_add_touched(&c->ram, c->err, sizeof(c->err)) < 0)
 		return -1;
+	pthread_mutex_lock(&m->lock);
 	m->st.setup_ns = now_ns() - m->st.start_ns;
+	pthread_mutex_unlock(&m->lock);
 	mig_set_status(m, MIG_ACTIVE);
 	for (;;) {
 		if (src_send_round(c, round++) < 0 || src_sync(c, round, &fits) < 0)
@@ -217,6 +244,36 @@ static int src_rounds(struct src *c)
 		if (fits)
 			return 0;
 	}
+}
+
+/* Closes the stream's fd, taken from the cancel first: its number may be reused at once. */
+static int src_close(struct src *c)
+{
+	int fd = c->s.fd;
+
+	pthread_mutex_lock(&c->m->lock);
+	c->m->conn_fd = -1;
+	pthread_mutex_unlock(&c->m->lock);
+	c->s.fd = -1;
+	return fd < 0 ? 0 : close(fd);
+}
+
+/*
+ * A write that failed on its way to the disk (a full disk, a lost NFS server) shows only in
+ * fsync or close: until both succeeded the snapshot is not taken, and the guest goes on here.
+ * A file that cannot be synced (EINVAL: /dev/null, a pipe) has nothing to lose.
+ */
+static int src_file_close(struct src *c)
+{
+	const char *what = "fsync";
+
+	if (fsync(c->s.fd) == 0 || errno == EINVAL) {
+		what = "close";
+		if (src_close(c) == 0)
+			return 0;
+	}
+	snprintf(c->err, sizeof(c->err), "file:%s: %s: %s", c->m->uri.path, what, strerror(errno));
+	return -1;
 }
 
 static int src_stop_and_copy(struct src *c)
@@ -251,28 +308,27 @@ static int src_stop_and_copy(struct src *c)
 		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
 		return -1;
 	}
-	if (c->interactive) {
-		if (src_answer(c, REC_READY, "the destination to load the state",
-			       ANSWER_TIMEOUT_MS) < 0)
-			return -1;
-		if (src_cancelled(c)) {
-			snprintf(c->err, sizeof(c->err), "cancelled");
-			return -1;
-		}
-		/*
-		 * A GO that could not be written never reached the destination whole: it discards
-		 * what it got, and the guest goes on here. Once written, the guest is theirs. Its
-		 * argument says how the user had it here: running, stopped, or not yet started
-		 * (-S), which it stays there.
-		 */
-		if (stream_put(&c->s, REC_GO, go, NULL, 0) < 0 ||
-		    stream_flush(&c->s) < 0) {
-			snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
-			return -1;
-		}
+	if (c->interactive &&
+	    src_answer(c, REC_READY, "the destination to load the state", ANSWER_TIMEOUT_MS) < 0)
+		return -1;
+	if (src_check_cancel(c) < 0)
+		return -1;
+	/*
+	 * A GO that could not be written never reached the destination whole: it discards what it
+	 * got, and the guest goes on here. Once written, the guest is theirs. Its argument says
+	 * how the user had it here: running, stopped, or not yet started (-S), which it stays
+	 * there. A snapshot ends with it too, and is taken only once it is on the disk.
+	 */
+	if (stream_put(&c->s, REC_GO, go, NULL, 0) < 0 || stream_flush(&c->s) < 0) {
+		snprintf(c->err, sizeof(c->err), "sending go: %s", c->s.err);
+		return -1;
 	}
+	if (!c->interactive && src_file_close(c) < 0)
+		return -1;
 	c->handed_over = true;
+	pthread_mutex_lock(&m->lock);
 	m->st.downtime_ns = now_ns() - t_stop;
+	pthread_mutex_unlock(&m->lock);
 	src_stats(c, 0);
 	return 0;
 }
@@ -350,11 +406,12 @@ static void src_forward(struct src *c)
 
 void *mig_source_thread(void *arg)
 {
-	struct src c = { .m = arg, .vm = ((struct migration *)arg)->vm };
+	struct src c = { .m = arg, .vm = ((struct migration *)arg)->vm, .s.fd = -1 };
 	int fd, r = -1;
 
 	c.interactive = c.m->uri.kind != MIG_FILE;
-	fd = mig_uri_connect(&c.m->uri, c.err, sizeof(c.err));
+	/* A cancel (or quit) ends the connect too. */
+	fd = mig_uri_connect(&c.m->uri, c.m->cancel_fd, c.err, sizeof(c.err));
 	if (fd >= 0 && c.interactive &&
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
 		       &(struct timeval){ .tv_sec = SEND_TIMEOUT_S }, sizeof(struct timeval)) < 0)
@@ -377,11 +434,9 @@ void *mig_source_thread(void *arg)
 	}
 	ram_free(&c.ram);
 	stream_free(&c.s);
-	pthread_mutex_lock(&c.m->lock);
-	c.m->conn_fd = -1;
-	pthread_mutex_unlock(&c.m->lock);
-	if (fd >= 0)
-		close(fd);
+	/* Still open: a socket, whose close says nothing the answers did not, or a failed
+	 * snapshot, failed already. */
+	src_close(&c);
 	if (r < 0 || !c.interactive)
 		mig_finish(c.m);
 	mig_thread_exit(c.m);

@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 #define MIG_MAGIC "TERNMIG\0"
-#define MIG_VERSION 1
+/* 2: a snapshot (file:) ends with GO too, so that it carries the guest's run state. */
+#define MIG_VERSION 2
 #define MIG_PAGE_SIZE 4096
 
 enum mig_rec {
@@ -23,7 +24,8 @@ enum mig_rec {
 	REC_DEVICES,	/* FDT of save hooks */
 	REC_END,	/* src: everything sent; load it and say ready */
 	REC_READY,	/* dst: loaded; waiting for go */
-	REC_GO,		/* src: the guest is yours; arg = enum mig_go, as the user had it */
+	REC_GO,		/* src: the guest is yours; arg = enum mig_go, as the user had it.
+			 * A snapshot has it after END, with no READY between them. */
 	REC_ERROR,	/* dst: reason */
 	REC_FRAME,	/* src, after go: a frame that reached its NIC arg; payload = frame */
 	REC_SYNC,	/* src, before the stop: say when you have taken all before this */

@@ -62,7 +62,10 @@ void mig_throttle_check(struct migration *m, uint64_t dirty_bytes, uint64_t sent
 	    ++m->throttle_high < 2)
 		return;
 	m->throttle_high = 0;
+	/* The parameters, which migrate_set_parameter may change meanwhile. */
+	pthread_mutex_lock(&m->lock);
 	pct = pct ? MIN(pct + m->throttle_increment, m->throttle_max) : m->throttle_initial;
+	pthread_mutex_unlock(&m->lock);
 	if (pct != m->throttle_pct)
 		throttle_set(m, pct);
 }

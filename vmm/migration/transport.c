@@ -11,6 +11,11 @@
 #include <sys/un.h>
 
 #include "vmm/migration/transport.h"
+#include "vmm/sock.h"
+#include "vmm/util.h"
+
+/* As long as a destination may take to answer anything else (source.c). */
+#define CONNECT_TIMEOUT_MS 10000
 
 int mig_uri_parse(const char *uri, struct mig_uri *u, char *err, size_t errlen)
 {
@@ -44,7 +49,52 @@ int mig_uri_parse(const char *uri, struct mig_uri *u, char *err, size_t errlen)
 	return -1;
 }
 
-static int mig_tcp(const struct mig_uri *u, bool listening, char *err, size_t errlen)
+/* Waits for a connect in progress: 0 connected, -1 with errno (ECANCELED: stop_fd). */
+static int connect_wait(int fd, int stop_fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLOUT }, { .fd = stop_fd, .events = POLLIN } };
+	uint64_t end = now_ns() + CONNECT_TIMEOUT_MS * 1000000ULL, now;
+	int r, e;
+	socklen_t elen = sizeof(e);
+
+	do {
+		now = now_ns();
+		if (now >= end) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(p, 2, (int)((end - now) / 1000000 + 1));
+		if (r < 0 && errno != EINTR)
+			return -1;
+	} while (r <= 0);
+	if (p[1].revents) {
+		errno = ECANCELED;
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
+		return -1;
+	errno = e;
+	return e ? -1 : 0;
+}
+
+/*
+ * A connect that stop_fd or CONNECT_TIMEOUT_MS ends: a host that never answers would hold the
+ * migration thread, and with it migrate_cancel and quit, for the kernel's two minutes of SYN
+ * retries.
+ */
+static int connect_stoppable(int fd, const struct sockaddr *sa, socklen_t len, int stop_fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -1;
+	if (connect(fd, sa, len) < 0 && (errno != EINPROGRESS || connect_wait(fd, stop_fd) < 0))
+		return -1;
+	/* Only the connect waits this way: the stream blocks (with SO_SNDTIMEO). */
+	return fcntl(fd, F_SETFL, flags);
+}
+
+static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0 };
 	struct addrinfo *res, *ai;
@@ -67,13 +117,15 @@ static int mig_tcp(const struct mig_uri *u, bool listening, char *err, size_t er
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0)
 				break;
-		} else if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+		} else if (connect_stoppable(fd, ai->ai_addr, ai->ai_addrlen, stop_fd) == 0) {
 			break;
 		}
 		e = errno;
 		close(fd);
 		fd = -1;
 		errno = e;
+		if (e == ECANCELED)
+			break;
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
@@ -91,8 +143,12 @@ static int mig_unix(const struct mig_uri *u, bool listening, char *err, size_t e
 		return -1;
 	}
 	strcpy(sa.sun_path, u->path);
-	if (listening)
-		unlink(u->path);
+	if (listening && unix_unlink_stale(u->path) < 0) {
+		snprintf(err, errlen, "unix:%s: %s", u->path,
+			 errno == EEXIST ? "exists and is not a socket" : strerror(errno));
+		close(fd);
+		return -1;
+	}
 	if (listening ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0
 		      : connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		snprintf(err, errlen, "unix:%s: %s", u->path, strerror(errno));
@@ -112,11 +168,11 @@ static int mig_file(const struct mig_uri *u, bool reading, char *err, size_t err
 	return fd;
 }
 
-int mig_uri_connect(const struct mig_uri *u, char *err, size_t errlen)
+int mig_uri_connect(const struct mig_uri *u, int stop_fd, char *err, size_t errlen)
 {
 	switch (u->kind) {
 	case MIG_TCP:
-		return mig_tcp(u, false, err, errlen);
+		return mig_tcp(u, false, stop_fd, err, errlen);
 	case MIG_UNIX:
 		return mig_unix(u, false, err, errlen);
 	default:
@@ -128,7 +184,7 @@ int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen)
 {
 	switch (u->kind) {
 	case MIG_TCP:
-		return mig_tcp(u, true, err, errlen);
+		return mig_tcp(u, true, -1, err, errlen);
 	case MIG_UNIX:
 		return mig_unix(u, true, err, errlen);
 	default:
