@@ -37,7 +37,7 @@ DEFAULT_MEMSIZE = "512M"
 DEFAULT_BRIDGE = "osvbr0"
 NETDEV_ID = "n0"
 # What tern's -m takes (vmm/util.c parse_size): so both accept and refuse the same sizes.
-MEMSIZE = r"(size=)?(0[xX][0-9a-fA-F]+|\d+)([kKmMgGtT]([iI]?[bB])?|[bB])?"
+MEMSIZE = r"(size=)?(0[xX][0-9a-fA-F]+|[0-9]+)([kKmMgGtT]([iI]?[bB])?|[bB])?"
 NO_USER_NET = "tern has no user-mode networking: use -n on the lab's bridge (scripts/lab.sh)"
 NOT_AN_IMAGE = "tern boots kernels, not OSv build trees: use --kernel-path (and -i for the disk)"
 # OSv's flags that mean nothing on tern: (flags, takes a value, what to do instead).
@@ -118,7 +118,7 @@ def tern_command(a, ap):
         ap.error("-p %s: tern is a KVM VMM, use -p kvm%s" % (a.hypervisor, known))
     if not re.fullmatch(MEMSIZE, a.memsize):
         ap.error("-m %s: not a memory size (e.g. 512M, 1G)" % a.memsize)
-    if not a.vcpus.isdigit() or int(a.vcpus) < 1:
+    if not re.fullmatch("[0-9]+", a.vcpus) or int(a.vcpus) < 1:
         ap.error("-c %s: not a number of vCPUs" % a.vcpus)
 
     cmd = [a.tern, "-kernel", a.kernel_path, "-m", a.memsize, "-smp", a.vcpus,

@@ -2,11 +2,14 @@
  * The command line in QEMU's spelling, so that launchers and habits carry over. Every bad or
  * unknown option fails at once with one line naming it.
  */
+#include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vmm/config.h"
+#include "vmm/migration/transport.h"
 #include "vmm/util.h"
 
 #define DEFAULT_MEM (128ULL << 20)
@@ -19,7 +22,7 @@ void config_usage(void)
 	       "  -kernel FILE          ELF (OSv loader.elf, vmlinux, PVH) or bzImage kernel\n"
 	       "  -initrd FILE          initial ramdisk\n"
 	       "  -append CMDLINE       kernel command line\n"
-	       "  -m SIZE               guest memory (default 128M; K/M/G suffixes, plain = MiB)\n"
+	       "  -m SIZE               guest memory (default 128M; K/M/G/T suffixes, plain = MiB)\n"
 	       "  -smp N|cpus=N         vCPUs (default 1, at most " TERN_STR(CONFIG_MAX_VCPUS) ")\n"
 	       "  -cpu host[,-F|+F...]  the host's CPU as KVM offers it, less features -F\n"
 	       "  -pvh                  enter through the ELF's PVH note\n"
@@ -36,7 +39,9 @@ void config_usage(void)
 	       "  -gdb tcp:[HOST]:PORT  wait for gdb (target remote) there; -s: -gdb tcp::1234\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
 	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", ...}\n"
-	       "  -nographic -name NAME -pidfile FILE\n"
+	       "  -name NAME[,process=P]  the guest's name (guest=NAME too), the process's\n"
+	       "  -pidfile FILE         tern's pid, locked while it runs\n"
+	       "  -nographic -daemonize\n"
 	       "console keys: C-a c monitor, C-a x exit, C-a h help\n");
 }
 
@@ -59,17 +64,30 @@ static const char *opt_find(const char *list, const char *key, size_t *vlen)
 	return NULL;
 }
 
-/* key's value copied into buf; NULL if absent or longer than len - 1. */
-static const char *opt_get(const char *list, const char *key, char *buf, size_t len)
+/* key's value copied into buf: 1, or 0 if absent; -1 (said, naming opt) if it does not fit. */
+static int opt_get(const char *opt, const char *list, const char *key, char *buf, size_t len)
 {
 	size_t n;
 	const char *v = opt_find(list, key, &n);
 
-	if (!v || n >= len)
-		return NULL;
+	if (!v)
+		return 0;
+	if (n >= len) {
+		errorf("%s: %s=%.*s: longer than %zu characters", opt, key, (int)n, v, len - 1);
+		return -1;
+	}
 	memcpy(buf, v, n);
 	buf[n] = '\0';
-	return buf;
+	return 1;
+}
+
+/* Is key there, with value? */
+static bool opt_is(const char *list, const char *key, const char *value)
+{
+	size_t n;
+	const char *v = opt_find(list, key, &n);
+
+	return v && n == strlen(value) && !strncmp(v, value, n);
 }
 
 /* Every key in list must be one of keys (NULL-terminated); the first word is the type. */
@@ -106,27 +124,57 @@ static int opt_check_keys(const char *opt, const char *list, const char *const *
 	return 0;
 }
 
+/* key, if there, must have one of values (NULL-terminated); expected says which in words. */
+static int opt_check_value(const char *opt, const char *list, const char *key,
+			   const char *const *values, const char *expected)
+{
+	size_t n;
+	const char *v = opt_find(list, key, &n);
+
+	if (!v)
+		return 0;
+	for (int i = 0; values[i]; i++)
+		if (strlen(values[i]) == n && !strncmp(v, values[i], n))
+			return 0;
+	errorf("%s: %s=%.*s: expected %s", opt, key, (int)n, v, expected);
+	return -1;
+}
+
 int config_parse_mac(const char *s, uint8_t mac[6])
 {
-	unsigned v[6];
-	char end;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &end) != 6)
-		return -1;
-	for (int i = 0; i < 6; i++)
-		mac[i] = v[i];
+	/* Exactly two hex digits a byte, as QEMU: sscanf's %x would take signs and spaces. */
+	for (int i = 0; i < 6; i++, s += 3) {
+		if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]) ||
+		    s[2] != (i < 5 ? ':' : '\0'))
+			return -1;
+		mac[i] = strtoul((char[3]){ s[0], s[1], 0 }, NULL, 16);
+	}
 	/* A multicast MAC can't be a NIC's address. */
 	return (mac[0] & 1) ? -1 : 0;
+}
+
+/* script= and downscript=: tern runs no scripts, it makes and attaches the tap itself. */
+static int netdev_no_script(const char *arg, const char *key)
+{
+	char buf[64];
+	int r = opt_get("-netdev", arg, key, buf, sizeof(buf));
+
+	if (r > 0 && strcmp(buf, "no")) {
+		errorf("-netdev: %s=%s: tern runs no scripts (use %s=no, or br=)", key, buf, key);
+		return -1;
+	}
+	return r < 0 ? -1 : 0;
 }
 
 static int config_netdev(struct tern_config *c, const char *arg)
 {
 	static const char *const tap_keys[] = { "id", "ifname", "br", "script", "downscript",
 						"vhost", NULL };
+	/* helper=: OSv's run.py names QEMU's bridge helper; tern attaches the tap itself. */
 	static const char *const br_keys[] = { "id", "br", "helper", NULL };
+	static const char *const off[] = { "off", NULL };
 	struct netdev_cfg *n = &c->netdev[c->n_netdev];
-	char buf[64];
+	int r;
 
 	if (c->n_netdev == CONFIG_MAX_NICS) {
 		errorf("-netdev: at most %d network backends", CONFIG_MAX_NICS);
@@ -135,12 +183,10 @@ static int config_netdev(struct tern_config *c, const char *arg)
 	memset(n, 0, sizeof(*n));
 	if (!strncmp(arg, "tap,", 4) || !strcmp(arg, "tap")) {
 		n->type = NETDEV_TAP;
-		if (opt_check_keys("-netdev", arg, tap_keys) < 0)
+		if (opt_check_keys("-netdev", arg, tap_keys) < 0 ||
+		    netdev_no_script(arg, "script") < 0 || netdev_no_script(arg, "downscript") < 0 ||
+		    opt_check_value("-netdev", arg, "vhost", off, "off: tern has no vhost-net") < 0)
 			return -1;
-		if (opt_get(arg, "script", buf, sizeof(buf)) && strcmp(buf, "no")) {
-			errorf("-netdev: script=%s: tern runs no scripts (use script=no, or br=)", buf);
-			return -1;
-		}
 	} else if (!strncmp(arg, "bridge,", 7)) {
 		n->type = NETDEV_BRIDGE;
 		if (opt_check_keys("-netdev", arg, br_keys) < 0)
@@ -149,8 +195,10 @@ static int config_netdev(struct tern_config *c, const char *arg)
 		errorf("-netdev: '%s': only tap and bridge backends are supported", arg);
 		return -1;
 	}
-	if (!opt_get(arg, "id", n->id, sizeof(n->id)) || !n->id[0]) {
-		errorf("-netdev: '%s': missing id=", arg);
+	r = opt_get("-netdev", arg, "id", n->id, sizeof(n->id));
+	if (r <= 0 || !n->id[0]) {
+		if (r >= 0)
+			errorf("-netdev: '%s': missing id=", arg);
 		return -1;
 	}
 	for (int i = 0; i < c->n_netdev; i++)
@@ -158,16 +206,9 @@ static int config_netdev(struct tern_config *c, const char *arg)
 			errorf("-netdev: Duplicate ID '%s'", n->id);
 			return -1;
 		}
-	if (opt_get(arg, "ifname", buf, sizeof(buf)) && strlen(buf) >= sizeof(n->ifname)) {
-		errorf("-netdev: ifname=%s: longer than 15 characters", buf);
+	if (opt_get("-netdev", arg, "ifname", n->ifname, sizeof(n->ifname)) < 0 ||
+	    opt_get("-netdev", arg, "br", n->br, sizeof(n->br)) < 0)
 		return -1;
-	}
-	opt_get(arg, "ifname", n->ifname, sizeof(n->ifname));
-	if (opt_get(arg, "br", buf, sizeof(buf)) && strlen(buf) >= sizeof(n->br)) {
-		errorf("-netdev: br=%s: longer than 15 characters", buf);
-		return -1;
-	}
-	opt_get(arg, "br", n->br, sizeof(n->br));
 	if (n->type == NETDEV_BRIDGE && !n->br[0]) {
 		errorf("-netdev bridge: missing br=");
 		return -1;
@@ -186,22 +227,6 @@ static bool device_is(const char *arg, const char *kind)
 		(tlen == klen + 4 && !strncmp(arg + klen, "-pci", 4)));
 }
 
-/* key, if there, must have one of values (NULL-terminated); expected says which in words. */
-static int opt_check_value(const char *opt, const char *list, const char *key,
-			   const char *const *values, const char *expected)
-{
-	size_t n;
-	const char *v = opt_find(list, key, &n);
-
-	if (!v)
-		return 0;
-	for (int i = 0; values[i]; i++)
-		if (strlen(values[i]) == n && !strncmp(v, values[i], n))
-			return 0;
-	errorf("%s: %s=%.*s: expected %s", opt, key, (int)n, v, expected);
-	return -1;
-}
-
 static int config_drive(struct tern_config *c, const char *arg)
 {
 	static const char *const keys[] = { "file", "if", "id", "format", "readonly", "cache",
@@ -213,8 +238,8 @@ static int config_drive(struct tern_config *c, const char *arg)
 	static const char *const aios[] = { "threads", "native", "io_uring", NULL };
 	static const char *const raw[] = { "raw", NULL }, *const disk[] = { "disk", NULL };
 	struct drive_cfg *d = &c->drive[c->n_drive];
-	char buf[64];
 	size_t n;
+	int r;
 	/* QEMU's -drive has no type word: its first item is a key too. */
 	char list[1200];
 
@@ -237,19 +262,22 @@ static int config_drive(struct tern_config *c, const char *arg)
 			    "raw: tern reads raw images only (qemu-img convert -O raw makes one)") < 0 ||
 	    opt_check_value("-drive", list, "media", disk, "disk: tern has disks only") < 0)
 		return -1;
-	if (!opt_get(list, "file", d->file, sizeof(d->file)) || !d->file[0]) {
-		errorf("-drive: '%s': missing file= (or its path is longer than %zu)", arg,
-		       sizeof(d->file) - 1);
+	r = opt_get("-drive", list, "file", d->file, sizeof(d->file));
+	if (r <= 0 || !d->file[0]) {
+		if (r >= 0)
+			errorf("-drive: '%s': missing file=", arg);
 		return -1;
 	}
 	d->raw = opt_find(list, "format", &n);
-	d->readonly = opt_get(list, "readonly", buf, sizeof(buf)) && !strcmp(buf, "on");
-	d->sync_writes = opt_get(list, "cache", buf, sizeof(buf)) &&
-			 (!strcmp(buf, "writethrough") || !strcmp(buf, "directsync"));
-	if (!opt_find(list, "id", &n))
+	d->readonly = opt_is(list, "readonly", "on");
+	d->sync_writes = opt_is(list, "cache", "writethrough") || opt_is(list, "cache", "directsync");
+	r = opt_get("-drive", list, "id", d->id, sizeof(d->id));
+	if (r < 0)
+		return -1;
+	if (!r)
 		snprintf(d->id, sizeof(d->id), "drive%d", c->n_drive);
-	else if (!opt_get(list, "id", d->id, sizeof(d->id)) || !d->id[0]) {
-		errorf("-drive: id= empty or longer than %zu characters", sizeof(d->id) - 1);
+	else if (!d->id[0]) {
+		errorf("-drive: id= is empty");
 		return -1;
 	}
 	if (config_drive_of(c, d->id)) {
@@ -258,7 +286,7 @@ static int config_drive(struct tern_config *c, const char *arg)
 	}
 	c->n_drive++;
 	/* QEMU's default bus would be IDE; tern's only one is virtio. */
-	if (opt_get(list, "if", buf, sizeof(buf)) && !strcmp(buf, "none"))
+	if (opt_is(list, "if", "none"))
 		return 0;
 	if (c->n_disk == CONFIG_MAX_DISKS) {
 		errorf("-drive: at most %d disks", CONFIG_MAX_DISKS);
@@ -274,7 +302,7 @@ static int config_device_blk(struct tern_config *c, const char *arg)
 	static const char *const keys[] = { "drive", "serial", "id", "scsi", "bootindex", NULL };
 	static const char *const off[] = { "off", NULL };
 	struct disk_cfg *disk = &c->disk[c->n_disk];
-	size_t n;
+	int r;
 
 	if (c->n_disk == CONFIG_MAX_DISKS) {
 		errorf("-device: at most %d disks", CONFIG_MAX_DISKS);
@@ -284,15 +312,14 @@ static int config_device_blk(struct tern_config *c, const char *arg)
 	    opt_check_value("-device virtio-blk", arg, "scsi", off, "off") < 0)
 		return -1;
 	memset(disk, 0, sizeof(*disk));
-	if (!opt_get(arg, "drive", disk->drive, sizeof(disk->drive))) {
-		errorf("-device virtio-blk: missing drive=");
+	r = opt_get("-device virtio-blk", arg, "drive", disk->drive, sizeof(disk->drive));
+	if (r <= 0) {
+		if (!r)
+			errorf("-device virtio-blk: missing drive=");
 		return -1;
 	}
-	if (opt_find(arg, "serial", &n) &&
-	    !opt_get(arg, "serial", disk->serial, sizeof(disk->serial))) {
-		errorf("-device virtio-blk: serial= longer than 20 characters");
+	if (opt_get("-device virtio-blk", arg, "serial", disk->serial, sizeof(disk->serial)) < 0)
 		return -1;
-	}
 	c->n_disk++;
 	return 0;
 }
@@ -303,6 +330,7 @@ static int config_device(struct tern_config *c, const char *arg)
 	struct nic_cfg *nic = &c->nic[c->n_nic];
 	char buf[64];
 	size_t tlen = strcspn(arg, ",");
+	int r;
 
 	if (device_is(arg, "virtio-blk"))
 		return config_device_blk(c, arg);
@@ -317,13 +345,23 @@ static int config_device(struct tern_config *c, const char *arg)
 	}
 	if (opt_check_keys("-device", arg, keys) < 0)
 		return -1;
-	if (!opt_get(arg, "netdev", nic->netdev, sizeof(nic->netdev))) {
-		errorf("-device %.*s: missing netdev=", (int)tlen, arg);
+	r = opt_get("-device virtio-net", arg, "netdev", nic->netdev, sizeof(nic->netdev));
+	if (r <= 0) {
+		if (!r)
+			errorf("-device %.*s: missing netdev=", (int)tlen, arg);
 		return -1;
 	}
+	for (int i = 0; i < c->n_nic; i++)
+		if (!strcmp(c->nic[i].netdev, nic->netdev)) {
+			errorf("-device virtio-net: netdev '%s' is already in use", nic->netdev);
+			return -1;
+		}
 	memcpy(nic->mac, default_mac, 6);
 	nic->mac[5] += c->n_nic;
-	if (opt_get(arg, "mac", buf, sizeof(buf)) && config_parse_mac(buf, nic->mac) < 0) {
+	r = opt_get("-device virtio-net", arg, "mac", buf, sizeof(buf));
+	if (r < 0)
+		return -1;
+	if (r && config_parse_mac(buf, nic->mac) < 0) {
 		errorf("-device: mac=%s: not a unicast MAC address like 52:54:00:12:34:56", buf);
 		return -1;
 	}
@@ -475,69 +513,177 @@ static int config_ignored(const char *opt, int *i, int argc)
 	return 0;
 }
 
-static int config_option(struct tern_config *c, const char *opt, const char *arg)
+/*
+ * QEMU's chardev options after a socket's address. tern always listens and never waits for a
+ * client before the guest starts (-S does that), so only the options that say so are taken.
+ */
+static int config_socket_opts(const char *opt, const char *spec)
 {
-	if (!strcmp(opt, "-kernel"))
-		c->kernel = arg;
-	else if (!strcmp(opt, "-initrd"))
-		c->initrd = arg;
-	else if (!strcmp(opt, "-append"))
-		c->append = arg;
-	else if (!strcmp(opt, "-m"))
-		return config_mem(c, arg);
-	else if (!strcmp(opt, "-smp"))
-		return config_smp(c, arg);
-	else if (!strcmp(opt, "-cpu"))
-		return config_cpu(c, arg);
-	else if (!strcmp(opt, "-serial"))
-		return config_serial(c, arg);
-	else if (!strcmp(opt, "-monitor")) {
-		char path[108];
+	static const char *const ok[] = { "server", "server=on", "nowait", "wait=off", NULL };
+	const char *p = strchr(spec, ',');
 
-		if (strcmp(arg, "none") && strcmp(arg, "stdio") &&
-		    config_unix_path(arg, path, sizeof(path)) < 0) {
-			errorf("-monitor: '%s': expected unix:PATH,server,nowait", arg);
-			return -1;
-		}
-		c->monitor = strncmp(arg, "unix:", 5) ? NULL : arg;
-	} else if (!strcmp(opt, "-qmp")) {
-		char path[108];
+	while (p) {
+		const char *o = p + 1;
+		size_t n;
+		int i;
 
-		if (config_unix_path(arg, path, sizeof(path)) < 0) {
-			errorf("-qmp: '%s': expected unix:PATH,server,nowait", arg);
+		p = strchr(o, ',');
+		n = p ? (size_t)(p - o) : strlen(o);
+		for (i = 0; ok[i] && (strlen(ok[i]) != n || strncmp(ok[i], o, n)); i++)
+			;
+		if (!ok[i]) {
+			errorf("%s: '%.*s': tern always listens and never waits (server,nowait)", opt,
+			       (int)n, o);
 			return -1;
 		}
-		c->qmp = arg;
-	} else if (!strcmp(opt, "-gdb")) {
-		if (strncmp(arg, "tcp:", 4) && strncmp(arg, "unix:", 5)) {
-			errorf("-gdb: '%s': expected tcp:[HOST]:PORT or unix:PATH", arg);
-			return -1;
-		}
-		c->gdb = arg;
-	} else if (!strcmp(opt, "-incoming"))
-		c->incoming = arg;
-	else if (!strcmp(opt, "-name"))
-		c->name = arg;
-	else if (!strcmp(opt, "-pidfile"))
-		c->pidfile = arg;
-	else if (!strcmp(opt, "-sandbox")) {
-		if (strcmp(arg, "on") && strcmp(arg, "off")) {
-			errorf("-sandbox: '%s': expected on or off", arg);
-			return -1;
-		}
-		c->no_sandbox = !strcmp(arg, "off");
-	} else if (!strcmp(opt, "-config"))
-		return config_json(c, arg);
-	else if (!strcmp(opt, "-netdev"))
-		return config_netdev(c, arg);
-	else if (!strcmp(opt, "-device"))
-		return config_device(c, arg);
-	else if (!strcmp(opt, "-drive"))
-		return config_drive(c, arg);
-	else {
-		errorf("unknown option '%s' (try -help)", opt);
+	}
+	return 0;
+}
+
+/* A unix socket's spec: unix:PATH[,server][,nowait]. */
+static int config_unix(const char *opt, const char *arg, const char **field)
+{
+	char path[108];
+
+	if (config_unix_path(arg, path, sizeof(path)) < 0) {
+		errorf("%s: '%s': expected unix:PATH,server,nowait (a path under 108 characters)",
+		       opt, arg);
 		return -1;
 	}
+	if (config_socket_opts(opt, arg) < 0)
+		return -1;
+	*field = arg;
+	return 0;
+}
+
+static int config_monitor(struct tern_config *c, const char *arg)
+{
+	/* The console's monitor is always there (Ctrl-A c): stdio asks for nothing more. */
+	if (!strcmp(arg, "none") || !strcmp(arg, "stdio"))
+		return 0;
+	return config_unix("-monitor", arg, &c->monitor);
+}
+
+static int config_qmp(struct tern_config *c, const char *arg)
+{
+	return config_unix("-qmp", arg, &c->qmp);
+}
+
+static int config_gdb(struct tern_config *c, const char *arg)
+{
+	struct mig_uri u;
+	char addr[300], err[300];
+
+	if (snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(arg, ","), arg) >= (int)sizeof(addr) ||
+	    mig_uri_parse(addr, &u, err, sizeof(err)) < 0 || u.kind == MIG_FILE) {
+		errorf("-gdb: '%s': expected tcp:[HOST]:PORT or unix:PATH", arg);
+		return -1;
+	}
+	if (config_socket_opts("-gdb", arg) < 0)
+		return -1;
+	c->gdb = arg;
+	return 0;
+}
+
+static int config_incoming(struct tern_config *c, const char *arg)
+{
+	struct mig_uri u;
+	char err[300];
+
+	/* defer: the URI comes later, from migrate_incoming. */
+	if (strcmp(arg, "defer") && mig_uri_parse(arg, &u, err, sizeof(err)) < 0) {
+		errorf("-incoming: %s", err);
+		return -1;
+	}
+	c->incoming = arg;
+	return 0;
+}
+
+/* QEMU's -name NAME[,process=P][,debug-threads=on|off], NAME also spelled guest=NAME. */
+static int config_name(struct tern_config *c, const char *arg)
+{
+	static const char *const keys[] = { "guest", "process", "debug-threads", NULL };
+	static const char *const onoff[] = { "on", "off", NULL };
+	bool keyed = !strncmp(arg, "guest=", 6);
+	char list[512];
+	size_t n = strcspn(arg, ",");
+
+	/* opt_check_keys() skips a first word: the name, or a stand-in before guest=. */
+	if (snprintf(list, sizeof(list), "%s%s", keyed ? "name," : "", arg) >= (int)sizeof(list)) {
+		errorf("-name: too long");
+		return -1;
+	}
+	if (opt_check_keys("-name", list, keys) < 0 ||
+	    opt_check_value("-name", list, "debug-threads", onoff, "on or off") < 0 ||
+	    opt_get("-name", list, "guest", c->name_buf, sizeof(c->name_buf)) < 0 ||
+	    opt_get("-name", list, "process", c->process, sizeof(c->process)) < 0)
+		return -1;
+	if (!keyed) {
+		if (n >= sizeof(c->name_buf)) {
+			errorf("-name: longer than %zu characters", sizeof(c->name_buf) - 1);
+			return -1;
+		}
+		memcpy(c->name_buf, arg, n);
+		c->name_buf[n] = '\0';
+	}
+	c->name = c->name_buf;
+	return 0;
+}
+
+static int config_sandbox(struct tern_config *c, const char *arg)
+{
+	if (strcmp(arg, "on") && strcmp(arg, "off")) {
+		errorf("-sandbox: '%s': expected on or off", arg);
+		return -1;
+	}
+	c->no_sandbox = !strcmp(arg, "off");
+	return 0;
+}
+
+#define CONFIG_FIELD(f) offsetof(struct tern_config, f)
+
+/* The options that take a value: a parser, or the field that keeps the value as it is. */
+static const struct config_opt {
+	const char *name;
+	int (*parse)(struct tern_config *c, const char *arg);
+	size_t field;
+	bool once;
+} options[] = {
+	{ "-kernel", NULL, CONFIG_FIELD(kernel), false },
+	{ "-initrd", NULL, CONFIG_FIELD(initrd), false },
+	{ "-append", NULL, CONFIG_FIELD(append), false },
+	{ "-pidfile", NULL, CONFIG_FIELD(pidfile), false },
+	{ "-m", config_mem, 0, false },
+	{ "-smp", config_smp, 0, false },
+	{ "-cpu", config_cpu, 0, false },
+	{ "-serial", config_serial, 0, true },
+	{ "-monitor", config_monitor, 0, true },
+	{ "-qmp", config_qmp, 0, true },
+	{ "-gdb", config_gdb, 0, true },
+	{ "-incoming", config_incoming, 0, true },
+	{ "-name", config_name, 0, false },
+	{ "-sandbox", config_sandbox, 0, false },
+	{ "-config", config_json, 0, false },
+	{ "-netdev", config_netdev, 0, false },
+	{ "-device", config_device, 0, false },
+	{ "-drive", config_drive, 0, false },
+};
+
+static const struct config_opt *config_find(const char *opt)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (!strcmp(opt, options[i].name))
+			return &options[i];
+	errorf("unknown option '%s' (try -help)", opt);
+	return NULL;
+}
+
+/* One of the options above: its value parsed, or kept. */
+static int config_option(struct tern_config *c, const struct config_opt *o, const char *arg)
+{
+	if (o->parse)
+		return o->parse(c, arg);
+	*(const char **)((char *)c + o->field) = arg;
 	return 0;
 }
 
@@ -575,8 +721,45 @@ static int config_check_disks(const struct tern_config *c)
 	return 0;
 }
 
+/* The unix socket path of an option's spec into buf, or "" when it has none. */
+static void config_socket_path(const char *opt, const char *spec, char *buf, unsigned len)
+{
+	struct mig_uri u;
+	char err[300];
+
+	buf[0] = '\0';
+	if (!spec)
+		return;
+	if (!strcmp(opt, "-monitor") || !strcmp(opt, "-qmp"))
+		config_unix_path(spec, buf, len);
+	else if (mig_uri_parse(spec, &u, err, sizeof(err)) == 0 && u.kind == MIG_UNIX)
+		snprintf(buf, len, "%.*s", (int)strcspn(u.path, ","), u.path);
+}
+
+/* Two of tern's sockets at one path: the second would replace the first. */
+static int config_check_sockets(const struct tern_config *c)
+{
+	const char *opt[] = { "-monitor", "-qmp", "-gdb", "-incoming" };
+	const char *spec[] = { c->monitor, c->qmp, c->gdb, c->incoming };
+	char path[4][108];
+
+	for (int i = 0; i < 4; i++) {
+		config_socket_path(opt[i], spec[i], path[i], sizeof(path[i]));
+		for (int j = 0; j < i; j++)
+			if (path[i][0] && !strcmp(path[i], path[j])) {
+				errorf("%s: %s is already %s's socket", opt[i], path[i], opt[j]);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 static int config_check(struct tern_config *c)
 {
+	if (c->serial == SERIAL_DEFAULT)
+		c->serial = SERIAL_STDIO;
+	if (config_check_sockets(c) < 0)
+		return -1;
 	if (!c->kernel && !c->incoming) {
 		errorf("no kernel: use -kernel FILE (try -help)");
 		return -1;
@@ -615,29 +798,46 @@ static bool config_flag(struct tern_config *c, const char *opt)
 		     : !strcmp(opt, "-S")	  ? &c->start_paused
 						  : NULL;
 
-	/* QEMU's shorthand for -gdb tcp::1234. */
-	if (!strcmp(opt, "-s")) {
-		c->gdb = "tcp::1234";
-		return true;
-	}
 	if (flag)
 		*flag = true;
 	return flag;
 }
 
+/* An option with its value (NULL: none came). */
+static int config_value(struct tern_config *c, const char *opt, const char *arg)
+{
+	const struct config_opt *o = config_find(opt);
+	unsigned bit;
+
+	if (!o)
+		return -1;
+	if (!arg) {
+		errorf("%s: missing argument", opt);
+		return -1;
+	}
+	bit = 1u << (o - options);
+	/* A second serial port, monitor or stub would be a second device in QEMU: tern has one. */
+	if (o->once && (c->given & bit)) {
+		errorf("%s: given twice (tern takes one%s)", opt,
+		       !strcmp(opt, "-gdb") ? "; -s is -gdb tcp::1234" : "");
+		return -1;
+	}
+	c->given |= bit;
+	return config_option(c, o, arg);
+}
+
 int config_set(struct tern_config *c, const char *opt, const char *arg)
 {
+	/* QEMU's shorthand for -gdb tcp::1234. */
+	if (!strcmp(opt, "-s") && !arg)
+		return config_value(c, "-gdb", "tcp::1234");
 	if (config_flag(c, opt)) {
 		if (!arg)
 			return 0;
 		errorf("%s: takes no value", opt);
 		return -1;
 	}
-	if (!arg) {
-		errorf("%s: missing argument", opt);
-		return -1;
-	}
-	return config_option(c, opt, arg);
+	return config_value(c, opt, arg);
 }
 
 /* Returns 0 to run, 1 when it printed help or version, -1 on a bad command line. */
@@ -646,7 +846,6 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 	memset(c, 0, sizeof(*c));
 	c->mem_size = DEFAULT_MEM;
 	c->smp = 1;
-	c->serial = SERIAL_STDIO;
 
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i];
@@ -663,8 +862,11 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 			printf("tern version " TERN_VERSION "\n");
 			return 1;
 		}
-		if (config_flag(c, opt))
+		if (!strcmp(opt, "-s") || config_flag(c, opt)) {
+			if (config_set(c, opt, NULL) < 0)
+				return -1;
 			continue;
+		}
 		r = config_ignored(opt, &i, argc);
 		if (r < 0)
 			return -1;
@@ -674,13 +876,7 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 			errorf("unexpected argument '%s' (options start with -; try -help)", opt);
 			return -1;
 		}
-		if (i + 1 >= argc) {
-			if (config_option(c, opt, "") < 0)
-				return -1;
-			errorf("%s: missing argument", opt);
-			return -1;
-		}
-		if (config_option(c, opt, argv[++i]) < 0)
+		if (config_value(c, opt, i + 1 < argc ? argv[++i] : NULL) < 0)
 			return -1;
 	}
 	return config_check(c);

@@ -12,7 +12,8 @@
 /* One MADT entry and one thread each; far more than a unikernel on a small host wants. */
 #define CONFIG_MAX_VCPUS 64
 
-enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
+/* SERIAL_DEFAULT until config_parse() has seen every option: then stdio if none said. */
+enum serial_mode { SERIAL_DEFAULT, SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
 enum netdev_type { NETDEV_TAP, NETDEV_BRIDGE };
 
 struct netdev_cfg {
@@ -55,6 +56,9 @@ struct tern_config {
 	const char *gdb;	/* -gdb tcp:[HOST]:PORT or unix:PATH, -s */
 	const char *incoming;
 	const char *name, *pidfile;
+	char name_buf[256];	/* -name's NAME, as name points to it */
+	char process[16];	/* -name ...,process=P: the process's name (comm) */
+	unsigned given;		/* which of config.c's options[] came, for those given once */
 	bool nographic, daemonize, pvh;
 	bool start_paused;	/* -S: the guest waits for cont (or, incoming, arrives paused) */
 	bool no_sandbox;	/* -sandbox off: no system call filters */

@@ -780,21 +780,6 @@ static const struct device_ops gdb_ops = {
 	.destroy = gdb_destroy,
 };
 
-/* QEMU's chardev options after the address: the stub always listens and never waits. */
-static int gdb_spec(const char *spec, char *addr, size_t len)
-{
-	char *opt, *save;
-
-	if (snprintf(addr, len, "%s", spec) >= (int)len)
-		return -1;
-	strtok_r(addr, ",", &save);
-	while ((opt = strtok_r(NULL, ",", &save)))
-		if (strcmp(opt, "server") && strcmp(opt, "server=on") && strcmp(opt, "nowait") &&
-		    strcmp(opt, "wait=off"))
-			return -1;
-	return 0;
-}
-
 int gdbstub_create(struct vm *vm, const char *spec)
 {
 	struct gdbstub *g = calloc(1, sizeof(*g));
@@ -822,18 +807,11 @@ int gdbstub_create(struct vm *vm, const char *spec)
 		free(g);
 		return -1;
 	}
-	if (gdb_spec(spec, addr, sizeof(addr)) < 0) {
-		errorf("-gdb: '%s': options other than server and nowait", spec);
-		return -1;
-	}
+	/* config.c checked the address and its options (server, nowait): the stub listens. */
+	snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(spec, ","), spec);
 	if (mig_uri_parse(addr, &g->uri, err, sizeof(err)) < 0 ||
-	    (g->uri.kind != MIG_FILE &&
-	     (g->listen_fd = mig_uri_listen(&g->uri, err, sizeof(err))) < 0)) {
+	    (g->listen_fd = mig_uri_listen(&g->uri, err, sizeof(err))) < 0) {
 		errorf("-gdb: %s", err);
-		return -1;
-	}
-	if (g->uri.kind == MIG_FILE) {
-		errorf("-gdb: '%s': expected tcp:[HOST]:PORT or unix:PATH", spec);
 		return -1;
 	}
 	if (evloop_add(&vm->loop, g->listen_fd, EPOLLIN, gdb_accept, g) < 0 ||

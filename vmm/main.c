@@ -3,12 +3,14 @@
  * around it, run the vCPU threads, and serve I/O on this thread until the guest or the user
  * ends it.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 
@@ -36,6 +38,7 @@ struct tern {
 	struct chardev *serial_file;
 	int sigfd;
 	int ready_fd;			/* -daemonize: tells the waiting parent that all is up */
+	int pid_fd;			/* -pidfile, locked while it is ours */
 	struct boot_entry entry;	/* where the loaded kernel starts (tern_load) */
 };
 
@@ -174,17 +177,33 @@ static int tern_vcpus(struct tern *t, bool incoming)
 	return incoming ? 0 : boot_setup_vcpu(vm->vcpu[0].fd, &t->entry);
 }
 
-static int tern_pidfile(const char *path)
+/*
+ * -pidfile: our pid, under a lock held while tern runs, as QEMU's: a second tern given the
+ * same file is refused rather than overwriting it, and only the holder removes it at exit.
+ */
+static int tern_pidfile(struct tern *t, const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 
-	if (fd < 0 || dprintf(fd, "%d\n", getpid()) < 0) {
+	if (fd < 0) {
 		perrorf("-pidfile: %s", path);
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
-	close(fd);
+	if (lockf(fd, F_TLOCK, 0) < 0) {
+		if (errno == EACCES || errno == EAGAIN)
+			errorf("-pidfile: %s: locked by another process (that guest's tern still runs?)",
+			       path);
+		else
+			perrorf("-pidfile: lock %s", path);
+		close(fd);
+		return -1;
+	}
+	if (ftruncate(fd, 0) < 0 || dprintf(fd, "%d\n", getpid()) < 0) {
+		perrorf("-pidfile: %s", path);
+		close(fd);
+		return -1;
+	}
+	t->pid_fd = fd;
 	return 0;
 }
 
@@ -250,6 +269,11 @@ static int tern_setup(struct tern *t)
 	}
 	if (t->cfg.daemonize && tern_daemonize(t) < 0)
 		return -1;
+	/* -name ...,process=P: before any thread is made, so that all of them inherit it. */
+	if (t->cfg.process[0] && prctl(PR_SET_NAME, t->cfg.process) < 0) {
+		perrorf("-name process=%s", t->cfg.process);
+		return -1;
+	}
 	/*
 	 * A destination gets its memory from the source, so only a booting guest loads a kernel.
 	 * State is restored in registration order: the clock before the vCPU's MSRs, because
@@ -262,7 +286,7 @@ static int tern_setup(struct tern *t)
 	    tern_vcpus(t, incoming) < 0 || irqchip_state_register(vm) < 0 ||
 	    cpu_info_register(vm) < 0)
 		return -1;
-	if (t->cfg.pidfile && tern_pidfile(t->cfg.pidfile) < 0)
+	if (t->cfg.pidfile && tern_pidfile(t, t->cfg.pidfile) < 0)
 		return -1;
 	/* Everything that opens, forks or attaches is done: the filters go on now. */
 	if (!t->cfg.no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
@@ -292,7 +316,7 @@ int main(int argc, char **argv)
 		free(t);
 		return r > 0 ? 0 : 1;
 	}
-	t->sigfd = t->ready_fd = -1;
+	t->sigfd = t->ready_fd = t->pid_fd = -1;
 	if (tern_setup(t) == 0) {
 		if (t->ready_fd >= 0)
 			tern_daemon_ready(t);
@@ -311,8 +335,10 @@ int main(int argc, char **argv)
 	monitor_destroy(t->vm.monitor);
 	if (t->sigfd >= 0)
 		close(t->sigfd);
-	if (t->cfg.pidfile)
+	if (t->pid_fd >= 0) {
 		unlink(t->cfg.pidfile);
+		close(t->pid_fd);
+	}
 	config_free(&t->cfg);
 	free(t);
 	return code;

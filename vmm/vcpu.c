@@ -182,10 +182,14 @@ static bool vcpu_wait_unpaused(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	char name[16];
 	sigset_t set;
 	bool ok;
 
 	__atomic_store_n(&v->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	/* QEMU's name for it (-name debug-threads=on there; always here): top -H tells them apart. */
+	snprintf(name, sizeof(name), "CPU %d/KVM", (int)(v - v->vm->vcpu));
+	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);

@@ -463,6 +463,19 @@ def seccomp_of_threads(pid):
 
 
 @pytest.mark.kvm
+def test_process_and_thread_names(tern):
+    """-name as libvirt passes it: process= names the process (and the threads it starts);
+    the vCPU threads are "CPU N/KVM", as QEMU's, so that top -H tells them apart."""
+    t = tern(*BOOT, "-smp", "2", "-name", "guest=vm1,process=tern-vm1,debug-threads=on",
+             "-append", "echo")
+    t.expect(r"Booted up")
+    task = "/proc/%d/task" % t.proc.pid
+    comms = [open("%s/%s/comm" % (task, tid)).read().strip()
+             for tid in sorted(os.listdir(task), key=int)]
+    assert comms == ["tern-vm1", "CPU 0/KVM", "CPU 1/KVM"], comms
+
+
+@pytest.mark.kvm
 @pytest.mark.parametrize("vcpus", [1, 3])
 def test_sandbox_filters_every_thread(tern, vcpus):
     """The main (I/O) thread has its deny list, each vCPU thread that and its allow list."""
@@ -540,6 +553,11 @@ def test_daemonize(tmp_path):
         assert "Booted up" in log.read_text() and "tick" in log.read_text(), log.read_text()
         # The vCPU thread filters itself as it starts: by the guest's first tick it has.
         assert seccomp_of_threads(pid) == [(2, 1, 1), (2, 2, 1)]
+        # The pidfile is locked: a second tern given it is refused and leaves it as it is.
+        code, out = run_tern(["-kernel", GUEST, "-nographic", "-serial", "none",
+                              "-pidfile", str(pidfile)])
+        assert code == 1 and "locked by another process" in out, out
+        assert int(pidfile.read_text()) == pid
         m.s.sendall(b"quit\n")
         deadline = time.monotonic() + 10
         while alive(pid) and time.monotonic() < deadline:
@@ -549,6 +567,15 @@ def test_daemonize(tmp_path):
     finally:
         if alive(pid):
             os.kill(pid, 9)
+
+
+def test_pidfile_is_left_alone_by_a_tern_that_never_wrote_it(tmp_path):
+    """A tern that fails before it writes the pidfile does not remove another one's."""
+    pidfile = tmp_path / "other.pid"
+    pidfile.write_text("4242\n")
+    code, out = run_tern(["-kernel", str(tmp_path / "nope.elf"), "-pidfile", str(pidfile)])
+    assert code == 1 and "nope.elf" in out, out
+    assert pidfile.read_text() == "4242\n"
 
 
 def test_daemonize_reports_failure(tmp_path):

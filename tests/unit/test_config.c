@@ -57,6 +57,46 @@ static void test_serial_monitor(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "tcp::1234,server,nowait"), 0);
 	CHECK_STR(c.gdb, "tcp::1234,server,nowait");
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "1234"), -1);
+	/* Checked here, before /dev/kvm: the address and QEMU's chardev options. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "tcp::99x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "unix:"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "file:/x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "tcp::1234,server,wait"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-monitor", "unix:/m,foo"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "unix:/q,server=on,wait=off"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "unix:/q,reconnect=1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-incoming", "bogus:"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-incoming", "tcp:0:4444"), 0);
+	CHECK_EQ(PARSE(&c, "-incoming", "defer"), 0);
+	/* One of each; and two sockets at one path would replace each other. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-serial", "stdio", "-serial", "file:/x"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-s", "-gdb", "tcp::1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-qmp", "unix:/q", "-qmp", "unix:/r"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-monitor", "unix:/s,server,nowait", "-qmp",
+		       "unix:/s,server,nowait"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "unix:/s", "-incoming", "unix:/s"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "unix:/s", "-incoming", "unix:/t"), 0);
+}
+
+static void test_name(void)
+{
+	struct tern_config c;
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "vm1"), 0);
+	CHECK_STR(c.name, "vm1");
+	CHECK_STR(c.process, "");
+	/* As libvirt passes it. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "guest=vm2,debug-threads=on"), 0);
+	CHECK_STR(c.name, "vm2");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "vm3,process=tern-vm3"), 0);
+	CHECK_STR(c.name, "vm3");
+	CHECK_STR(c.process, "tern-vm3");
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "vm,debug-threads=maybe"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "vm,colour=red"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-name", "vm,process=a-name-over-15-chars"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k"), 0);
+	CHECK(!c.name);
 }
 
 static void test_net(void)
@@ -94,6 +134,34 @@ static void test_net(void)
 	/* One id, one backend: the second would never be used. */
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=a", "-netdev", "tap,id=a"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id="), -1);
+	/* Nothing silently dropped: scripts, vhost, values too long for tern. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,downscript=/etc/qemu-ifdown"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,vhost=on"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,vhost=off"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev",
+		       "tap,id=n0,script=/etc/a-path-longer-than-sixty-four-characters/qemu-ifup"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev",
+		       "tap,id=n0,br=a-bridge-name-longer-than-sixty-four-characters-xxxxxxxxxxxxxx"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "bridge,id=n0,br=b0,helper=/usr/lib/h"), 0);
+	/* Two NICs on one backend: QEMU says it is in use. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
+		       "virtio-net,netdev=n0", "-device", "virtio-net,netdev=n0"),
+		 -1);
+	/* Two hex digits a byte, no signs, spaces or short bytes. */
+	{
+		uint8_t mac[6];
+
+		CHECK_EQ(config_parse_mac("52:54:00:AB:cd:0f", mac), 0);
+		CHECK_EQ(mac[3], 0xab);
+		CHECK_EQ(mac[5], 0x0f);
+		CHECK_EQ(config_parse_mac("52:54:00:12:34:-1", mac), -1);
+		CHECK_EQ(config_parse_mac("52:54:00:12:34: 1", mac), -1);
+		CHECK_EQ(config_parse_mac("52:54:0:12:34:56", mac), -1);
+		CHECK_EQ(config_parse_mac("52:54:00:12:34:567", mac), -1);
+		CHECK_EQ(config_parse_mac("52-54-00-12-34-56", mac), -1);
+	}
 }
 
 static void test_drives(void)
@@ -157,6 +225,8 @@ static void test_bad(void)
 
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-frob"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel"), -1);
+	/* A known option at the end says its value is missing, and reads no file named "". */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-config"), -1);
 	CHECK_EQ(PARSE(&c, "-m", "1G"), -1);	/* no kernel */
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "lots"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-m", "-5"), -1);
@@ -289,6 +359,7 @@ int main(void)
 	test_basic();
 	test_serial_monitor();
 	test_net();
+	test_name();
 	test_drives();
 	test_bad();
 	test_sizes();
