@@ -16,6 +16,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "vmm/config.h"
+#include "vmm/json.h"
 #include "vmm/util.h"
 
 #define CONFIG_JSON_MAX (1 << 20)
@@ -64,6 +65,7 @@ static int config_value(struct tern_config *c, const char *path, const char *opt
 int config_json(struct tern_config *c, const char *path)
 {
 	char why[256], opt[64];
+	const char *bad;
 	char *text;
 	yajl_val root;
 
@@ -74,6 +76,12 @@ int config_json(struct tern_config *c, const char *path)
 	text = config_read(path);
 	if (!text)
 		return -1;
+	bad = json_check(text);
+	if (bad) {
+		errorf("-config %s: %s", path, bad);
+		free(text);
+		return -1;
+	}
 	root = yajl_tree_parse(text, why, sizeof(why));
 	free(text);
 	if (!root || !YAJL_IS_OBJECT(root)) {

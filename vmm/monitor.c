@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/json.h"
 #include "vmm/monitor.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
@@ -34,6 +35,7 @@ struct mon_session {
 	void *opaque;
 	bool echo, held, closed;
 	bool too_long;		/* the line being typed outgrew line[]: refuse it, do not cut it */
+	bool cr;		/* the last character read was '\r': a '\n' now ends no line */
 	int cpu;		/* the vCPU `info registers` shows (QEMU's `cpu N`) */
 	char line[MON_LINE_MAX];
 	size_t len;
@@ -41,7 +43,7 @@ struct mon_session {
 
 void monitor_printf(struct mon_session *s, const char *fmt, ...)
 {
-	char buf[2048];
+	char buf[2048], *big = NULL;
 	va_list ap;
 	int n;
 
@@ -50,8 +52,20 @@ void monitor_printf(struct mon_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		s->out(s->opaque, buf, MIN((size_t)n, sizeof(buf) - 1));
+	if (n <= 0)
+		return;
+	/* A longer line (a -name of thousands of characters) goes out whole, not cut short. */
+	if ((size_t)n >= sizeof(buf)) {
+		va_start(ap, fmt);
+		if (vasprintf(&big, fmt, ap) < 0)
+			big = NULL;
+		va_end(ap);
+	}
+	if (big)
+		s->out(s->opaque, big, n);
+	else /* out of memory: cut, but never inside a character */
+		s->out(s->opaque, buf, utf8_cut(buf, MIN((size_t)n, sizeof(buf) - 1)));
+	free(big);
 }
 
 void monitor_banner(struct mon_session *s)
@@ -178,13 +192,15 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		char ch = buf[i];
+		bool after_cr = s->cr;
 
+		s->cr = ch == '\r';
 		if (ch == '\r' || ch == '\n') {
+			/* "\r\n" from a terminal or telnet is one line end, even over two reads. */
+			if (ch == '\n' && after_cr)
+				continue;
 			if (s->echo)
 				monitor_printf(s, "\n");
-			/* "\r\n" from a terminal or telnet is one line end. */
-			if (ch == '\n' && i > 0 && buf[i - 1] == '\r')
-				continue;
 			s->line[s->len] = '\0';
 			s->len = 0;
 			if (s->too_long) {
@@ -289,24 +305,32 @@ void monitor_info_devices(struct mon_session *s, const char *what, const char *n
 		monitor_printf(s, "%s\n", none);
 }
 
-/* help: every command; help CMD: those named CMD or CMD something (help info). */
+/*
+ * help: every command; help CMD: those named CMD or CMD something (help info). CMD may be two
+ * words (help info status); any more words name no command, and are refused as such.
+ */
 static void cmd_help(struct mon_session *s, int argc, char **argv)
 {
 	struct monitor *m = s->mon;
-	size_t n = argc > 1 ? strlen(argv[1]) : 0;
+	char want[MON_LINE_MAX] = "";
+	size_t n;
 	bool found = false;
 
+	for (int i = 1; i < argc; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s", i > 1 ? " " : "",
+			 argv[i]);
+	n = strlen(want);
 	for (int i = 0; i < m->ncmd; i++) {
 		const char *name = m->cmd[i].name;
 
-		if (n && (strncmp(name, argv[1], n) || (name[n] && name[n] != ' ')))
+		if (n && (strncmp(name, want, n) || (name[n] && name[n] != ' ')))
 			continue;
 		found = true;
 		monitor_printf(s, "%s%s%s -- %s\n", name, m->cmd[i].args ? " " : "",
 			       m->cmd[i].args ? m->cmd[i].args : "", m->cmd[i].help);
 	}
 	if (!found)
-		monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", argv[1]);
+		monitor_printf(s, "Error: unknown command '%s' (try 'help')\n", want);
 }
 
 static void cmd_info(struct mon_session *s, int argc, char **argv)

@@ -14,6 +14,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "vmm/config.h"
+#include "vmm/json.h"
 #include "vmm/migration/migration.h"
 #include "vmm/monitor.h"
 #include "vmm/qmp.h"
@@ -165,9 +166,11 @@ struct qmp_call {
 	char err[256];
 	char *text;					/* human-monitor-command's output */
 	size_t text_len;
+	bool text_full;					/* it reached QMP_HMP_OUT_MAX */
 };
 
-#define QMP_HMP_OUT_MAX 8192
+/* Far more than any monitor command prints, yet a bound on what one reply holds. */
+#define QMP_HMP_OUT_MAX (1 << 20)
 
 static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 {
@@ -203,28 +206,11 @@ static void qmp_reply(struct qmp_call *q, yajl_val id, bool failed)
 	yajl_gen_free(g);
 }
 
-/* A string cut short must not end inside a UTF-8 character: the reply would be invalid. */
-static void utf8_trim(char *s)
-{
-	size_t n = strlen(s);
-
-	for (size_t k = 1; k <= 3 && k <= n; k++) {
-		unsigned char b = s[n - k];
-
-		if ((b & 0xc0) == 0xc0) { /* the lead byte of the last character */
-			if ((b >= 0xf0 ? 4u : b >= 0xe0 ? 3u : 2u) > k)
-				s[n - k] = '\0';
-			return;
-		}
-		if ((b & 0xc0) != 0x80) /* ASCII: whole */
-			return;
-	}
-}
-
 static int qmp_fail(struct qmp_call *q, const char *fmt, const char *arg)
 {
 	snprintf(q->err, sizeof(q->err), fmt, arg);
-	utf8_trim(q->err);
+	/* Cut short, it must not end inside a UTF-8 character: the reply would be invalid. */
+	q->err[utf8_cut(q->err, strlen(q->err))] = '\0';
 	return -1;
 }
 
@@ -383,7 +369,7 @@ static void fill_cpus(yajl_gen g, struct qmp_call *q)
 
 static void fill_text(yajl_gen g, struct qmp_call *q)
 {
-	yajl_gen_string(g, (const unsigned char *)q->text, q->text_len);
+	yajl_gen_string(g, (const unsigned char *)(q->text ? q->text : ""), q->text_len);
 }
 
 static int qmp_stop(struct qmp_call *q)
@@ -422,12 +408,22 @@ static int qmp_migrate_cancel(struct qmp_call *q)
 	return migration_cancel(q->vm, q->err, sizeof(q->err));
 }
 
+/* Its arguments are migration's parameters, whichever it has: checked here, not in the table. */
 static int qmp_migrate_set_parameters(struct qmp_call *q)
 {
 	const char *names[MIG_PARAM_COUNT];
 	uint64_t vals[MIG_PARAM_COUNT];
 	int n = 0;
 
+	for (size_t k = 0; q->args && k < q->args->u.object.len; k++) {
+		const char *key = q->args->u.object.keys[k];
+		size_t i = 0;
+
+		while (i < MIG_PARAM_COUNT && strcmp(key, migration_parameter_name(i)))
+			i++;
+		if (i == MIG_PARAM_COUNT)
+			return qmp_fail(q, "Parameter '%s' is unexpected", key);
+	}
 	for (size_t i = 0; i < MIG_PARAM_COUNT; i++) {
 		const char *path[] = { migration_parameter_name(i), NULL };
 		yajl_val v = yajl_tree_get(q->args, path, yajl_t_any);
@@ -441,6 +437,23 @@ static int qmp_migrate_set_parameters(struct qmp_call *q)
 		vals[n++] = YAJL_GET_INTEGER(v);
 	}
 	return migration_set_parameters(q->vm, n, names, vals, q->err, sizeof(q->err));
+}
+
+/* A member of capabilities[n] other than capability and state, named as QEMU names it. */
+static bool qmp_cap_unexpected(struct qmp_call *q, yajl_val e, size_t n)
+{
+	char name[128];
+
+	for (size_t k = 0; k < e->u.object.len; k++) {
+		const char *key = e->u.object.keys[k];
+
+		if (strcmp(key, "capability") && strcmp(key, "state")) {
+			snprintf(name, sizeof(name), "capabilities[%zu].%s", n, key);
+			qmp_fail(q, "Parameter '%s' is unexpected", name);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* {"capabilities": [{"capability": "auto-converge", "state": true}]}; all checked first. */
@@ -469,6 +482,8 @@ static int qmp_migrate_set_capabilities(struct qmp_call *q)
 			if (pass == 0 && strcmp(name, "auto-converge"))
 				return qmp_fail(q, "Parameter 'capability' does not accept value '%s'",
 						name);
+			if (pass == 0 && qmp_cap_unexpected(q, e, n))
+				return -1;
 			if (pass == 1 && migration_set_capability(q->vm, name, YAJL_IS_TRUE(on),
 								  q->err, sizeof(q->err)) < 0)
 				return -1;
@@ -477,12 +492,26 @@ static int qmp_migrate_set_capabilities(struct qmp_call *q)
 	return 0;
 }
 
+/* Output grows as it comes; past the bound it is cut where a character ends, and no more. */
 static void hmp_out(void *opaque, const char *buf, size_t len)
 {
 	struct qmp_call *q = opaque;
 	size_t n = MIN(len, QMP_HMP_OUT_MAX - q->text_len);
+	char *text;
 
-	memcpy(q->text + q->text_len, buf, n);
+	if (q->text_full)
+		return;
+	if (n < len) {
+		n = utf8_cut(buf, n);
+		q->text_full = true;
+	}
+	text = realloc(q->text, q->text_len + n + 1); /* +1: never a realloc to 0 bytes */
+	if (!text) {
+		q->text_full = true;
+		return;
+	}
+	memcpy(text + q->text_len, buf, n);
+	q->text = text;
 	q->text_len += n;
 }
 
@@ -500,8 +529,7 @@ static int qmp_hmp(struct qmp_call *q)
 	if (cpu && (!YAJL_IS_INTEGER(cpu) || YAJL_GET_INTEGER(cpu) < 0 ||
 		    YAJL_GET_INTEGER(cpu) >= q->vm->nvcpu))
 		return qmp_fail(q, "Parameter '%s' expects a CPU number", "cpu-index");
-	q->text = malloc(QMP_HMP_OUT_MAX);
-	s = q->text ? monitor_session_new(q->vm->monitor, hmp_out, q, false) : NULL;
+	s = monitor_session_new(q->vm->monitor, hmp_out, q, false);
 	if (!s)
 		return qmp_fail(q, "%s", "out of memory");
 	if (cpu)
@@ -512,99 +540,188 @@ static int qmp_hmp(struct qmp_call *q)
 	return 0;
 }
 
+/* The negotiation. tern offers no capability, QEMU's oob among them: enable takes none. */
+static int qmp_negotiate(struct qmp_call *q)
+{
+	const char *path[] = { "enable", NULL };
+	yajl_val en = yajl_tree_get(q->args, path, yajl_t_any);
+	const char *cap;
+
+	if (q->c->negotiated) {
+		q->err_class = "CommandNotFound";
+		return qmp_fail(q, "%s",
+				"Capabilities negotiation is already complete, command ignored");
+	}
+	if (en && !YAJL_IS_ARRAY(en))
+		return qmp_fail(q, "Invalid parameter type for '%s', expected: array", "enable");
+	if (en && en->u.array.len) {
+		cap = YAJL_GET_STRING(en->u.array.values[0]);
+		if (!cap)
+			return qmp_fail(q, "Invalid parameter type for '%s', expected: string",
+					"enable[0]");
+		if (strcmp(cap, "oob"))
+			return qmp_fail(q, "Parameter 'enable' does not accept value '%s'", cap);
+		return qmp_fail(q, "Capability '%s' not available", cap);
+	}
+	q->c->negotiated = true;
+	return 0;
+}
+
 static void fill_commands(yajl_gen g, struct qmp_call *q);
 
-static const struct {
+/* migrate-set-parameters takes migration's parameters, whichever it has: it checks them. */
+#define QMP_ARGS_OWN "*"
+
+static const struct qmp_cmd {
 	const char *name;
+	const char *args;				/* its arguments' names: "a b" */
 	int (*run)(struct qmp_call *q);			/* -1 with q->err; NULL: a query */
 	void (*fill)(yajl_gen g, struct qmp_call *q);	/* the return value */
 } qmp_commands[] = {
-	{ "query-status", NULL, fill_status },
-	{ "query-migrate", NULL, fill_migrate },
-	{ "query-migrate-parameters", NULL, fill_parameters },
-	{ "query-migrate-capabilities", NULL, fill_capabilities },
-	{ "query-version", NULL, fill_version },
-	{ "query-name", NULL, fill_name },
-	{ "query-kvm", NULL, fill_kvm },
-	{ "query-cpus-fast", NULL, fill_cpus },
-	{ "query-commands", NULL, fill_commands },
-	{ "stop", qmp_stop, NULL },
-	{ "cont", qmp_cont, NULL },
-	{ "quit", qmp_quit, NULL },
-	{ "migrate", qmp_migrate, NULL },
-	{ "migrate-incoming", qmp_migrate_incoming, NULL },
-	{ "migrate_cancel", qmp_migrate_cancel, NULL },
-	{ "migrate-set-parameters", qmp_migrate_set_parameters, NULL },
-	{ "migrate-set-capabilities", qmp_migrate_set_capabilities, NULL },
-	{ "human-monitor-command", qmp_hmp, fill_text },
+	{ "qmp_capabilities", "enable", qmp_negotiate, NULL },
+	{ "query-status", "", NULL, fill_status },
+	{ "query-migrate", "", NULL, fill_migrate },
+	{ "query-migrate-parameters", "", NULL, fill_parameters },
+	{ "query-migrate-capabilities", "", NULL, fill_capabilities },
+	{ "query-version", "", NULL, fill_version },
+	{ "query-name", "", NULL, fill_name },
+	{ "query-kvm", "", NULL, fill_kvm },
+	{ "query-cpus-fast", "", NULL, fill_cpus },
+	{ "query-commands", "", NULL, fill_commands },
+	{ "stop", "", qmp_stop, NULL },
+	{ "cont", "", qmp_cont, NULL },
+	{ "quit", "", qmp_quit, NULL },
+	/* detach: QEMU takes it and ignores it (migrate always detaches); libvirt sends it. */
+	{ "migrate", "uri detach", qmp_migrate, NULL },
+	{ "migrate-incoming", "uri", qmp_migrate_incoming, NULL },
+	{ "migrate_cancel", "", qmp_migrate_cancel, NULL },
+	{ "migrate-set-parameters", QMP_ARGS_OWN, qmp_migrate_set_parameters, NULL },
+	{ "migrate-set-capabilities", "capabilities", qmp_migrate_set_capabilities, NULL },
+	{ "human-monitor-command", "command-line cpu-index", qmp_hmp, fill_text },
 };
 
 static void fill_commands(yajl_gen g, struct qmp_call *q)
 {
 	yajl_gen_array_open(g);
-	for (size_t i = 0; i <= ARRAY_SIZE(qmp_commands); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(qmp_commands); i++) {
 		yajl_gen_map_open(g);
 		gen_str(g, "name");
-		gen_str(g,
-			i < ARRAY_SIZE(qmp_commands) ? qmp_commands[i].name : "qmp_capabilities");
+		gen_str(g, qmp_commands[i].name);
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_array_close(g);
 }
 
-static int qmp_run(struct qmp_call *q, const char *cmd)
+/* Whether word is one of the space-separated words of list. */
+static bool word_in(const char *list, const char *word)
 {
-	if (!strcmp(cmd, "qmp_capabilities")) {
-		if (q->c->negotiated) {
-			q->err_class = "CommandNotFound";
-			return qmp_fail(q, "%s", "Capabilities negotiation is already complete, "
-					     "command ignored");
-		}
-		q->c->negotiated = true;
-		return 0;
+	size_t n = strlen(word);
+
+	while (*list) {
+		size_t len = strcspn(list, " ");
+
+		if (len == n && !strncmp(list, word, n))
+			return true;
+		list += len + (list[len] == ' ');
 	}
-	if (!q->c->negotiated) {
+	return false;
+}
+
+/* As QEMU: an argument the command does not take is refused, so a misspelt one is not lost. */
+static int qmp_check_args(struct qmp_call *q, const char *takes)
+{
+	for (size_t i = 0; q->args && i < q->args->u.object.len; i++) {
+		const char *key = q->args->u.object.keys[i];
+
+		if (strcmp(takes, QMP_ARGS_OWN) && !word_in(takes, key))
+			return qmp_fail(q, "Parameter '%s' is unexpected", key);
+	}
+	return 0;
+}
+
+static int qmp_run(struct qmp_call *q, const char *name)
+{
+	const struct qmp_cmd *cmd = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(qmp_commands) && !cmd; i++)
+		if (!strcmp(name, qmp_commands[i].name))
+			cmd = &qmp_commands[i];
+	if (!q->c->negotiated && (!cmd || cmd->run != qmp_negotiate)) {
 		q->err_class = "CommandNotFound";
 		return qmp_fail(q, "%s",
 				"Expecting capabilities negotiation with 'qmp_capabilities'");
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(qmp_commands); i++) {
-		if (!strcmp(cmd, qmp_commands[i].name)) {
-			q->fill = qmp_commands[i].fill;
-			return qmp_commands[i].run ? qmp_commands[i].run(q) : 0;
+	if (!cmd) {
+		q->err_class = "CommandNotFound";
+		return qmp_fail(q, "The command %s has not been found", name);
+	}
+	if (qmp_check_args(q, cmd->args) < 0)
+		return -1;
+	q->fill = cmd->fill;
+	return cmd->run ? cmd->run(q) : 0;
+}
+
+/* yajl's reason for a parse error, for QEMU's "JSON parse error, ...": its first line's words. */
+static const char *yajl_reason(char *msg)
+{
+	char *why;
+	size_t n;
+
+	msg[strcspn(msg, "\n")] = '\0';
+	why = strstr(msg, "error: "); /* after "lexical error: " or "parse error: " */
+	why = why ? why + 7 : msg;
+	n = strlen(why);
+	if (n && why[n - 1] == '.')
+		why[n - 1] = '\0';
+	return why;
+}
+
+/*
+ * The command's name, its arguments in q->args; NULL with q->err set if the object is no
+ * command, in QEMU's words for each way: a command is execute, arguments and id, nothing else.
+ */
+static const char *qmp_members(struct qmp_call *q, yajl_val root)
+{
+	const char *exec_path[] = { "execute", NULL }, *args_path[] = { "arguments", NULL };
+	yajl_val cmd = yajl_tree_get(root, exec_path, yajl_t_any);
+	yajl_val args = yajl_tree_get(root, args_path, yajl_t_any);
+
+	for (size_t i = 0; i < root->u.object.len; i++) {
+		if (!word_in("execute arguments id", root->u.object.keys[i])) {
+			qmp_fail(q, "QMP input member '%s' is unexpected", root->u.object.keys[i]);
+			return NULL;
 		}
 	}
-	q->err_class = "CommandNotFound";
-	return qmp_fail(q, "The command %s has not been found", cmd);
+	if (!cmd)
+		qmp_fail(q, "%s", "QMP input lacks member 'execute'");
+	else if (!YAJL_IS_STRING(cmd))
+		qmp_fail(q, "%s", "QMP input member 'execute' must be a string");
+	else if (args && !YAJL_IS_OBJECT(args))
+		qmp_fail(q, "%s", "QMP input member 'arguments' must be an object");
+	else
+		q->args = args;
+	return q->err[0] ? NULL : YAJL_GET_STRING(cmd);
 }
 
 static void qmp_command(struct qmp_client *c, const char *text)
 {
-	char perr[128];
-	yajl_val root = yajl_tree_parse(text, perr, sizeof(perr));
-	const char *exec_path[] = { "execute", NULL }, *args_path[] = { "arguments", NULL };
-	const char *id_path[] = { "id", NULL };
+	const char *bad = json_check(text), *id_path[] = { "id", NULL }, *name;
+	char perr[256];
+	yajl_val root = bad ? NULL : yajl_tree_parse(text, perr, sizeof(perr));
 	struct qmp_call q = { .c = c, .vm = c->q->vm };
-	yajl_val id = NULL, cmd, args;
+	yajl_val id = NULL;
 	int r = -1;
 
-	if (!root || !YAJL_IS_OBJECT(root)) {
-		qmp_fail(&q, "%s", "JSON parse error: expected an object");
+	if (bad) {
+		qmp_fail(&q, "%s", bad);
+	} else if (!root) {
+		qmp_fail(&q, "JSON parse error, %s", yajl_reason(perr));
+	} else if (!YAJL_IS_OBJECT(root)) {
+		qmp_fail(&q, "%s", "QMP input must be a JSON object");
 	} else {
-		/* QEMU's words for each way a command can be malformed. */
 		id = yajl_tree_get(root, id_path, yajl_t_any);
-		cmd = yajl_tree_get(root, exec_path, yajl_t_any);
-		args = yajl_tree_get(root, args_path, yajl_t_any);
-		if (!cmd) {
-			qmp_fail(&q, "%s", "QMP input lacks member 'execute'");
-		} else if (!YAJL_IS_STRING(cmd)) {
-			qmp_fail(&q, "%s", "QMP input member 'execute' must be a string");
-		} else if (args && !YAJL_IS_OBJECT(args)) {
-			qmp_fail(&q, "%s", "QMP input member 'arguments' must be an object");
-		} else {
-			q.args = args;
-			r = qmp_run(&q, YAJL_GET_STRING(cmd));
-		}
+		name = qmp_members(&q, root);
+		r = name ? qmp_run(&q, name) : -1;
 	}
 	qmp_reply(&q, id, r < 0);
 	yajl_tree_free(root);
@@ -622,6 +739,16 @@ static bool qmp_dispatch(struct qmp_client *c, size_t start, size_t end)
 		return false;
 	c->in[end] = save;
 	return true;
+}
+
+/* An error for input that is no command; false once the client is gone. */
+static bool qmp_refuse(struct qmp_client *c, const char *why)
+{
+	struct qmp_call q = { .c = c };
+
+	qmp_fail(&q, "%s", why);
+	qmp_reply(&q, NULL, true);
+	return c->fd >= 0;
 }
 
 /* A whole value ends before in[end]: run it, or drop it if it overflowed. */
@@ -653,6 +780,18 @@ static void qmp_split(struct qmp_client *c)
 				s->esc = true;
 			else if (ch == '"')
 				s->str = false;
+			continue;
+		}
+		if (ch == '/') {
+			/*
+			 * yajl would take a comment, whose braces and quotes this scan would count
+			 * as JSON: refuse it, and start afresh after the '/', as QEMU's parser
+			 * (which has no comments either) does after a stray character.
+			 */
+			*s = (struct qmp_scan){ .pos = s->pos };
+			start = s->pos + 1;
+			if (!qmp_refuse(c, "JSON parse error, stray '/'"))
+				return;
 			continue;
 		}
 		if (s->scalar && (isspace((unsigned char)ch) || ch == '{' || ch == '[')) {
@@ -688,10 +827,8 @@ static void qmp_readable(void *opaque, uint32_t events)
 		return;
 	}
 	if (c->len >= QMP_IN_MAX - 1) {
-		struct qmp_call q = { .c = c };
-
-		qmp_fail(&q, "%s", "JSON parse error: object too large");
-		qmp_reply(&q, NULL, true);
+		if (!qmp_refuse(c, "JSON parse error, object too large"))
+			return;
 		/* Drop what came of it; the scan goes on, to find where it ends. */
 		c->len = c->scan.pos = 0;
 		c->scan.discard = true;

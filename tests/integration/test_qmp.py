@@ -121,6 +121,9 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     r = q.cmd("query-status")
     assert r["error"]["class"] == "CommandNotFound", r
     assert "qmp_capabilities" in r["error"]["desc"]
+    # tern offers no capability (QEMU's oob among them): asking for one negotiates nothing.
+    r = q.cmd("qmp_capabilities", enable=["oob"])
+    assert r["error"] == {"class": "GenericError", "desc": "Capability 'oob' not available"}, r
     q.send_raw(b'{"execute": "qmp_capabilities", "id": 7}')
     assert q.reply() == {"return": {}, "id": 7}
     assert q.ok("query-version")["package"] == "tern"
@@ -141,9 +144,11 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     assert r["error"]["class"] == "CommandNotFound", r
     # Bad input gets an error naming it, and the monitor goes on.
     q.send_raw(b'[1, 2]')
-    assert "expected an object" in q.reply()["error"]["desc"]
+    assert q.reply()["error"]["desc"] == "QMP input must be a JSON object"
     q.send_raw(b'42 ')
-    assert "expected an object" in q.reply()["error"]["desc"]
+    assert q.reply()["error"]["desc"] == "QMP input must be a JSON object"
+    q.send_raw(b'{"execute": "query-status",, }')
+    assert q.reply()["error"]["desc"].startswith("JSON parse error, ")  # with yajl's reason
     # Braces and escaped quotes inside strings do not end a command.
     out = q.ok("human-monitor-command", **{"command-line": 'migrate -d "}{\\"'})
     assert "'}{\\': unknown migration URI" in out, out
@@ -162,6 +167,37 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     r = q.cmd("migrate-set-parameters", **{"downtime-limit": "soon"})
     assert r["error"]["desc"] == "Invalid parameter type for 'downtime-limit', expected: integer"
     assert "defer" in q.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    # A member or argument nothing takes is refused, as QEMU does: a misspelt one would
+    # otherwise succeed without doing anything.
+    q.send_raw(b'{"execute": "query-status", "bogus": 1, "id": 8}')
+    assert q.reply() == {"error": {"class": "GenericError",
+                                   "desc": "QMP input member 'bogus' is unexpected"}, "id": 8}
+    r = q.cmd("query-status", bogus=1)
+    assert r["error"]["desc"] == "Parameter 'bogus' is unexpected", r
+    r = q.cmd("migrate-set-parameters", **{"max-bandwith": 1})
+    assert r["error"]["desc"] == "Parameter 'max-bandwith' is unexpected", r
+    r = q.cmd("migrate-set-capabilities", capabilities=[{"capability": "auto-converge",
+                                                         "state": True, "x": 1}])
+    assert r["error"]["desc"] == "Parameter 'capabilities[0].x' is unexpected", r
+    assert q.ok("query-migrate-capabilities") == [{"capability": "auto-converge",
+                                                   "state": False}]
+    # \u0000 would end the string early ("stop\u0000junk" would stop): refused, as in QEMU.
+    q.send_raw(b'{"execute": "stop\\u0000junk", "id": 9}')
+    assert q.reply()["error"] == {"class": "GenericError",
+                                  "desc": "JSON parse error, \\u0000 is not supported"}
+    assert q.ok("query-status")["status"] == "running"
+    # No comments, as in QEMU: yajl would take one, and the braces in it would end the command
+    # early. The '/' is refused, and so is what follows it, up to the next command.
+    q.send_raw(b'{"execute": "stop" /* } */ }\n{"execute": "query-status", "id": "after"}')
+    errors = []
+    while True:
+        r = q.reply()
+        if r.get("id") == "after":
+            break
+        errors.append(r)
+    assert errors and errors[0]["error"]["desc"] == "JSON parse error, stray '/'", errors
+    assert all("error" in e for e in errors), errors
+    assert r["return"]["status"] == "running", r
     # Two commands in one write, and one split over two writes, with string and number ids.
     q.send_raw(b'{"execute": "query-status", "id": "a"}{"execute": "query-status", "id": 2}')
     assert [q.reply()["id"], q.reply()["id"]] == ["a", 2]
@@ -171,8 +207,36 @@ def test_greeting_negotiation_and_errors(tern, tmp_path):
     assert q.reply()["return"]["status"] == "running"
     # A command too big for the monitor gets an error, and what follows it its answer.
     q.send_raw(b'{"execute": "stop", "arguments": {"x": "' + b'}\\"' * (40 << 10) + b'"}}')
-    assert "object too large" in q.reply()["error"]["desc"]
+    assert q.reply()["error"]["desc"] == "JSON parse error, object too large"
     assert q.ok("query-status")["status"] == "running"
+
+
+def test_hmp_output_whole_and_monitor_line_ends(tern, tmp_path):
+    """human-monitor-command's output comes back whole, however long (it was cut at 8 KB);
+    help refuses words that name no command; on the monitor socket a CR LF split over two
+    reads is one line end (it used to run an empty command and prompt twice)."""
+    path, mon = str(tmp_path / "q"), str(tmp_path / "m")
+    t = tern(*qmp_args(path, "-smp", "16", "-monitor", "unix:%s,server,nowait" % mon))
+    t.expect(r"memtest: filled")
+    q = Qmp(path)
+    q.ok("qmp_capabilities")
+    hmp = "human-monitor-command"
+    out = q.ok(hmp, **{"command-line": "info registers -a"})  # about 850 bytes a vCPU
+    assert len(out) > 8192, len(out)
+    assert [l for l in out.splitlines() if l.startswith("CPU#")] == \
+        ["CPU#%d" % i for i in range(16)], out
+    assert out.splitlines()[-1].startswith("EFER="), out[-300:]
+    assert q.ok(hmp, **{"command-line": "help a b"}) == \
+        "Error: unknown command 'a b' (try 'help')\n"
+    assert q.ok(hmp, **{"command-line": "help info status"}) == \
+        "info status -- show the VM's run state\n"
+    m = Monitor(mon)
+    m.s.sendall(b"info status\r")
+    assert m._until(b"(tern) ") == "VM status: running\n"
+    time.sleep(0.2)  # the \n comes in a read of its own
+    m.s.sendall(b"\n")
+    time.sleep(0.2)
+    assert m.cmd("info kvm") == "kvm support: enabled\n"  # not an extra prompt's ""
 
 
 def test_slow_reader_and_keepalive_newlines(tern, tmp_path):
