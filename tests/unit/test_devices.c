@@ -28,20 +28,6 @@
 #define USED 0x3000
 #define BUF 0x10000
 
-/* Register offsets (virtio 1.x, 4.2.2). */
-enum {
-	R_DRIVER_FEATURES = 0x020,
-	R_DRIVER_FEATURES_SEL = 0x024,
-	R_QUEUE_SEL = 0x030,
-	R_QUEUE_NUM_MAX = 0x034,
-	R_QUEUE_NUM = 0x038,
-	R_QUEUE_READY = 0x044,
-	R_STATUS = 0x070,
-	R_QUEUE_DESC_LOW = 0x080,
-	R_QUEUE_DRIVER_LOW = 0x090,
-	R_QUEUE_DEVICE_LOW = 0x0a0,
-};
-
 #define S_ACK 1
 #define S_DRIVER 2
 #define BIT(f) (1ULL << (f))
@@ -103,23 +89,23 @@ static uint32_t rd(struct virtio_mmio *v, unsigned reg)
 /* Reset, then the driver's side of the handshake up to the status it writes last. */
 static void handshake(struct virtio_mmio *v, uint64_t features, uint32_t status)
 {
-	wr(v, R_STATUS, 0);
-	wr(v, R_STATUS, S_ACK | S_DRIVER);
-	wr(v, R_DRIVER_FEATURES_SEL, 0);
-	wr(v, R_DRIVER_FEATURES, features);
-	wr(v, R_DRIVER_FEATURES_SEL, 1);
-	wr(v, R_DRIVER_FEATURES, features >> 32);
-	wr(v, R_STATUS, status);
+	wr(v, REG_STATUS, 0);
+	wr(v, REG_STATUS, S_ACK | S_DRIVER);
+	wr(v, REG_DRIVER_FEATURES_SEL, 0);
+	wr(v, REG_DRIVER_FEATURES, features);
+	wr(v, REG_DRIVER_FEATURES_SEL, 1);
+	wr(v, REG_DRIVER_FEATURES, features >> 32);
+	wr(v, REG_STATUS, status);
 }
 
 static void queue_setup(struct virtio_mmio *v, uint32_t num)
 {
-	wr(v, R_QUEUE_SEL, 0);
-	wr(v, R_QUEUE_NUM, num);
-	wr(v, R_QUEUE_DESC_LOW, DESC);
-	wr(v, R_QUEUE_DRIVER_LOW, AVAIL);
-	wr(v, R_QUEUE_DEVICE_LOW, USED);
-	wr(v, R_QUEUE_READY, 1);
+	wr(v, REG_QUEUE_SEL, 0);
+	wr(v, REG_QUEUE_NUM, num);
+	wr(v, REG_QUEUE_DESC_LOW, DESC);
+	wr(v, REG_QUEUE_DRIVER_LOW, AVAIL);
+	wr(v, REG_QUEUE_DEVICE_LOW, USED);
+	wr(v, REG_QUEUE_READY, 1);
 }
 
 /* A running device with queue 0 ready on a zeroed ring. */
@@ -130,7 +116,7 @@ static void running(struct virtio_mmio *v)
 	memset(vm.ram, 0, RAM);
 	handshake(v, BIT(0) | BIT(VIRTIO_F_VERSION_1), ok);
 	queue_setup(v, NUM);
-	wr(v, R_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
+	wr(v, REG_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
 }
 
 static void test_features(struct virtio_mmio *v)
@@ -140,39 +126,39 @@ static void test_features(struct virtio_mmio *v)
 
 	/* FEATURES_OK refused (a feature never offered) and DRIVER_OK in the same write. */
 	handshake(v, OFFERED | BIT(1), ok | VIRTIO_STATUS_DRIVER_OK);
-	CHECK_EQ(rd(v, R_STATUS), S_ACK | S_DRIVER | VIRTIO_STATUS_NEEDS_RESET);
+	CHECK_EQ(rd(v, REG_STATUS), S_ACK | S_DRIVER | VIRTIO_STATUS_NEEDS_RESET);
 	CHECK(!virtio_mmio_running(v));
 	CHECK_EQ(n_start, started);
 
 	/* DRIVER_OK with FEATURES_OK never asked for. */
 	handshake(v, OFFERED, S_ACK | S_DRIVER | VIRTIO_STATUS_DRIVER_OK);
-	CHECK_EQ(rd(v, R_STATUS), S_ACK | S_DRIVER | VIRTIO_STATUS_NEEDS_RESET);
+	CHECK_EQ(rd(v, REG_STATUS), S_ACK | S_DRIVER | VIRTIO_STATUS_NEEDS_RESET);
 	CHECK_EQ(n_start, started);
 
 	/* Only a reset clears NEEDS_RESET. */
-	wr(v, R_STATUS, 0);
-	CHECK_EQ(rd(v, R_STATUS), 0);
+	wr(v, REG_STATUS, 0);
+	CHECK_EQ(rd(v, REG_STATUS), 0);
 
 	/* As Linux does; then the features are final while it runs. */
 	handshake(v, OFFERED, ok);
-	CHECK_EQ(rd(v, R_STATUS), ok);
-	wr(v, R_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
+	CHECK_EQ(rd(v, REG_STATUS), ok);
+	wr(v, REG_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
 	CHECK(virtio_mmio_running(v));
 	CHECK_EQ(n_start, started + 1);
-	wr(v, R_DRIVER_FEATURES_SEL, 0);
-	wr(v, R_DRIVER_FEATURES, 0);
+	wr(v, REG_DRIVER_FEATURES_SEL, 0);
+	wr(v, REG_DRIVER_FEATURES, 0);
 	CHECK_EQ(v->driver_features, OFFERED);
 	/* Clearing FEATURES_OK (against the spec) does not reopen them. */
-	wr(v, R_STATUS, S_ACK | S_DRIVER | VIRTIO_STATUS_DRIVER_OK);
-	CHECK_EQ(rd(v, R_STATUS), ok | VIRTIO_STATUS_DRIVER_OK);
-	wr(v, R_DRIVER_FEATURES, 0);
+	wr(v, REG_STATUS, S_ACK | S_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+	CHECK_EQ(rd(v, REG_STATUS), ok | VIRTIO_STATUS_DRIVER_OK);
+	wr(v, REG_DRIVER_FEATURES, 0);
 	CHECK_EQ(v->driver_features, OFFERED);
 	CHECK_EQ(n_start, started + 1);
 
 	/* As OSv does: no VERSION_1, and FEATURES_OK must stay. */
 	handshake(v, BIT(0) | BIT(VIRTIO_F_RING_EVENT_IDX), ok);
-	CHECK_EQ(rd(v, R_STATUS), ok);
-	wr(v, R_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
+	CHECK_EQ(rd(v, REG_STATUS), ok);
+	wr(v, REG_STATUS, ok | VIRTIO_STATUS_DRIVER_OK);
 	CHECK(virtio_mmio_running(v));
 }
 
@@ -181,18 +167,18 @@ static void test_queue_num(struct virtio_mmio *v)
 	uint32_t ok = S_ACK | S_DRIVER | VIRTIO_STATUS_FEATURES_OK;
 
 	handshake(v, OFFERED, ok);
-	CHECK_EQ(rd(v, R_QUEUE_NUM_MAX), VIRTQ_MAX_SIZE);
+	CHECK_EQ(rd(v, REG_QUEUE_NUM_MAX), VIRTQ_MAX_SIZE);
 	/* 0x10008 must not pass as 8. */
 	queue_setup(v, 0x10000 + NUM);
-	CHECK_EQ(rd(v, R_QUEUE_READY), 0);
-	CHECK(rd(v, R_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+	CHECK_EQ(rd(v, REG_QUEUE_READY), 0);
+	CHECK(rd(v, REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
 	CHECK_STR(v->vq[0].error, "queue size is not a power of 2 up to QueueNumMax");
 
 	handshake(v, OFFERED, ok);
 	queue_setup(v, VIRTQ_MAX_SIZE);
-	CHECK_EQ(rd(v, R_QUEUE_READY), 1);
+	CHECK_EQ(rd(v, REG_QUEUE_READY), 1);
 	CHECK_EQ(v->vq[0].num, VIRTQ_MAX_SIZE);
-	CHECK(!(rd(v, R_STATUS) & VIRTIO_STATUS_NEEDS_RESET));
+	CHECK(!(rd(v, REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET));
 }
 
 static void put16(uint64_t gpa, uint16_t val)
@@ -212,23 +198,23 @@ static void test_queue_ready(struct virtio_mmio *v)
 	vq->signalled_used = 4;
 
 	/* Written 1 again while on: nothing changes. */
-	wr(v, R_QUEUE_READY, 1);
+	wr(v, REG_QUEUE_READY, 1);
 	CHECK_EQ(vq->last_avail, 5);
 	CHECK_EQ(n_stop, stops);
 
 	/* Off: the device's hook runs before the driver can read 0 back. */
-	wr(v, R_QUEUE_READY, 0);
+	wr(v, REG_QUEUE_READY, 0);
 	CHECK_EQ(n_stop, stops + 1);
 	CHECK_EQ(stop_q, 0);
-	CHECK_EQ(rd(v, R_QUEUE_READY), 0);
+	CHECK_EQ(rd(v, REG_QUEUE_READY), 0);
 	CHECK_EQ(virtq_pop(&vm, vq, &c), 0);
-	wr(v, R_QUEUE_READY, 0);
+	wr(v, REG_QUEUE_READY, 0);
 	CHECK_EQ(n_stop, stops + 1);
 
 	/* On again over a new ring: from index 0, so its first buffer is found. */
 	memset(vm.ram, 0, RAM);
-	wr(v, R_QUEUE_READY, 1);
-	CHECK_EQ(rd(v, R_QUEUE_READY), 1);
+	wr(v, REG_QUEUE_READY, 1);
+	CHECK_EQ(rd(v, REG_QUEUE_READY), 1);
 	CHECK_EQ(vq->last_avail, 0);
 	CHECK_EQ(vq->used_idx, 0);
 	CHECK_EQ(vq->signalled_used, 0);
@@ -237,7 +223,7 @@ static void test_queue_ready(struct virtio_mmio *v)
 	put16(AVAIL + 4, 0);
 	put16(AVAIL + 2, 1);
 	CHECK_EQ(virtq_pop(&vm, vq, &c), 1);
-	CHECK(!(rd(v, R_STATUS) & VIRTIO_STATUS_NEEDS_RESET));
+	CHECK(!(rd(v, REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET));
 }
 
 /* Saves from's state and loads it into to, as a migration would: to's verdict. */
