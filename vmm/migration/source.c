@@ -106,6 +106,14 @@ static int src_hello(struct src *c)
 		snprintf(c->err, sizeof(c->err), "%s", c->s.err);
 		return -1;
 	}
+	/*
+	 * While the destination checks the hello: dirty logging on, and the pages the guest ever
+	 * touched found. Nothing is sent before it accepts; a refusal turns the logging off again
+	 * (src_end), as any failure does.
+	 */
+	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
+	    ram_add_touched(&c->ram, c->err, sizeof(c->err)) < 0)
+		return -1;
 	if (c->interactive &&
 	    src_answer(c, REC_ACCEPT, "the destination's hello", ANSWER_TIMEOUT_MS) < 0)
 		return -1;
@@ -224,9 +232,6 @@ static int src_rounds(struct src *c)
 	uint64_t round = 0;
 	bool fits;
 
-	if (ram_track(&c->ram, true, c->err, sizeof(c->err)) < 0 ||
-	    ram_add_touched(&c->ram, c->err, sizeof(c->err)) < 0)
-		return -1;
 	pthread_mutex_lock(&m->lock);
 	m->st.setup_ns = now_ns() - m->st.start_ns;
 	pthread_mutex_unlock(&m->lock);
