@@ -124,6 +124,15 @@ static int opt_check_keys(const char *opt, const char *list, const char *const *
 	return 0;
 }
 
+/* Is v[0, n) one of values (NULL-terminated)? */
+static bool one_of(const char *v, size_t n, const char *const *values)
+{
+	for (int i = 0; values[i]; i++)
+		if (strlen(values[i]) == n && !strncmp(v, values[i], n))
+			return true;
+	return false;
+}
+
 /* key, if there, must have one of values (NULL-terminated); expected says which in words. */
 static int opt_check_value(const char *opt, const char *list, const char *key,
 			   const char *const *values, const char *expected)
@@ -131,11 +140,8 @@ static int opt_check_value(const char *opt, const char *list, const char *key,
 	size_t n;
 	const char *v = opt_find(list, key, &n);
 
-	if (!v)
+	if (!v || one_of(v, n, values))
 		return 0;
-	for (int i = 0; values[i]; i++)
-		if (strlen(values[i]) == n && !strncmp(v, values[i], n))
-			return 0;
 	errorf("%s: %s=%.*s: expected %s", opt, key, (int)n, v, expected);
 	return -1;
 }
@@ -525,13 +531,10 @@ static int config_socket_opts(const char *opt, const char *spec)
 	while (p) {
 		const char *o = p + 1;
 		size_t n;
-		int i;
 
 		p = strchr(o, ',');
 		n = p ? (size_t)(p - o) : strlen(o);
-		for (i = 0; ok[i] && (strlen(ok[i]) != n || strncmp(ok[i], o, n)); i++)
-			;
-		if (!ok[i]) {
+		if (!one_of(o, n, ok)) {
 			errorf("%s: '%.*s': tern always listens and never waits (server,nowait)", opt,
 			       (int)n, o);
 			return -1;
