@@ -39,7 +39,7 @@ static int boot_kernel(struct guest_mem *mem, const struct boot_cfg *cfg, struct
 		errorf("kernel: no kernel given");
 		return -1;
 	}
-	if (file_read(&f, "kernel", cfg->kernel) < 0)
+	if (file_open(&f, "kernel", cfg->kernel) < 0)
 		return -1;
 	if (elf_detect(&f)) {
 		r = elf_load(mem, &f, ki);
@@ -49,7 +49,7 @@ static int boot_kernel(struct guest_mem *mem, const struct boot_cfg *cfg, struct
 		errorf("kernel: %s: not an ELF or bzImage kernel", cfg->kernel);
 		r = -1;
 	}
-	file_free(&f);
+	file_close(&f);
 	return r;
 }
 
@@ -69,8 +69,8 @@ static int boot_mode(const struct boot_cfg *cfg, const struct kernel_info *ki, e
 		return -1;
 	}
 	if (!ki->has_entry64) {
-		errorf("kernel: %s: entry point 0x%" PRIx64 " is outside the loaded segments and "
-		       "there is no PVH note",
+		errorf("kernel: %s: entry point 0x%" PRIx64 " is outside the loaded segments (or "
+		       "in their .bss) and there is no PVH note",
 		       cfg->kernel, ki->entry64);
 		return -1;
 	}

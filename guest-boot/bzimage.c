@@ -14,10 +14,13 @@
 #define HDR_MAGIC 0x202 /* "HdrS" */
 #define HDR_VERSION 0x206
 #define HDR_LOADFLAGS 0x211
+#define HDR_SYSSIZE 0x1f4 /* the protected-mode code's size, in 16-byte units */
 #define HDR_INITRD_ADDR_MAX 0x22c
 #define HDR_KERNEL_ALIGNMENT 0x230
+#define HDR_HARDWARE_SUBARCH 0x23c /* and hardware_subarch_data at 0x240: the loader's */
 #define HDR_XLOADFLAGS 0x236
 #define HDR_CMDLINE_SIZE 0x238
+#define HDR_SETUP_DATA 0x250 /* the loader's: a list the kernel walks */
 #define HDR_PREF_ADDRESS 0x258
 #define HDR_INIT_SIZE 0x260
 #define HDR_END_MAX 0x290 /* boot_params.edd_mbr_sig_buffer follows the header */
@@ -29,7 +32,7 @@
 
 bool bzimage_detect(const struct boot_file *f)
 {
-	return f->size >= HDR_MAGIC + 4 && !memcmp(f->data + HDR_MAGIC, "HdrS", 4);
+	return f->len >= HDR_MAGIC + 4 && !memcmp(f->data + HDR_MAGIC, "HdrS", 4);
 }
 
 static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
@@ -38,7 +41,7 @@ static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
 	uint16_t version;
 	unsigned sects;
 
-	if (f->size < HDR_END_MAX) {
+	if (f->len < HDR_END_MAX) {
 		errorf("%s: %s: truncated bzImage setup header", f->what, f->path);
 		return -1;
 	}
@@ -53,12 +56,26 @@ static int bzimage_check(const struct boot_file *f, uint64_t *setup_size)
 		errorf("%s: %s: bzImage has no 64-bit entry point (xloadflags)", f->what, f->path);
 		return -1;
 	}
+	/* The header ends where its leading jump lands; 2.12's fields must be in it. */
+	if (HDR_MAGIC + d[HDR_JUMP + 1] < HDR_INIT_SIZE + 4) {
+		errorf("%s: %s: bzImage setup header ends at 0x%x, before protocol 2.12's fields",
+		       f->what, f->path, HDR_MAGIC + d[HDR_JUMP + 1]);
+		return -1;
+	}
 	sects = d[HDR_START] ? d[HDR_START] : 4; /* 0 means 4, for old kernels */
 	*setup_size = (uint64_t)(sects + 1) * 512;
-	if (*setup_size >= f->size) {
-		errorf("%s: %s: truncated bzImage: no protected-mode code after %" PRIu64
-		       " bytes of setup",
-		       f->what, f->path, *setup_size);
+	/* Linux's build pads the code to exactly syssize paragraphs: fewer bytes is a cut file. */
+	if (*setup_size >= f->size || f->size - *setup_size < (uint64_t)get32(d + HDR_SYSSIZE) * 16 ||
+	    f->size - *setup_size <= BZ_ENTRY64_OFFSET) {
+		errorf("%s: %s: truncated bzImage: %" PRIu64 " bytes of protected-mode code after "
+		       "%" PRIu64 " of setup, its header says %" PRIu64,
+		       f->what, f->path, f->size > *setup_size ? f->size - *setup_size : 0,
+		       *setup_size, (uint64_t)get32(d + HDR_SYSSIZE) * 16);
+		return -1;
+	}
+	if (get32(d + HDR_INIT_SIZE) < f->size - *setup_size) {
+		errorf("%s: %s: bzImage init_size %" PRIu32 " is smaller than its code", f->what,
+		       f->path, get32(d + HDR_INIT_SIZE));
 		return -1;
 	}
 	return 0;
@@ -99,7 +116,8 @@ int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel
 		       init_size >> 10);
 		return -1;
 	}
-	memcpy(mem->base + BOOT_KERNEL_ADDR, f->data + setup_size, code_size);
+	if (file_pread(f, mem->base + BOOT_KERNEL_ADDR, code_size, setup_size) < 0)
+		return -1;
 
 	*ki = (struct kernel_info){
 	    .bzimage = true,
@@ -114,5 +132,8 @@ int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel
 	hdr_end = MIN((size_t)HDR_MAGIC + f->data[HDR_JUMP + 1], (size_t)HDR_END_MAX);
 	ki->setup_hdr_len = hdr_end - HDR_START;
 	memcpy(ki->setup_hdr, f->data + HDR_START, ki->setup_hdr_len);
+	/* The loader's fields (bzimage_check() found them in the header) are ours: none here. */
+	memset(ki->setup_hdr + HDR_HARDWARE_SUBARCH - HDR_START, 0, 12);
+	memset(ki->setup_hdr + HDR_SETUP_DATA - HDR_START, 0, 8);
 	return 0;
 }

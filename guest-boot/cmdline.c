@@ -58,8 +58,10 @@ int cmdline_build(struct guest_mem *mem, const struct boot_cfg *cfg)
 		    len, cfg->ndevs, BOOT_CMDLINE_MAX - 1);
 		return -1;
 	}
-	if (!mem_fits(mem, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX))
+	if (!mem_fits(mem, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX)) {
+		errorf("cmdline: guest RAM of %" PRIu64 " KiB has no room for it", mem->size >> 10);
 		return -1;
+	}
 	memset(mem->base + BOOT_CMDLINE_ADDR, 0, BOOT_CMDLINE_MAX);
 	memcpy(mem->base + BOOT_CMDLINE_ADDR, line, len);
 	return len;

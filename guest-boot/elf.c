@@ -5,6 +5,7 @@
  */
 #include <elf.h>
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "guest-boot/internal.h"
 #include "vmm/util.h"
@@ -24,18 +25,21 @@ static const struct {
     {BOOT_EBDA_START, BOOT_HIMEM_START, "reserved area (EBDA, ACPI tables)"},
 };
 
+/* A PT_NOTE larger than this is no kernel's: it is not read (the PVH note is 20 bytes). */
+#define ELF_NOTES_MAX (1 << 20)
+
 bool elf_detect(const struct boot_file *f)
 {
-	return f->size >= SELFMAG && !memcmp(f->data, ELFMAG, SELFMAG);
+	return f->len >= SELFMAG && !memcmp(f->data, ELFMAG, SELFMAG);
 }
 
 static int elf_check_header(const struct boot_file *f, const Elf64_Ehdr *eh)
 {
-	if (f->size < EI_NIDENT || f->data[EI_CLASS] != ELFCLASS64) {
+	if (f->len < EI_NIDENT || f->data[EI_CLASS] != ELFCLASS64) {
 		errorf("%s: %s: not a 64-bit ELF", f->what, f->path);
 		return -1;
 	}
-	if (f->size < sizeof(*eh)) {
+	if (f->len < sizeof(*eh)) {
 		errorf("%s: %s: truncated ELF header (%" PRIu64 " bytes)", f->what, f->path,
 		       f->size);
 		return -1;
@@ -69,7 +73,7 @@ static int elf_check_header(const struct boot_file *f, const Elf64_Ehdr *eh)
 static int elf_check_segment(const struct guest_mem *mem, const struct boot_file *f, int i,
 			     const Elf64_Phdr *ph)
 {
-	uint64_t start = ph->p_paddr, end = ph->p_paddr + ph->p_memsz;
+	uint64_t start = ph->p_paddr, end;
 
 	if (ph->p_offset > f->size || ph->p_filesz > f->size - ph->p_offset) {
 		errorf("%s: %s: truncated ELF: segment %d ends past the end of the file", f->what,
@@ -86,6 +90,7 @@ static int elf_check_segment(const struct guest_mem *mem, const struct boot_file
 		       f->what, f->path, i, start, ph->p_memsz, mem->size >> 20);
 		return -1;
 	}
+	end = start + ph->p_memsz; /* inside RAM: no wrap */
 	for (size_t a = 0; a < ARRAY_SIZE(boot_areas); a++) {
 		if (start < boot_areas[a].end && end > boot_areas[a].start) {
 			errorf("%s: %s: segment %d (0x%" PRIx64 "-0x%" PRIx64
@@ -123,51 +128,89 @@ static void elf_find_pvh(const uint8_t *p, uint64_t len, struct kernel_info *ki)
 	}
 }
 
+/* The entry must be in what the file fills in: .bss (past p_filesz) is zeros. */
 static bool elf_in_segment(const Elf64_Phdr *ph, uint64_t addr)
 {
-	return ph->p_type == PT_LOAD && addr >= ph->p_paddr && addr - ph->p_paddr < ph->p_memsz;
+	return ph->p_type == PT_LOAD && addr >= ph->p_paddr && addr - ph->p_paddr < ph->p_filesz;
 }
 
-int elf_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_info *ki)
+/* A PT_NOTE's notes, read if they are in the file and of a note's size. */
+static int elf_note(const struct boot_file *f, const Elf64_Phdr *ph, struct kernel_info *ki)
 {
-	Elf64_Ehdr eh;
-	int nload = 0;
-	bool entry_ok = false, pvh_ok = false;
+	uint8_t *notes;
 
-	memcpy(&eh, f->data, MIN(sizeof(eh), f->size));
-	if (elf_check_header(f, &eh) < 0)
+	if (ph->p_offset > f->size || ph->p_filesz > f->size - ph->p_offset ||
+	    ph->p_filesz > ELF_NOTES_MAX)
+		return 0;
+	notes = malloc(ph->p_filesz);
+	if (!notes) {
+		errorf("%s: %s: out of memory", f->what, f->path);
 		return -1;
-	*ki = (struct kernel_info){.initrd_max = ELF_INITRD_ADDR_MAX,
-				   .version = 0x020c,
-				   .cmdline_max = BOOT_CMDLINE_MAX - 1};
-	for (int i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
+	}
+	if (file_pread(f, notes, ph->p_filesz, ph->p_offset) < 0) {
+		free(notes);
+		return -1;
+	}
+	elf_find_pvh(notes, ph->p_filesz, ki);
+	free(notes);
+	return 0;
+}
 
-		memcpy(&ph, f->data + eh.e_phoff + i * sizeof(ph), sizeof(ph));
-		if (ph.p_type == PT_NOTE && ph.p_offset <= f->size &&
-		    ph.p_filesz <= f->size - ph.p_offset)
-			elf_find_pvh(f->data + ph.p_offset, ph.p_filesz, ki);
-		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
-			continue;
-		if (elf_check_segment(mem, f, i, &ph) < 0)
+/* Every PT_LOAD straight from the file into guest RAM, .bss zeroed. */
+static int elf_load_segments(struct guest_mem *mem, const struct boot_file *f,
+			     const Elf64_Phdr *ph, int n, struct kernel_info *ki)
+{
+	int nload = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (ph[i].p_type == PT_NOTE && elf_note(f, &ph[i], ki) < 0)
 			return -1;
-		memcpy(mem->base + ph.p_paddr, f->data + ph.p_offset, ph.p_filesz);
-		memset(mem->base + ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
-		ki->end = MAX(ki->end, ph.p_paddr + ph.p_memsz);
+		if (ph[i].p_type != PT_LOAD || ph[i].p_memsz == 0)
+			continue;
+		if (elf_check_segment(mem, f, i, &ph[i]) < 0 ||
+		    file_pread(f, mem->base + ph[i].p_paddr, ph[i].p_filesz, ph[i].p_offset) < 0)
+			return -1;
+		memset(mem->base + ph[i].p_paddr + ph[i].p_filesz, 0,
+		       ph[i].p_memsz - ph[i].p_filesz);
+		ki->end = MAX(ki->end, ph[i].p_paddr + ph[i].p_memsz);
 		nload++;
 	}
 	if (!nload) {
 		errorf("%s: %s: ELF has no loadable segment", f->what, f->path);
 		return -1;
 	}
+	return 0;
+}
+
+int elf_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_info *ki)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr *ph;
+	bool entry_ok = false, pvh_ok = false;
+
+	memcpy(&eh, f->data, MIN(sizeof(eh), f->len));
+	if (elf_check_header(f, &eh) < 0)
+		return -1;
+	*ki = (struct kernel_info){.initrd_max = ELF_INITRD_ADDR_MAX,
+				   .version = 0x020c,
+				   .cmdline_max = BOOT_CMDLINE_MAX - 1};
+	/* At most 65534 of 56 bytes: elf_check_header() found them inside the file. */
+	ph = malloc((size_t)eh.e_phnum * sizeof(*ph));
+	if (!ph) {
+		errorf("%s: %s: out of memory", f->what, f->path);
+		return -1;
+	}
+	if (file_pread(f, ph, (uint64_t)eh.e_phnum * sizeof(*ph), eh.e_phoff) < 0 ||
+	    elf_load_segments(mem, f, ph, eh.e_phnum, ki) < 0) {
+		free(ph);
+		return -1;
+	}
 	/* The entries count only if they land in what was loaded: a virtual e_entry does not. */
 	for (int i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-
-		memcpy(&ph, f->data + eh.e_phoff + i * sizeof(ph), sizeof(ph));
-		entry_ok |= eh.e_entry && elf_in_segment(&ph, eh.e_entry);
-		pvh_ok |= ki->has_pvh && elf_in_segment(&ph, ki->pvh_entry);
+		entry_ok |= eh.e_entry && elf_in_segment(&ph[i], eh.e_entry);
+		pvh_ok |= ki->has_pvh && elf_in_segment(&ph[i], ki->pvh_entry);
 	}
+	free(ph);
 	ki->has_entry64 = entry_ok;
 	ki->entry64 = eh.e_entry;
 	ki->has_pvh = pvh_ok;

@@ -1,7 +1,6 @@
 /* Reading kernel and initrd files with checked syscalls: every failure names the file. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,7 +10,8 @@
 int file_open_sized(const char *what, const char *path, uint64_t *size)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO with no writer would block the open before fstat() could refuse it. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0) {
 		perrorf("%s: %s", what, path);
@@ -29,6 +29,10 @@ int file_open_sized(const char *what, const char *path, uint64_t *size)
 		errorf("%s: %s: empty file", what, path);
 		goto fail;
 	}
+	if (fcntl(fd, F_SETFL, 0) < 0) {
+		perrorf("%s: %s: fcntl", what, path);
+		goto fail;
+	}
 	*size = st.st_size;
 	return fd;
 fail:
@@ -36,43 +40,55 @@ fail:
 	return -1;
 }
 
-int file_read(struct boot_file *f, const char *what, const char *path)
+void file_read_error(const char *what, const char *path)
 {
-	uint64_t size;
-	int fd = file_open_sized(what, path, &size);
-
-	*f = (struct boot_file){.what = what, .path = path};
-	if (fd < 0)
-		return -1;
-	if (size > SIZE_MAX) {
-		errorf("%s: %s: too large", what, path);
-		goto fail;
-	}
-	f->data = malloc(size);
-	if (!f->data) {
-		errorf("%s: %s: cannot allocate %llu bytes", what, path, (unsigned long long)size);
-		goto fail;
-	}
-	if (read_full(fd, f->data, size) < 0) {
-		/* read_full reports EOF as EPIPE: the file shrank while we read it */
-		if (errno == EPIPE)
-			errorf("%s: %s: file shrank while being read", what, path);
-		else
-			perrorf("%s: %s", what, path);
-		goto fail;
-	}
-	f->size = size;
-	close(fd);
-	return 0;
-fail:
-	close(fd);
-	file_free(f);
-	return -1;
+	/* read_full reports EOF as EPIPE: the file shrank while we read it */
+	if (errno == EPIPE)
+		errorf("%s: %s: file shrank while being read", what, path);
+	else
+		perrorf("%s: %s", what, path);
 }
 
-void file_free(struct boot_file *f)
+int file_open(struct boot_file *f, const char *what, const char *path)
 {
-	free(f->data);
-	f->data = NULL;
-	f->size = 0;
+	f->what = what;
+	f->path = path;
+	f->fd = file_open_sized(what, path, &f->size);
+	if (f->fd < 0)
+		return -1;
+	f->len = MIN(f->size, (uint64_t)BOOT_FILE_HEAD);
+	if (file_pread(f, f->data, f->len, 0) < 0) {
+		file_close(f);
+		return -1;
+	}
+	return 0;
+}
+
+int file_pread(const struct boot_file *f, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(f->fd, p, MIN(len, (uint64_t)1 << 30), off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EPIPE;
+			file_read_error(f->what, f->path);
+			return -1;
+		}
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+void file_close(struct boot_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
 }

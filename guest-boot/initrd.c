@@ -31,10 +31,7 @@ int initrd_load(struct guest_mem *mem, const char *path, const struct kernel_inf
 	/* Straight into guest RAM: an initrd can be far larger than anything worth copying twice.
 	 */
 	if (read_full(fd, mem->base + *addr, *size) < 0) {
-		if (errno == EPIPE)
-			errorf("initrd: %s: file shrank while being read", path);
-		else
-			perrorf("initrd: %s", path);
+		file_read_error("initrd", path);
 		close(fd);
 		return -1;
 	}

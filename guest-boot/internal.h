@@ -58,18 +58,30 @@ static inline bool mem_fits(const struct guest_mem *mem, uint64_t addr, uint64_t
 	return addr <= mem->size && len <= mem->size - addr;
 }
 
-/* file.c: a whole file read into memory. */
+/*
+ * file.c: a kernel file, its headers read (the first BOOT_FILE_HEAD bytes), the rest read
+ * only where a loader has checked it is needed: a file of many GiB costs no more than a small
+ * one, and is refused as soon as it does not fit.
+ */
+#define BOOT_FILE_HEAD 4096
+
 struct boot_file {
 	const char *what; /* "kernel", "initrd": the start of every error line */
 	const char *path;
-	uint8_t *data;
-	uint64_t size;
+	int fd;
+	uint64_t size;	  /* the file's */
+	uint64_t len;	  /* of data: min(size, BOOT_FILE_HEAD) */
+	uint8_t data[BOOT_FILE_HEAD];
 };
 
-int file_read(struct boot_file *f, const char *what, const char *path);
-void file_free(struct boot_file *f);
+int file_open(struct boot_file *f, const char *what, const char *path);
+/* len bytes at off into buf, all of them or -1 with a line naming the file. */
+int file_pread(const struct boot_file *f, void *buf, uint64_t len, uint64_t off);
+void file_close(struct boot_file *f);
 /* Opens path and returns its size in *size; rejects empty and non-regular files. fd or -1. */
 int file_open_sized(const char *what, const char *path, uint64_t *size);
+/* A read that found the end of the file early (read_full's EPIPE) says so. */
+void file_read_error(const char *what, const char *path);
 
 /* What a kernel loader found out about the image it placed in guest memory. */
 struct kernel_info {

@@ -5,6 +5,8 @@
  */
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "guest-boot/aml.h"
 #include "guest-boot/internal.h"
@@ -105,6 +107,9 @@ static void test_elf_entry_choice(void)
 
 	cfg.kernel = good_elf(0x40200000, 0);
 	EXPECT_FAIL(&cfg, "entry point 0x40200000 is outside the loaded segments");
+	/* In the segment, but past what the file fills in: zeros to run. */
+	cfg.kernel = good_elf(0x202000, 0);
+	EXPECT_FAIL(&cfg, "entry point 0x202000 is outside the loaded segments (or in their .bss)");
 	cfg.kernel = good_elf(0x200000, 0);
 	cfg.force_pvh = true;
 	EXPECT_FAIL(&cfg, "no PVH entry");
@@ -137,6 +142,11 @@ static void test_elf_bad(void)
 	EXPECT_FAIL(&cfg, "text: not an ELF or bzImage kernel");
 	cfg.kernel = tmpdir;
 	EXPECT_FAIL(&cfg, "not a regular file");
+	/* A FIFO with no writer: refused at once, not waited on. */
+	snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+	CHECK_EQ(mkfifo(path, 0600), 0);
+	cfg.kernel = path;
+	EXPECT_FAIL(&cfg, "fifo: not a regular file");
 
 	len = build_elf(elfbuf, sizeof(elfbuf), &t);
 	cfg.kernel = tmp_file("short.elf", elfbuf, 40);
@@ -189,6 +199,20 @@ static void test_elf_bad(void)
 	len = build_elf(elfbuf, sizeof(elfbuf), &t);
 	cfg.kernel = tmp_file("acpi.elf", elfbuf, len);
 	EXPECT_FAIL(&cfg, "overlaps tern's reserved area");
+}
+
+/* A kernel file of 20 GiB (sparse): only its headers and segments are read, not all of it. */
+static void test_huge_kernel_file(void)
+{
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 1};
+	struct boot_entry e;
+
+	CHECK_EQ(truncate(cfg.kernel, 20ULL << 30), 0);
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	CHECK_EQ(e.rip, 0x200000);
+	CHECK(!memcmp(mem.base + 0x200000, code, sizeof(code)));
+	unlink(cfg.kernel);
 }
 
 static void test_mem_limits(void)
@@ -335,6 +359,9 @@ static size_t build_bzimage(uint8_t *b, uint16_t version)
 	put16(b + 0x236, 0x03);	      /* XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G */
 	put32(b + 0x238, 255);	      /* cmdline_size, the kernel's own limit */
 	put32(b + 0x260, 0x40000);    /* init_size */
+	put32(b + 0x1f4, 8192 / 16);  /* syssize: the code, in paragraphs */
+	put64(b + 0x250, 0x1234);     /* setup_data: the loader's, never the file's */
+	put32(b + 0x23c, 7);	      /* hardware_subarch: likewise */
 	b[0x268] = 0x77;	      /* past the header: must not be copied */
 	for (size_t i = 1024; i < len; i++)
 		b[i] = i * 7;
@@ -370,6 +397,8 @@ static void test_bzimage(void)
 	CHECK_EQ(get16(zp + 0x224), 0xfe00);
 	CHECK_EQ(get32(zp + 0x228), BOOT_CMDLINE_ADDR);
 	CHECK_EQ(get32(zp + 0x238), 255); /* the kernel's, not overwritten */
+	CHECK_EQ(get64(zp + 0x250), 0);
+	CHECK_EQ(get32(zp + 0x23c), 0);
 	CHECK_EQ(get16(zp + 0x1fe), 0xaa55);
 	CHECK_EQ(zp[0x1e8], 3);
 	rd_addr = get32(zp + 0x218);
@@ -404,6 +433,18 @@ static void test_bzimage(void)
 	put32(bz + 0x230, 0x3000);
 	cfg.kernel = tmp_file("bz-align", bz, len);
 	EXPECT_FAIL(&cfg, "bzImage kernel_alignment 0x3000 is not a power of two");
+	/* Cut short of what syssize says: refused, not started half-loaded. */
+	build_bzimage(bz, 0x020f);
+	cfg.kernel = tmp_file("bz-cut", bz, len - 16);
+	EXPECT_FAIL(&cfg, "truncated bzImage: 8176 bytes of protected-mode code after 1024 of "
+			  "setup, its header says 8192");
+	put32(bz + 0x260, 0);
+	cfg.kernel = tmp_file("bz-init0", bz, len);
+	EXPECT_FAIL(&cfg, "bzImage init_size 0 is smaller than its code");
+	build_bzimage(bz, 0x020f);
+	bz[0x201] = 0;
+	cfg.kernel = tmp_file("bz-jump0", bz, len);
+	EXPECT_FAIL(&cfg, "bzImage setup header ends at 0x202, before protocol 2.12's fields");
 }
 
 /* The 64-bit entry's page tables map 1G: a kernel above would fault on its first fetch. */
@@ -730,6 +771,7 @@ int main(void)
 	test_elf_good();
 	test_elf_entry_choice();
 	test_elf_bad();
+	test_huge_kernel_file();
 	test_mem_limits();
 	test_zero_page();
 	test_pvh_info();
