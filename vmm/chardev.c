@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -5,10 +6,23 @@
 #include "vmm/chardev.h"
 #include "vmm/util.h"
 
-static void chardev_file_write(struct chardev *c, const uint8_t *buf, size_t len)
+int chardev_write_fd(struct chardev *c, int fd, const uint8_t *buf, size_t len)
 {
-	if (c->fd >= 0 && write_full(c->fd, buf, len) < 0)
-		perrorf("serial: write");
+	if (c && c->give_up)
+		return write_full_unless(fd, buf, len, c->give_up, c->give_up_opaque);
+	return write_full(fd, buf, len);
+}
+
+static int chardev_file_write(struct chardev *c, const uint8_t *buf, size_t len)
+{
+	if (c->fd < 0)
+		return 0;
+	if (chardev_write_fd(c, c->fd, buf, len) < 0) {
+		if (errno != EINTR)
+			perrorf("serial: write");
+		return -1;
+	}
+	return 0;
 }
 
 struct chardev *chardev_file_open(const char *path)

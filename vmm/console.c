@@ -25,10 +25,13 @@ struct console {
 	struct termios saved;
 };
 
-static void console_write(struct chardev *chr, const uint8_t *buf, size_t len)
+static int console_write(struct chardev *chr, const uint8_t *buf, size_t len)
 {
-	if (write_full(STDOUT_FILENO, buf, len) < 0 && errno != EPIPE)
+	if (chardev_write_fd(chr, STDOUT_FILENO, buf, len) == 0)
+		return 0;
+	if (errno != EPIPE && errno != EINTR)
 		perrorf("console: write");
+	return -1;
 }
 
 static void console_mon_out(void *opaque, const char *buf, size_t len)

@@ -48,9 +48,9 @@ void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
 	}
 	pthread_mutex_lock(&l->call_lock);
 	/* Another caller's request goes first. */
-	while (l->call_pending && l->running)
+	while (l->call_pending && !l->finished)
 		pthread_cond_wait(&l->call_done, &l->call_lock);
-	if (!l->running) {
+	if (l->finished) {
 		pthread_mutex_unlock(&l->call_lock);
 		fn(arg);
 		return;
@@ -61,7 +61,7 @@ void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
 	seq = ++l->call_seq;
 	evloop_kick(l);
 	/* Once ours is done, call_pending may already be the next caller's: seq tells. */
-	while (l->call_pending && l->call_seq == seq && l->running)
+	while (l->call_pending && l->call_seq == seq && !l->finished)
 		pthread_cond_wait(&l->call_done, &l->call_lock);
 	if (l->call_pending && l->call_seq == seq) {
 		/* The loop ended before it got to us: run it here, nobody else will. */
@@ -77,6 +77,7 @@ void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
 int evloop_init(struct evloop *l)
 {
 	memset(l, 0, sizeof(*l));
+	l->thread = pthread_self();
 	pthread_mutex_init(&l->call_lock, NULL);
 	pthread_cond_init(&l->call_done, NULL);
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -163,8 +164,7 @@ void evloop_run(struct evloop *l)
 	struct epoll_event evs[16];
 
 	pthread_mutex_lock(&l->call_lock);
-	l->thread = pthread_self();
-	l->running = true;
+	l->thread = pthread_self(); /* the one that made it, unless another runs it */
 	pthread_mutex_unlock(&l->call_lock);
 	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
 		int n = epoll_wait(l->epfd, evs, 16, -1);
@@ -173,7 +173,7 @@ void evloop_run(struct evloop *l)
 			continue;
 		if (n < 0) {
 			perrorf("evloop: epoll_wait");
-			break; /* running = false below, or evloop_call() waits for ever */
+			break; /* finished below, or evloop_call() waits for ever */
 		}
 		for (int i = 0; i < n; i++) {
 			uint64_t key = evs[i].data.u64;
@@ -184,8 +184,13 @@ void evloop_run(struct evloop *l)
 				h->fn(h->opaque, evs[i].events);
 		}
 	}
+	evloop_finish(l);
+}
+
+void evloop_finish(struct evloop *l)
+{
 	pthread_mutex_lock(&l->call_lock);
-	l->running = false;
+	l->finished = true;
 	pthread_cond_broadcast(&l->call_done);
 	pthread_mutex_unlock(&l->call_lock);
 }

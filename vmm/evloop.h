@@ -32,8 +32,8 @@ struct evloop {
 	void *call_arg;
 	bool call_pending;
 	unsigned long call_seq; /* of the request last posted: whose is pending */
-	pthread_t thread;
-	bool running;
+	pthread_t thread;	/* the one that runs it (until it does: the one that made it) */
+	bool finished;		/* evloop_run() returned, or never will: calls run inline */
 };
 
 int evloop_init(struct evloop *l);
@@ -45,10 +45,13 @@ void evloop_del(struct evloop *l, int fd);
 /* Runs until evloop_stop(). */
 void evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);
+/* The loop will not run (set-up failed): evloop_call() from now on, and any waiting, run inline. */
+void evloop_finish(struct evloop *l);
 /*
  * Runs fn(arg) on the loop's thread and waits for it: device hooks touch state that only the
  * I/O thread otherwise touches, so other threads (migration) reach them through this.
- * Called on the loop's own thread (or before the loop runs), it just calls fn.
+ * Called on the loop's own thread it just calls fn; from another before the loop runs, it waits
+ * for it to start (set-up has not finished: the devices are not ready for fn yet).
  */
 void evloop_call(struct evloop *l, void (*fn)(void *), void *arg);
 /* A timerfd that fires after first_ms then every period_ms (0 = once). Returns the fd. */

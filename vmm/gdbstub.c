@@ -766,7 +766,8 @@ static void gdb_destroy(void *opaque)
 		evloop_del(&g->vm->loop, g->listen_fd);
 		close(g->listen_fd);
 	}
-	if (g->uri.kind == MIG_UNIX)
+	/* Only a socket we made: a path we could not listen at may be somebody's file. */
+	if (g->listen_fd >= 0 && g->uri.kind == MIG_UNIX)
 		unlink(g->uri.path);
 	if (g->stop_fd >= 0)
 		close(g->stop_fd);

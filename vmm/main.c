@@ -269,6 +269,12 @@ static int tern_setup(struct tern *t)
 	}
 	if (t->cfg.daemonize && tern_daemonize(t) < 0)
 		return -1;
+	/*
+	 * The pidfile's lock before anything else is made: a second tern given the same command
+	 * line stops here, before its sockets replace the first one's.
+	 */
+	if (t->cfg.pidfile && tern_pidfile(t, t->cfg.pidfile) < 0)
+		return -1;
 	/* -name ...,process=P: before any thread is made, so that all of them inherit it. */
 	if (t->cfg.process[0] && prctl(PR_SET_NAME, t->cfg.process) < 0) {
 		perrorf("-name process=%s", t->cfg.process);
@@ -286,8 +292,6 @@ static int tern_setup(struct tern *t)
 	    tern_vcpus(t, incoming) < 0 || irqchip_state_register(vm) < 0 ||
 	    cpu_info_register(vm) < 0)
 		return -1;
-	if (t->cfg.pidfile && tern_pidfile(t, t->cfg.pidfile) < 0)
-		return -1;
 	/* Everything that opens, forks or attaches is done: the filters go on now. */
 	if (!t->cfg.no_sandbox && sandbox_enter(SANDBOX_IO) < 0)
 		return -1;
@@ -301,10 +305,28 @@ static int tern_setup(struct tern *t)
 	return incoming ? migration_incoming(vm, t->cfg.incoming) : 0;
 }
 
+/*
+ * Started with 0, 1 or 2 closed, the first fds tern opens would take their numbers and be
+ * written over (the daemon's /dev/null, stderr's lines): /dev/null fills them first.
+ */
+static void tern_std_fds(void)
+{
+	int fd;
+
+	do
+		fd = open("/dev/null", O_RDWR);
+	while (fd >= 0 && fd <= STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 int main(int argc, char **argv)
 {
-	struct tern *t = calloc(1, sizeof(*t));
+	struct tern *t;
 	int r, code;
+
+	tern_std_fds();
+	t = calloc(1, sizeof(*t));
 
 	if (!t) {
 		perrorf("calloc");
@@ -316,13 +338,16 @@ int main(int argc, char **argv)
 		free(t);
 		return r > 0 ? 0 : 1;
 	}
-	t->sigfd = t->ready_fd = t->pid_fd = -1;
+	t->sigfd = t->ready_fd = t->pid_fd = t->vm.kvm_fd = t->vm.fd = -1;
 	if (tern_setup(t) == 0) {
 		if (t->ready_fd >= 0)
 			tern_daemon_ready(t);
 		evloop_run(&t->vm.loop);
 	} else {
 		t->vm.exit_code = 1;
+		/* A migration thread waiting for the loop gets its call run here instead. */
+		if (t->vm.loop.epfd > 0)
+			evloop_finish(&t->vm.loop);
 	}
 	code = t->vm.exit_code;
 	/* Migration first, then the vCPU: each uses what comes after it. */

@@ -977,8 +977,10 @@ int qmp_create(struct vm *vm, const char *spec)
 	if (q->fd < 0 || evloop_add(&vm->loop, q->fd, EPOLLIN, qmp_accept, q) < 0 ||
 	    evloop_add(&vm->loop, q->evfd, EPOLLIN, qmp_flush_events, q) < 0 ||
 	    vm_register_device(vm, &qmp_ops, q) < 0) {
-		if (q->fd >= 0)
+		if (q->fd >= 0) {
 			close(q->fd);
+			unlink(q->path);
+		}
 		close(q->evfd);
 		free(q);
 		return -1;

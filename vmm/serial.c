@@ -122,6 +122,12 @@ static void serial_tx(struct serial *s, uint8_t v)
 	s->tx[s->tx_len++] = v;
 }
 
+/* Output waits on a backend that takes nothing only until the vCPUs must stop. */
+static bool serial_give_up(void *vm)
+{
+	return vcpus_stopping(vm);
+}
+
 /*
  * Writes the queued output to the backend, without the lock. A thread that finds another
  * one at it leaves its bytes to that one, which loops until none are left.
@@ -142,7 +148,13 @@ static void serial_flush(struct serial *s)
 		s->tx_len = 0;
 		pthread_cond_broadcast(&s->tx_room);
 		pthread_mutex_unlock(&s->lock);
-		s->chr->write(s->chr, buf, len);
+		if (s->chr->write(s->chr, buf, len) < 0) {
+			/* Nobody reads the output and the vCPUs must stop: it is dropped. */
+			pthread_mutex_lock(&s->lock);
+			s->tx_len = 0;
+			pthread_cond_broadcast(&s->tx_room);
+			break;
+		}
 		pthread_mutex_lock(&s->lock);
 	}
 	s->flushing = false;
@@ -280,6 +292,8 @@ struct serial *serial_create(struct vm *vm, struct chardev *chr)
 	pthread_cond_init(&s->tx_room, NULL);
 	chr->input = serial_input;
 	chr->input_opaque = s;
+	chr->give_up = serial_give_up;
+	chr->give_up_opaque = s->vm;
 	if (iobus_register(&vm->pio, SERIAL_BASE, 8, serial_io, s) < 0 ||
 	    vm_register_device(vm, &serial_ops, s) < 0) {
 		serial_destroy(s);

@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,41 @@ int write_full(int fd, const void *buf, size_t len)
 	while (len) {
 		ssize_t n = write(fd, p, len);
 
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+#define WRITE_CHUNK 256
+
+int write_full_unless(int fd, const void *buf, size_t len, bool (*give_up)(void *), void *arg)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		int r = poll(&pfd, 1, WRITE_RECHECK_MS);
+		ssize_t n;
+
+		if ((r == 0 || (r < 0 && errno == EINTR)) && give_up(arg)) {
+			errno = EINTR;
+			return -1;
+		}
+		if (r <= 0) {
+			if (r < 0 && errno != EINTR)
+				return -1;
+			continue;
+		}
+		/*
+		 * A little at a time: POLLOUT says a pipe has a page free and a terminal a few
+		 * hundred bytes, so this much does not block either.
+		 */
+		n = write(fd, p, MIN(len, (size_t)WRITE_CHUNK));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -32,6 +32,13 @@ int parse_size(const char *s, uint64_t def_unit, uint64_t *out);
 
 /* Read or write all of buf, retrying on EINTR and short transfers. 0 or -1 (errno). */
 int read_full(int fd, void *buf, size_t len);
+/*
+ * write_full() for a thread a signal cannot free (a vCPU thread, whose kick may come before
+ * it blocks): while fd takes nothing it asks give_up(arg) every WRITE_RECHECK_MS, and gives
+ * up with EINTR when told to.
+ */
+#define WRITE_RECHECK_MS 100
+int write_full_unless(int fd, const void *buf, size_t len, bool (*give_up)(void *), void *arg);
 int write_full(int fd, const void *buf, size_t len);
 
 /*

@@ -223,6 +223,18 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+bool vcpus_stopping(struct vm *vm)
+{
+	bool stop;
+
+	pthread_mutex_lock(&vm->lock);
+	stop = vm->exiting;
+	for (int i = 0; i < vm->nvcpu && !stop; i++)
+		stop = vm->vcpu[i].want_pause || vm->vcpu[i].debug_stop;
+	pthread_mutex_unlock(&vm->lock);
+	return stop;
+}
+
 int vcpus_start(struct vm *vm, bool paused)
 {
 	struct sigaction sa = { .sa_handler = vcpu_kick_handler };

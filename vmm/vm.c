@@ -287,15 +287,33 @@ static void vm_resume_vcpus(struct vm *vm, int first, int n)
 		vcpu_resume(&vm->vcpu[i]);
 }
 
+/*
+ * Before a stopped guest runs again: kvmclock ran on meanwhile, and the guest is told it was
+ * stopped (KVM_KVMCLOCK_CTRL), so that its soft-lockup and RCU-stall watchdogs do not fire at
+ * the gap. EINVAL from a guest without kvmclock (yet) is nothing to report.
+ */
+static void vm_tell_stopped(struct vm *vm)
+{
+	for (int i = 0; i < vm->nvcpu; i++)
+		ioctl(vm->vcpu[i].fd, KVM_KVMCLOCK_CTRL, 0);
+}
+
 /* With run_lock held, so that STOP and RESUME reach listeners in the order they happened. */
 static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 {
 	enum vm_runstate old;
 
+	if (vm_state(vm) == RUN_STATE_FINISH_MIGRATE) {
+		if (s == RUN_STATE_RUNNING && vm->stop_pending)
+			s = RUN_STATE_PAUSED;
+		vm->stop_pending = false;
+	}
 	if (s != RUN_STATE_RUNNING)
 		vm_pause_vcpus(vm, 0, vm->nvcpu);
 	old = vm_set_state(vm, s);
 	if (s == RUN_STATE_RUNNING) {
+		if (old != RUN_STATE_RUNNING)
+			vm_tell_stopped(vm);
 		vcpus_release_debug(vm);
 		vm_resume_vcpus(vm, 0, vm->nvcpu);
 	}
@@ -329,6 +347,8 @@ void vm_stop(struct vm *vm)
 	/* As QEMU: on a waiting destination, stop means "keep it stopped when it arrives". */
 	if (s == RUN_STATE_INMIGRATE)
 		vm->autostart = false;
+	else if (s == RUN_STATE_FINISH_MIGRATE)
+		vm->stop_pending = true;
 	else if (s == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
 	pthread_mutex_unlock(&vm->run_lock);

@@ -82,6 +82,9 @@ struct vm {
 	/* Whether a guest arriving by migration runs at once (QEMU's autostart): off with -S,
 	 * and stop or cont on a waiting destination set it. Guarded by run_lock. */
 	bool autostart;
+	/* A stop while a migration holds the guest (finish-migrate): should the migration fail,
+	 * the guest stays stopped rather than run on. Guarded by run_lock. */
+	bool stop_pending;
 	bool exiting;
 	int exit_code;
 	const char *exit_cause;
@@ -157,6 +160,11 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id);
 /* The threads of the vm->nvcpu vCPUs created, parked if paused; vcpus_stop ends them, joins
  * them and frees the vCPUs (once; a second call does nothing). */
 int vcpus_start(struct vm *vm, bool paused);
+/*
+ * Whether the vCPUs are being parked (a pause, a debug stop) or ended: a vCPU thread blocked
+ * on the host, where no kick reaches it, asks this to know it must give up and return.
+ */
+bool vcpus_stopping(struct vm *vm);
 void vcpus_stop(struct vm *vm);
 /*
  * Pause in two steps, so that every vCPU is asked before any is waited for: the request kicks

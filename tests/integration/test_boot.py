@@ -1,14 +1,16 @@
 """Issue 2: tern boots the test unikernel; console, monitor, exits and bad input."""
+import fcntl
 import json
 import os
 import re
 import struct
+import subprocess
 import termios
 import time
 
 import pytest
 
-from conftest import GUEST, Monitor, run_tern
+from conftest import GUEST, TERN, Monitor, run_tern
 
 BOOT = ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M"]
 
@@ -569,13 +571,45 @@ def test_daemonize(tmp_path):
             os.kill(pid, 9)
 
 
-def test_pidfile_is_left_alone_by_a_tern_that_never_wrote_it(tmp_path):
-    """A tern that fails before it writes the pidfile does not remove another one's."""
+@pytest.mark.kvm
+def test_daemonize_with_stdin_closed(tmp_path):
+    """Started with fd 0 closed (a supervisor that closes it): the first fds tern opens do not
+    take its number and get written over, and the daemon runs on until quit."""
+    pidfile, mon = tmp_path / "tern.pid", tmp_path / "mon"
+    p = subprocess.run(["bash", "-c", 'exec 0<&- && exec "$@"', "tern", TERN, "-kernel", GUEST,
+                        "-m", "128M", "-nographic", "-serial", "none", "-daemonize",
+                        "-pidfile", str(pidfile), "-monitor", "unix:%s,server,nowait" % mon],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout
+    pid = int(pidfile.read_text())
+    try:
+        m = Monitor(str(mon))
+        time.sleep(0.5)
+        assert alive(pid) and "running" in m.cmd("info status")
+        m.s.sendall(b"quit\n")
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)
+
+
+def test_pidfile_of_a_running_process_is_left_alone(tmp_path):
+    """A pidfile another process holds locked is refused before anything else is made, and
+    left as it is; a stale one (unlocked) is taken over, and removed when tern ends."""
     pidfile = tmp_path / "other.pid"
-    pidfile.write_text("4242\n")
+    with open(pidfile, "w") as f:
+        f.write("4242\n")
+        f.flush()
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, out = run_tern(["-kernel", str(tmp_path / "nope.elf"), "-pidfile", str(pidfile)])
+        assert code == 1 and "locked by another process" in out and "nope.elf" not in out, out
+        assert pidfile.read_text() == "4242\n"
     code, out = run_tern(["-kernel", str(tmp_path / "nope.elf"), "-pidfile", str(pidfile)])
     assert code == 1 and "nope.elf" in out, out
-    assert pidfile.read_text() == "4242\n"
+    assert not pidfile.exists()
 
 
 def test_daemonize_reports_failure(tmp_path):

@@ -198,3 +198,12 @@ def test_gdb_bad_option_and_busy_port():
     rc, out = run_tern(["-kernel", GUEST, "-gdb", "tcp:127.0.0.1:%d" % busy.getsockname()[1]])
     busy.close()
     assert rc != 0 and "-gdb: tcp:127.0.0.1:" in out and "Address already in use" in out, out
+
+
+def test_gdb_socket_path_of_a_file(tmp_path):
+    """A unix: path where a file (not a socket) is: refused, and the file left where it is."""
+    f = tmp_path / "notes.txt"
+    f.write_text("mine\n")
+    rc, out = run_tern(["-kernel", GUEST, "-gdb", "unix:%s" % f])
+    assert rc != 0 and "exists and is not a socket" in out, out
+    assert f.read_text() == "mine\n"

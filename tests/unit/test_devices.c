@@ -4,6 +4,7 @@
  * and QueueReady, and the state it accepts from a migration stream; the UART's output to a
  * slow backend. Also the I/O loop's slots and evloop_call() at shutdown.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "vmm/dirty.h"
 #include "vmm/evloop.h"
 #include "vmm/serial.h"
+#include "vmm/util.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vm.h"
 
@@ -479,7 +481,36 @@ static void test_evloop_call_at_stop(void)
 	CHECK(joined(b));
 	CHECK_EQ(t.ran_a, 1);
 	CHECK_EQ(t.ran_b, 1);
-	CHECK(!t.l.running);
+	CHECK(t.l.finished);
+}
+
+/*
+ * A call from another thread before the loop runs (an incoming migration while tern still
+ * sets up) waits for the loop; one whose loop never comes (set-up failed) runs at the finish.
+ */
+static void test_evloop_call_before_run(void)
+{
+	static struct call_test t, u;
+	pthread_t loop, a;
+
+	CHECK_EQ(evloop_init(&t.l), 0);
+	pthread_create(&a, NULL, call_a, &t);
+	usleep(50000);
+	CHECK_EQ(__atomic_load_n(&t.ran_a, __ATOMIC_RELAXED), 0);
+	pthread_create(&loop, NULL, call_loop, &t);
+	CHECK(joined(a));
+	CHECK_EQ(t.ran_a, 1);
+	evloop_stop(&t.l);
+	CHECK(joined(loop));
+	evloop_destroy(&t.l);
+
+	CHECK_EQ(evloop_init(&u.l), 0);
+	pthread_create(&a, NULL, call_a, &u);
+	usleep(50000);
+	evloop_finish(&u.l);
+	CHECK(joined(a));
+	CHECK_EQ(u.ran_a, 1);
+	evloop_destroy(&u.l);
 }
 
 /* --- the UART ------------------------------------------------------------------------- */
@@ -499,7 +530,7 @@ struct slow_chr {
 
 static struct slow_chr slow;
 
-static void slow_write(struct chardev *c, const uint8_t *buf, size_t len)
+static int slow_write(struct chardev *c, const uint8_t *buf, size_t len)
 {
 	pthread_mutex_lock(&slow.m);
 	slow.held = slow.hold;
@@ -511,6 +542,7 @@ static void slow_write(struct chardev *c, const uint8_t *buf, size_t len)
 		slow.len += len;
 	}
 	pthread_mutex_unlock(&slow.m);
+	return 0;
 }
 
 static void uart_out(uint8_t b)
@@ -587,6 +619,43 @@ static void test_serial_slow_output(void)
 	CHECK_EQ(uart_in(0), 'x');
 }
 
+static bool stop_now;
+
+static bool give_up_when_told(void *arg)
+{
+	return __atomic_load_n(&stop_now, __ATOMIC_ACQUIRE);
+}
+
+static void *tell_stop(void *arg)
+{
+	usleep(150000);
+	__atomic_store_n(&stop_now, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * A stdout nobody reads (a full pipe) holds a vCPU's write only until the vCPUs must stop:
+ * then the write gives up, where a kick that came before it blocked could not free it.
+ */
+static void test_write_gives_up(void)
+{
+	static uint8_t big[1 << 20];
+	int p[2];
+	pthread_t t;
+	uint64_t t0;
+
+	CHECK_EQ(pipe(p), 0);
+	CHECK_EQ(write_full_unless(p[1], "ok", 2, give_up_when_told, NULL), 0);
+	pthread_create(&t, NULL, tell_stop, NULL);
+	t0 = now_ns();
+	CHECK_EQ(write_full_unless(p[1], big, sizeof(big), give_up_when_told, NULL), -1);
+	CHECK_EQ(errno, EINTR);
+	CHECK(now_ns() - t0 < 1000000000ULL);
+	CHECK(joined(t));
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	struct virtio_mmio v, v2;
@@ -603,7 +672,9 @@ int main(void)
 	test_queue_ready(&v);
 	test_load(&v, &v2);
 	test_serial_slow_output();
+	test_write_gives_up();
 	test_evloop_slots();
 	test_evloop_call_at_stop();
+	test_evloop_call_before_run();
 	return unit_summary();
 }

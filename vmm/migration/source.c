@@ -343,18 +343,21 @@ static void src_end(struct src *c, int r)
 	struct migration *m = c->m;
 	char ignored[64];
 
-	mig_throttle_stop(m);
-	ram_track(&c->ram, false, ignored, sizeof(ignored));
+	/* As QEMU counts it: to the end of the hand-over, not the clean-up after it. */
 	pthread_mutex_lock(&m->lock);
 	m->st.total_ns = now_ns() - m->st.start_ns;
 	pthread_mutex_unlock(&m->lock);
+	mig_throttle_stop(m);
+	ram_track(&c->ram, false, ignored, sizeof(ignored));
 	if (c->handed_over) {
-		/* After a snapshot the guest may go on here (cont), and its devices with it; said
-		 * before the state allows cont. */
+		/*
+		 * After a snapshot the guest may go on here (cont), and its devices with it: they
+		 * go on before the state allows cont, or cont would find them paused.
+		 */
 		__atomic_store_n(&m->snapshot_done, !c->interactive, __ATOMIC_RELEASE);
-		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
 		if (!c->interactive)
 			mig_resume_devices(c->vm);
+		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
 		if (r < 0)
 			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
 		else
