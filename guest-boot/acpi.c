@@ -102,6 +102,21 @@ static void acpi_dsdt_com1(struct aml *a)
 	aml_pkg_end(a, dev);
 }
 
+/* QEMU's pvpanic (QEMU0001): Linux's pvpanic-mmio driver finds its port here. */
+static void acpi_dsdt_pvpanic(struct aml *a)
+{
+	size_t dev, res;
+
+	dev = aml_device_begin(a, "PEVT");
+	aml_name(a, "_HID");
+	aml_string(a, "QEMU0001");
+	aml_name(a, "_CRS");
+	res = aml_restemplate_begin(a);
+	aml_io16(a, BOOT_PVPANIC_PORT, BOOT_PVPANIC_PORT, 1, 1);
+	aml_restemplate_end(a, res);
+	aml_pkg_end(a, dev);
+}
+
 /* \_S5: soft off, the sleep type a guest writes to the FADT's sleep control register. */
 static void acpi_dsdt_s5(struct aml *a)
 {
@@ -127,6 +142,7 @@ static int acpi_dsdt(struct acpi_alloc *al, const struct boot_cfg *cfg, uint64_t
 	acpi_dsdt_s5(&a);
 	sb = aml_scope_begin(&a, "\\_SB_");
 	acpi_dsdt_com1(&a);
+	acpi_dsdt_pvpanic(&a);
 	for (int i = 0; i < cfg->ndevs && i < BOOT_MAX_DEVS; i++)
 		acpi_dsdt_dev(&a, i, &cfg->devs[i]);
 	aml_pkg_end(&a, sb);

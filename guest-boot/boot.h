@@ -39,6 +39,8 @@ struct boot_dev {
 #define BOOT_SLEEP_CONTROL_PORT 0x3c0
 #define BOOT_SLEEP_STATUS_PORT 0x3c1
 #define BOOT_SLP_TYP_S5 5
+/* QEMU's pvpanic port (vmm/pvpanic.c), described as ACPI device QEMU0001. */
+#define BOOT_PVPANIC_PORT 0x505
 #define BOOT_CMDLINE_MAX 2048	/* including the terminating NUL */
 
 struct boot_cfg {

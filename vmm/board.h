@@ -1,4 +1,7 @@
-/* Small fixed devices of the board: i8042 reset, ACPI power-off and the boot-marker port. */
+/*
+ * Small fixed devices of the board: i8042 reset, ACPI power-off, pvpanic and the boot-marker
+ * port.
+ */
 #ifndef TERN_BOARD_H
 #define TERN_BOARD_H
 
@@ -11,6 +14,9 @@ int i8042_create(struct vm *vm);
 
 /* Ports 0x3C0-0x3C1: ACPI's sleep control and status; sleep type 5 (soft off) exits tern. */
 int acpi_sleep_create(struct vm *vm);
+
+/* Port 0x505: QEMU's pvpanic; a guest that reports a panic ends tern with status 1. */
+int pvpanic_create(struct vm *vm);
 
 /*
  * Port 0x3F0: the test guest writes 1 at its first instruction and OSv writes 123 when

@@ -109,7 +109,7 @@ static int tern_devices(struct tern *t)
 	struct vm *vm = &t->vm;
 
 	if (!monitor_create(vm) || migration_init(vm) < 0 || tern_console(t) < 0 ||
-	    i8042_create(vm) < 0 || acpi_sleep_create(vm) < 0 ||
+	    i8042_create(vm) < 0 || acpi_sleep_create(vm) < 0 || pvpanic_create(vm) < 0 ||
 	    bootmarker_create(vm, getenv("TERN_BOOT_TRACE") != NULL) < 0)
 		return -1;
 	if (t->cfg.monitor && monitor_socket_create(vm, vm->monitor, t->cfg.monitor) < 0)

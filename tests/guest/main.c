@@ -121,6 +121,17 @@ static void cmd_fault(const char *args)
 		*(volatile uint64_t *)0x100000000000ULL = 1;	/* #PF: above what we map */
 }
 
+/* A panic as Linux reports one: "panicked" to QEMU's pvpanic port, if the VMM has it. */
+static void cmd_panic(const char *args)
+{
+	if (!(inb(0x505) & 1)) {
+		printf("panic: no pvpanic device\n");
+		return;
+	}
+	printf("panic: reported\n");
+	outb(0x505, 1);
+}
+
 static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
@@ -130,6 +141,7 @@ static const struct command commands[] = {
 	{ "net", "network address and link", net_info_cmd },
 	{ "blk", "[read S N|write S N SEED|flush|id] use the virtio-blk disk", virtio_blk_cmd },
 	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },
+	{ "panic", "report a panic through pvpanic (port 0x505)", cmd_panic },
 	{ "bench", "time port I/O, system calls, MMIO, clock reads", cmd_bench },
 	{ "serialbench", "[N] write N bytes, print the time per byte", cmd_serialbench },
 };

@@ -264,6 +264,18 @@ def test_shutdown_event_names_its_cause(tern, tmp_path):
     assert t.wait(10) == 0
 
 
+def test_guest_panic_through_pvpanic(tern, tmp_path):
+    """A guest that reports a panic at QEMU's pvpanic port: GUEST_PANICKED, then SHUTDOWN with
+    QEMU's reason, and tern ends with status 1 and a line that says so."""
+    t, q = start(tern, tmp_path)
+    t.send("panic\r")
+    t.expect(r"panic: reported")
+    q.event("GUEST_PANICKED", action="poweroff")
+    q.event("SHUTDOWN", guest=True, reason="guest-panic")
+    assert t.wait(10) == 1
+    assert "tern: guest panicked (pvpanic)" in t.text()
+
+
 def test_too_many_clients_are_told(tern, tmp_path):
     """The client past the last slot hears why before the socket closes."""
     path, mon = str(tmp_path / "q"), str(tmp_path / "m")

@@ -1,7 +1,8 @@
 """A stock distribution kernel on tern: Debian's own Linux (a bzImage, with no driver built in
 for tern's devices) boots, finds the virtio-mmio NIC and the serial port that tern describes on
 its command line and in its ACPI tables, uses kvm-clock, pings over a tap with the pinned MAC,
-and powers off through ACPI, which ends tern with status 0. And it live-migrates: its ticks go
+and powers off through ACPI, which ends tern with status 0 (a panic, reported through
+pvpanic, ends it with 1). And it live-migrates: its ticks go
 on at the destination, and it answers pings there.
 
 It needs a KVM with hardware virtualization: TERN_STOCK_LINUX names a folder with that kernel
@@ -70,6 +71,7 @@ def test_stock_linux_boots_finds_devices_and_powers_off(tern, bridge, tmp_path):
     # tern offers the TSC-deadline timer KVM emulates, as QEMU does.
     t.expect(r"stock: clockevent lapic-deadline")
     t.expect(r"stock: acpi 2 virtio-mmio devices")
+    t.expect(r"stock: pvpanic 1\r?\n")
     t.expect(r"stock: eth0 " + MAC)
     t.expect(r"stock: vda 4096 sectors, says tern-disk-hello!")
     t.expect(r"stock: vda written")
@@ -86,6 +88,15 @@ def test_stock_linux_reboot_ends_tern(tern, bridge):
     t.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=180)
     assert t.wait(timeout=60) == 0, t.text()[-2000:]
     assert "reboot: Restarting system" in t.text()
+
+
+def test_stock_linux_panic_ends_tern_with_status_1(tern, bridge):
+    """A kernel crash: Linux's pvpanic driver finds tern's QEMU0001 device in the DSDT and
+    reports the panic there, and tern exits with status 1 and a line that says so."""
+    t = tern(*stock_args(bridge, append="stock.panic"), netns=NS)
+    t.expect(r"stock: ping 10\.9\.9\.1 ok", timeout=180)
+    assert t.wait(timeout=60) == 1, t.text()[-2000:]
+    assert "Kernel panic" in t.text() and "guest panicked (pvpanic)" in t.text()
 
 
 def test_stock_linux_live_migrates(tern, bridge, tmp_path):

@@ -47,7 +47,8 @@ s=$OUT/stock
 rm -rf "$s" && mkdir -p "$s/bin" "$s/lib" "$s/proc" "$s/sys" "$s/dev"
 cp "$x/bin/busybox" "$s/bin/"
 for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio \
-	net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk; do
+	net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk \
+	drivers/misc/pvpanic/pvpanic drivers/misc/pvpanic/pvpanic-mmio; do
 	cp "$x/$kmod/$m.ko" "$s/lib/"
 done
 install -m 755 "$HERE/stock-init" "$s/init"
