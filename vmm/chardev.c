@@ -8,9 +8,7 @@
 
 int chardev_write_fd(struct chardev *c, int fd, const uint8_t *buf, size_t len)
 {
-	if (c && c->give_up)
-		return write_full_unless(fd, buf, len, c->give_up, c->give_up_opaque);
-	return write_full(fd, buf, len);
+	return write_full_unless(fd, buf, len, c ? c->give_up : NULL, c ? c->give_up_opaque : NULL);
 }
 
 static int chardev_file_write(struct chardev *c, const uint8_t *buf, size_t len)

@@ -100,13 +100,46 @@ int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int write_full(int fd, const void *buf, size_t len)
+#define WRITE_CHUNK 256
+
+/* Waits until fd takes bytes: 1, or 0 when give_up says to stop waiting, or -1. */
+static int write_wait(int fd, bool (*give_up)(void *), void *arg)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+	for (;;) {
+		int r = poll(&pfd, 1, WRITE_RECHECK_MS);
+
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (give_up(arg))
+			return 0;
+	}
+}
+
+int write_full_unless(int fd, const void *buf, size_t len, bool (*give_up)(void *), void *arg)
 {
 	const uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n;
 
+		if (give_up) {
+			int r = write_wait(fd, give_up, arg);
+
+			if (r <= 0) {
+				if (!r)
+					errno = EINTR;
+				return -1;
+			}
+		}
+		/*
+		 * After a wait, a little at a time: POLLOUT says a pipe has a page free and a
+		 * terminal a few hundred bytes, so this much does not block either.
+		 */
+		n = write(fd, p, give_up ? MIN(len, (size_t)WRITE_CHUNK) : len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -117,39 +150,9 @@ int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-#define WRITE_CHUNK 256
-
-int write_full_unless(int fd, const void *buf, size_t len, bool (*give_up)(void *), void *arg)
+int write_full(int fd, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		int r = poll(&pfd, 1, WRITE_RECHECK_MS);
-		ssize_t n;
-
-		if ((r == 0 || (r < 0 && errno == EINTR)) && give_up(arg)) {
-			errno = EINTR;
-			return -1;
-		}
-		if (r <= 0) {
-			if (r < 0 && errno != EINTR)
-				return -1;
-			continue;
-		}
-		/*
-		 * A little at a time: POLLOUT says a pipe has a page free and a terminal a few
-		 * hundred bytes, so this much does not block either.
-		 */
-		n = write(fd, p, MIN(len, (size_t)WRITE_CHUNK));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return write_full_unless(fd, buf, len, NULL, NULL);
 }
 
 void mem_populate(void *p, size_t len)

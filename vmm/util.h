@@ -35,7 +35,7 @@ int read_full(int fd, void *buf, size_t len);
 /*
  * write_full() for a thread a signal cannot free (a vCPU thread, whose kick may come before
  * it blocks): while fd takes nothing it asks give_up(arg) every WRITE_RECHECK_MS, and gives
- * up with EINTR when told to.
+ * up with EINTR when told to. With give_up NULL it is write_full().
  */
 #define WRITE_RECHECK_MS 100
 int write_full_unless(int fd, const void *buf, size_t len, bool (*give_up)(void *), void *arg);
