@@ -159,9 +159,10 @@ void evloop_del(struct evloop *l, int fd)
 	}
 }
 
-void evloop_run(struct evloop *l)
+int evloop_run(struct evloop *l)
 {
 	struct epoll_event evs[16];
+	int ret = 0;
 
 	pthread_mutex_lock(&l->call_lock);
 	l->thread = pthread_self(); /* the one that made it, unless another runs it */
@@ -173,6 +174,7 @@ void evloop_run(struct evloop *l)
 			continue;
 		if (n < 0) {
 			perrorf("evloop: epoll_wait");
+			ret = -1;
 			break; /* finished below, or evloop_call() waits for ever */
 		}
 		for (int i = 0; i < n; i++) {
@@ -185,6 +187,7 @@ void evloop_run(struct evloop *l)
 		}
 	}
 	evloop_finish(l);
+	return ret;
 }
 
 void evloop_finish(struct evloop *l)

@@ -43,7 +43,7 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, ev_fn fn, void *opaque
 int evloop_mod(struct evloop *l, int fd, uint32_t events);
 void evloop_del(struct evloop *l, int fd);
 /* Runs until evloop_stop(). */
-void evloop_run(struct evloop *l);
+int evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);
 /* The loop will not run (set-up failed): evloop_call() from now on, and any waiting, run inline. */
 void evloop_finish(struct evloop *l);

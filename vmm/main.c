@@ -342,7 +342,8 @@ int main(int argc, char **argv)
 	if (tern_setup(t) == 0) {
 		if (t->ready_fd >= 0)
 			tern_daemon_ready(t);
-		evloop_run(&t->vm.loop);
+		if (evloop_run(&t->vm.loop) < 0)
+			t->vm.exit_code = 1;
 	} else {
 		t->vm.exit_code = 1;
 		/* A migration thread waiting for the loop gets its call run here instead. */

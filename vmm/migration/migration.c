@@ -592,8 +592,13 @@ int migration_init(struct vm *vm)
 		free(m);
 		return -1;
 	}
-	vm->migration = m;
-	if (vm_register_device(vm, &mig_ops, m) < 0 || mig_throttle_init(m) < 0)
+	if (vm_register_device(vm, &mig_ops, m) < 0) {
+		close(m->cancel_fd);
+		free(m);
+		return -1;
+	}
+	vm->migration = m; /* mig_destroy frees it from here on */
+	if (mig_throttle_init(m) < 0)
 		return -1;
 	monitor_add_command(mon, "migrate", "[-d] \"URI\"",
 			    "migrate the guest to URI (tcp:HOST:PORT, unix:PATH, file:PATH)", cmd_migrate);
