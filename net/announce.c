@@ -35,8 +35,12 @@ static void announce_tick(void *opaque, uint32_t events)
 	struct announce *a = opaque;
 	uint64_t n;
 
-	if (read(a->timerfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		perrorf("announce: read timerfd");
+	/* Nothing to read: announce_start() re-armed it after it fired, in this same turn. */
+	if (read(a->timerfd, &n, sizeof(n)) < 0) {
+		if (errno != EAGAIN)
+			perrorf("announce: read timerfd");
+		return;
+	}
 	a->send(a->opaque);
 	if (++a->round < ANNOUNCE_ROUNDS - 1)
 		evloop_arm_timer(a->timerfd, announce_gap_ms(a->round), 0);

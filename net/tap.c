@@ -1,9 +1,12 @@
 /* Every failure names the interface: "tap: tap0: TUNSETIFF: Operation not permitted". */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 #include <net/if_arp.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -35,6 +38,21 @@ static int tap_up(const char *name)
 	return ifreq_ioctl(SIOCSIFFLAGS, &ifr);
 }
 
+/* TUNSETIFF failed: the kernel's word alone ("Invalid argument") would puzzle. */
+static void tap_setiff_error(const char *want)
+{
+	int err = errno;
+	const char *why = "";
+
+	if (err == EINVAL && *want && if_nametoindex(want))
+		why = " (an interface of that name exists and is not a single-queue tap)";
+	else if (err == EBUSY)
+		why = " (in use by another process)";
+	else if (err == EPERM)
+		why = " (needs root, or a persistent tap owned by this user)";
+	errorf("tap: %s: TUNSETIFF: %s%s", *want ? want : "(new)", strerror(err), why);
+}
+
 int tap_open(const char *want, char name[IFNAMSIZ])
 {
 	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
@@ -46,7 +64,7 @@ int tap_open(const char *want, char name[IFNAMSIZ])
 	}
 	strncpy(ifr.ifr_name, want, IFNAMSIZ - 1);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		perrorf("tap: %s: TUNSETIFF", *want ? want : "(new)");
+		tap_setiff_error(want);
 		close(fd);
 		return -1;
 	}
@@ -58,6 +76,13 @@ int tap_open(const char *want, char name[IFNAMSIZ])
 		return -1;
 	}
 	return fd;
+}
+
+bool tap_persistent(int fd)
+{
+	struct ifreq ifr = {0};
+
+	return ioctl(fd, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_PERSIST);
 }
 
 int tap_set_vnet_hdr_len(int fd, const char *name, int len)
@@ -78,6 +103,12 @@ int tap_set_offload(int fd, const char *name, unsigned flags)
 	return 0;
 }
 
+void tap_mac_for_bridge(const uint8_t guest[6], uint8_t mac[6])
+{
+	memcpy(mac, guest, 6);
+	mac[0] = guest[0] == 0xfe ? 0xfa : 0xfe;
+}
+
 int tap_set_mac(const char *name, const uint8_t mac[6])
 {
 	struct ifreq ifr = {0};
@@ -92,6 +123,59 @@ int tap_set_mac(const char *name, const uint8_t mac[6])
 	return 0;
 }
 
+/* The ifindex of the device ifindex is a port of (its bridge), 0 if none, -1 if unknown. */
+static int if_master(int ifindex)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+	} req = {
+	    .nh = {.nlmsg_len = sizeof(req),
+		   .nlmsg_type = RTM_GETLINK,
+		   .nlmsg_flags = NLM_F_REQUEST},
+	    .ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex},
+	};
+	/* A link's attributes (statistics, per-family settings) take a few KiB. */
+	union {
+		struct nlmsghdr nh;
+		char buf[32768];
+	} rep;
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), alen;
+	ssize_t len = -1;
+
+	if (s < 0)
+		return -1;
+	if (send(s, &req, sizeof(req), 0) == (ssize_t)sizeof(req))
+		len = recv(s, &rep, sizeof(rep), 0);
+	close(s);
+	if (len < 0 || !NLMSG_OK(&rep.nh, len) || rep.nh.nlmsg_type != RTM_NEWLINK)
+		return -1;
+	alen = IFLA_PAYLOAD(&rep.nh);
+	for (struct rtattr *a = IFLA_RTA(NLMSG_DATA(&rep.nh)); RTA_OK(a, alen);
+	     a = RTA_NEXT(a, alen))
+		if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) == sizeof(int))
+			return *(int *)RTA_DATA(a);
+	return 0;
+}
+
+/*
+ * SIOCBRADDIF said EBUSY: name is a port already. Of br itself (a persistent tap left there,
+ * by hand or by a tern that was killed) that is what was asked: 1. Else one line, -1.
+ */
+static int bridge_busy(const char *br, const char *name, int ifindex)
+{
+	int master = if_master(ifindex);
+	char other[IFNAMSIZ];
+
+	if (master > 0 && (unsigned)master == if_nametoindex(br))
+		return 1;
+	if (master > 0 && if_indextoname(master, other))
+		errorf("bridge: %s: add %s: %s is a port of %s already", br, name, name, other);
+	else
+		errorf("bridge: %s: add %s: %s", br, name, strerror(EBUSY));
+	return -1;
+}
+
 int bridge_attach(const char *br, const char *name)
 {
 	struct ifreq ifr = {0};
@@ -102,9 +186,24 @@ int bridge_attach(const char *br, const char *name)
 		perrorf("bridge: %s: interface %s", br, name);
 		return -1;
 	}
-	if (ifreq_ioctl(SIOCBRADDIF, &ifr) < 0) {
+	if (ifreq_ioctl(SIOCBRADDIF, &ifr) == 0)
+		return 0;
+	if (errno == EBUSY)
+		return bridge_busy(br, name, ifr.ifr_ifindex);
+	if (errno == EOPNOTSUPP)
+		errorf("bridge: %s: add %s: %s is not a bridge", br, name, br);
+	else
 		perrorf("bridge: %s: add %s", br, name);
-		return -1;
-	}
-	return 0;
+	return -1;
+}
+
+void bridge_detach(const char *br, const char *name)
+{
+	struct ifreq ifr = {0};
+
+	strncpy(ifr.ifr_name, br, IFNAMSIZ - 1);
+	ifr.ifr_ifindex = if_nametoindex(name);
+	/* Gone already (deleted meanwhile): nothing to undo. */
+	if (ifr.ifr_ifindex && ifreq_ioctl(SIOCBRDELIF, &ifr) < 0)
+		perrorf("bridge: %s: remove %s", br, name);
 }

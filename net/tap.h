@@ -3,6 +3,7 @@
 #define TERN_TAP_H
 
 #include <net/if.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /*
@@ -11,13 +12,24 @@
  * A tap tern creates is not persistent: it disappears when tern closes the fd.
  */
 int tap_open(const char *want, char name[IFNAMSIZ]);
+/* Whether the tap outlives its fds (`ip tuntap add`): not tern's, it stays after tern. */
+bool tap_persistent(int fd);
 /* Length of the virtio-net header in front of every frame (10 or 12). */
 int tap_set_vnet_hdr_len(int fd, const char *name, int len);
 /* TUN_F_* offloads the guest can take on receive. */
 int tap_set_offload(int fd, const char *name, unsigned flags);
+/*
+ * The MAC of a tap on a bridge, as libvirt makes it: the guest's with a first byte of 0xFE,
+ * high (the bridge takes a lower port's for its own) and the same at both ends of a
+ * migration; 0xFA where the guest's has 0xFE, or the bridge would take the guest's frames
+ * for its own.
+ */
+void tap_mac_for_bridge(const uint8_t guest[6], uint8_t mac[6]);
 /* Sets the tap's own MAC address (not the guest's: the host side of the wire). */
 int tap_set_mac(const char *name, const uint8_t mac[6]);
-/* Makes interface name a port of bridge br. */
+/* Makes interface name a port of bridge br: 0, or 1 if it was one already; -1 on error. */
 int bridge_attach(const char *br, const char *name);
+/* Takes interface name off bridge br again; quiet if the interface is gone. */
+void bridge_detach(const char *br, const char *name);
 
 #endif

@@ -67,6 +67,7 @@ struct virtio_net {
 	bool polling;	/* the tap is in the I/O loop */
 	bool paused;	/* migration's stop-and-copy: no guest memory writes */
 	bool rx_failed; /* a tap read error was printed; later ones are only counted */
+	bool detach;	/* a persistent tap we put on br: taken off at exit */
 	struct announce announce;
 	uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
 	/* A frame read from the tap that waits for receive buffers. */
@@ -522,8 +523,10 @@ static void virtio_net_destroy(void *opaque)
 	announce_destroy(&n->announce);
 	virtio_net_poll_tap(n, false);
 	virtio_mmio_destroy(&n->v);
+	if (n->detach)
+		bridge_detach(n->br, n->ifname);
 	if (n->tap >= 0)
-		close(n->tap); /* a tap we created goes away with its last fd */
+		close(n->tap); /* a tap we created goes away with its last fd, and off its bridge */
 	free(n);
 }
 
@@ -557,15 +560,19 @@ static int virtio_net_backend(struct virtio_net *n, const struct netdev_cfg *nd)
 		 * A bridge whose address was never set takes the lowest of its ports' MACs, and
 		 * the kernel picks a random one for each tap: a tap coming or going (as one does
 		 * in every migration) could change the bridge's MAC under the guest's ARP cache
-		 * and blackhole its traffic to the host. As libvirt does: the tap gets the guest's
-		 * MAC with a first byte of 0xFE, high and the same at both ends of a migration.
+		 * and blackhole its traffic to the host. Its MAC is set before it joins.
 		 */
 		uint8_t mac[6];
+		int r;
 
-		memcpy(mac, n->config.mac, 6);
-		mac[0] = 0xfe;
-		if (tap_set_mac(n->ifname, mac) < 0 || bridge_attach(n->br, n->ifname) < 0)
+		tap_mac_for_bridge(n->config.mac, mac);
+		if (tap_set_mac(n->ifname, mac) < 0)
 			return -1;
+		r = bridge_attach(n->br, n->ifname);
+		if (r < 0)
+			return -1;
+		/* Ours leaves the bridge with its fd; a persistent one we put there, at exit. */
+		n->detach = r == 0 && tap_persistent(n->tap);
 	}
 	/* Until the guest negotiates, the tap speaks the 10-byte header (announce frames). */
 	return tap_set_vnet_hdr_len(n->tap, n->ifname, 10);

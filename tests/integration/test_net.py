@@ -186,6 +186,23 @@ def test_taps_are_removed_on_exit(lab, tmp_path):
     assert not taps_in_lab()
 
 
+def test_persistent_tap_is_left_as_found(lab, tmp_path):
+    """A tap made with `ip tuntap add` and given with -t: tern puts it on the bridge, takes it
+    off at exit and leaves it there, so the same command works a second time."""
+    tap = "ternp0"
+    in_ns("ip", "tuntap", "add", tap, "mode", "tap")
+    try:
+        for _ in range(2):
+            a = run_py(tmp_path / "a.mon", PINNED_MAC, "", tap=tap)
+            assert guest_ip(a) == PINNED_IP
+            Monitor(str(tmp_path / "a.mon")).cmd("quit")
+            assert a.wait() == 0
+            link = sh("ip", "-n", NS, "-o", "link", "show", tap).stdout
+            assert "master" not in link, link
+    finally:
+        in_ns("ip", "link", "del", tap, check=False)
+
+
 def test_missing_bridge_is_one_line(lab):
     p = subprocess.run(["ip", "netns", "exec", NS, os.path.join(ROOT, "build", "tern"),
                         "-kernel", GUEST, "-nographic", "-serial", "none",

@@ -1,14 +1,17 @@
 /*
  * Taps and bridges for real, in a private network namespace of this process (so nothing on
  * the machine changes): two taps on one bridge, a RARP announcement written into one comes
- * out of the other with its virtio-net header; errors name the interface.
+ * out of the other with its virtio-net header; errors name the interface; a persistent tap
+ * (not tern's) can be put on its bridge again, and taken off.
  */
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -64,6 +67,108 @@ static int read_rarp(int fd, unsigned hdr, uint8_t *frame)
 	return -1;
 }
 
+/* Starts catching stderr in a temporary file; stderr_text() ends it and returns the text. */
+static int stderr_catch(void)
+{
+	char path[] = "/tmp/tern-test-tap-XXXXXX";
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+	unlink(path);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	return saved;
+}
+
+static const char *stderr_text(int saved, char *buf, size_t len)
+{
+	ssize_t n;
+
+	fflush(stderr);
+	n = pread(STDERR_FILENO, buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	return buf;
+}
+
+/* tap_open(want) fails with one line that contains what. */
+static void check_open_error(const char *want, const char *what)
+{
+	char name[IFNAMSIZ], err[512];
+	int saved = stderr_catch();
+	int fd = tap_open(want, name);
+
+	stderr_text(saved, err, sizeof(err));
+	CHECK_EQ(fd, -1);
+	CHECK(strstr(err, what) != NULL);
+	CHECK(strchr(err, '\n') == strrchr(err, '\n'));
+	if (!strstr(err, what))
+		printf("got: %s", err);
+}
+
+static void test_mac_for_bridge(void)
+{
+	static const uint8_t guest[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+	static const uint8_t fe_guest[6] = { 0xfe, 0x54, 0x00, 0x12, 0x34, 0x56 };
+	uint8_t mac[6];
+
+	tap_mac_for_bridge(guest, mac);
+	CHECK(mac[0] == 0xfe && !memcmp(mac + 1, guest + 1, 5));
+	/* Never the guest's own MAC: the bridge would keep its frames to itself. */
+	tap_mac_for_bridge(fe_guest, mac);
+	CHECK(mac[0] == 0xfa && !memcmp(mac + 1, fe_guest + 1, 5));
+}
+
+/* A tap made persistent, as `ip tuntap add` does; returns whether it worked. */
+static int make_persistent_tap(const char *name)
+{
+	char got[IFNAMSIZ];
+	int fd = tap_open(name, got), r;
+
+	if (fd < 0)
+		return -1;
+	r = ioctl(fd, TUNSETPERSIST, 1);
+	close(fd);
+	return r;
+}
+
+static void test_persistent_tap(void)
+{
+	char p[IFNAMSIZ], err[512];
+	int fp, saved;
+
+	CHECK_EQ(make_persistent_tap("tern-p0"), 0);
+	fp = tap_open("tern-p0", p);
+	CHECK(fp >= 0);
+	CHECK(tap_persistent(fp));
+	CHECK_EQ(bridge_attach("br0", p), 0);
+	/* Left on the bridge (by hand, or by a tern that was killed): fine, and not ours. */
+	CHECK_EQ(bridge_attach("br0", p), 1);
+	/* On another bridge: one line that says which. */
+	CHECK_EQ(make_bridge("br1"), 0);
+	saved = stderr_catch();
+	CHECK_EQ(bridge_attach("br1", p), -1);
+	CHECK(strstr(stderr_text(saved, err, sizeof(err)),
+		     "bridge: br1: add tern-p0: tern-p0 is a port of br0 already\n") != NULL);
+	/* Taken off, it can join again: it was no longer a port. */
+	bridge_detach("br0", p);
+	CHECK_EQ(bridge_attach("br1", p), 0);
+	bridge_detach("br1", p);
+	close(fp);
+	/* It outlives its fd, as it was before tern. */
+	CHECK(if_nametoindex("tern-p0") != 0);
+	/* br= naming something else than a bridge: said so. */
+	saved = stderr_catch();
+	CHECK_EQ(bridge_attach("lo", p), -1);
+	CHECK_STR(stderr_text(saved, err, sizeof(err)),
+		  "tern: bridge: lo: add tern-p0: lo is not a bridge\n");
+	/* Quiet for an interface that is gone. */
+	saved = stderr_catch();
+	bridge_detach("br0", "tern-gone");
+	CHECK_STR(stderr_text(saved, err, sizeof(err)), "");
+}
+
 int main(void)
 {
 	static const uint8_t mac[6] = { 0x52, 0x54, 0x30, 0x30, 0x30, 0x30 };
@@ -96,6 +201,13 @@ int main(void)
 	/* The name of a tap that is open elsewhere cannot be taken twice. */
 	fc = tap_open("tern-t1", c);
 	CHECK_EQ(fc, -1);
+	check_open_error("tern-t1", "tap: tern-t1: TUNSETIFF: Device or resource busy (in use");
+	/* A bridge (or any other interface) named as the tap: said so. */
+	check_open_error("br0", "tap: br0: TUNSETIFF: Invalid argument (an interface of that "
+				"name exists and is not a single-queue tap)");
+	CHECK(!tap_persistent(fa));
+	test_mac_for_bridge();
+	test_persistent_tap();
 	/* A tap tern created goes away with its fd. */
 	close(fb);
 	CHECK_EQ(if_nametoindex("tern-t1"), 0);

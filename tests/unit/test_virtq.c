@@ -5,10 +5,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/announce.h"
 #include "tests/unit/unit.h"
 #include "vmm/dirty.h"
+#include "vmm/evloop.h"
+#include "vmm/util.h"
 #include "vmm/virtq.h"
 #include "vmm/vm.h"
 
@@ -392,6 +395,65 @@ static void test_rarp(void)
 	CHECK_EQ(times[4], 800);
 }
 
+/* The schedule on a real loop: when each frame went, in ms from the first. */
+struct sched {
+	struct evloop loop;
+	struct announce a;
+	int restart_fd, stop_fd;
+	unsigned n;
+	uint64_t t0, at[8];
+};
+
+static void sched_send(void *opaque)
+{
+	struct sched *s = opaque;
+
+	if (s->n < 8)
+		s->at[s->n] = (now_ns() - s->t0) / 1000000;
+	s->n++;
+}
+
+static void sched_restart(void *opaque, uint32_t events)
+{
+	struct sched *s = opaque;
+	uint64_t x;
+
+	if (read(s->restart_fd, &x, sizeof(x)) == sizeof(x))
+		announce_start(&s->a);
+}
+
+static void sched_stop(void *opaque, uint32_t events)
+{
+	evloop_stop(&((struct sched *)opaque)->loop);
+}
+
+/*
+ * announce_self again just as the schedule's timer fired, in the same turn of the loop (both
+ * timers due before it runs; the earlier one's handler comes first): the timer re-armed by the
+ * restart has nothing to read, and must not count as a round. Then the 4 rounds after it
+ * come 50, 200, 450 and 800 ms after the restart.
+ */
+static void test_announce_restart(void)
+{
+	static struct sched s;
+
+	CHECK_EQ(evloop_init(&s.loop), 0);
+	CHECK_EQ(announce_init(&s.a, &s.loop, sched_send, &s), 0);
+	s.t0 = now_ns();
+	announce_start(&s.a);
+	s.restart_fd = evloop_add_timer(&s.loop, 40, 0, sched_restart, &s);
+	s.stop_fd = evloop_add_timer(&s.loop, 1100, 0, sched_stop, &s);
+	CHECK(s.restart_fd >= 0 && s.stop_fd >= 0);
+	usleep(100 * 1000);
+	evloop_run(&s.loop);
+	CHECK_EQ(s.n, 1 + ANNOUNCE_ROUNDS);
+	CHECK(s.at[0] < 10 && s.at[1] >= 100);
+	for (unsigned r = 2, want = 50; r < 6; want += announce_gap_ms(r - 1), r++)
+		CHECK(s.at[r] - s.at[1] + 5 >= want && s.at[r] - s.at[1] < want + 100);
+	announce_destroy(&s.a);
+	evloop_destroy(&s.loop);
+}
+
 int main(void)
 {
 	vm.ram = calloc(1, RAM);
@@ -408,5 +470,6 @@ int main(void)
 	test_not_ready();
 	test_dirty();
 	test_rarp();
+	test_announce_restart();
 	return unit_summary();
 }
