@@ -16,7 +16,7 @@ PYTHON  := /usr/bin/python3
 # Debian's source package (apt-get source, unpacked by dpkg-source: dpkg-dev, xz-utils).
 DEPS := build-essential pkg-config libseccomp-dev libfdt-dev libyajl-dev device-tree-compiler \
 	python3 python3-pytest iproute2 dnsmasq-base iputils-ping curl socat qemu-system-x86 \
-	dpkg-dev xz-utils python3-pytest-timeout busybox gdb
+	dpkg-dev xz-utils python3-pytest-timeout busybox gdb acpica-tools
 
 VMM_SRCS  := $(wildcard vmm/*.c vmm/migration/*.c guest-boot/*.c net/*.c)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/%.o)

@@ -16,6 +16,9 @@
 #define FADT_LEN 276 /* revision 6 */
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 #define FADT_RESET_REG_SUP (1u << 10)
+#define FADT_PWR_BUTTON (1u << 4) /* set: no fixed-feature power button */
+#define FADT_SLP_BUTTON (1u << 5) /* set: no fixed-feature sleep button */
+#define MADT_PCAT_COMPAT (1u << 0)
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 #define IAPC_CMOS_RTC_NOT_PRESENT (1u << 5)
 #define IOAPIC_ADDR 0xfec00000u
@@ -172,9 +175,15 @@ static int acpi_fadt(struct acpi_alloc *al, uint64_t dsdt, uint64_t *addr)
 		return -1;
 	acpi_header(t, "FACP", FADT_LEN, 6);
 	put32(t + 40, dsdt); /* DSDT */
+	/* No 8042 bit: tern's i8042 is only a reset line, which Linux's driver would probe. */
 	put16(t + 109, IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT);
-	/* No PM blocks, no SCI: hardware-reduced. Reset goes through the i8042 tern has. */
-	put32(t + 112, FADT_HW_REDUCED_ACPI | FADT_RESET_REG_SUP);
+	/*
+	 * No PM blocks, no SCI: hardware-reduced. Reset goes through the i8042 tern has. No
+	 * buttons: with PWR_BUTTON and SLP_BUTTON clear the FADT claims fixed-feature ones, and
+	 * Linux adds a power and a sleep button device that nothing can ever press.
+	 */
+	put32(t + 112, FADT_HW_REDUCED_ACPI | FADT_RESET_REG_SUP | FADT_PWR_BUTTON |
+			   FADT_SLP_BUTTON);
 	acpi_gas_io8(t + 116, BOOT_RESET_PORT); /* RESET_REG */
 	t[128] = BOOT_RESET_VALUE;		/* RESET_VALUE */
 	t[131] = 0;			/* minor version: 6.0 */
@@ -196,7 +205,11 @@ static int acpi_madt(struct acpi_alloc *al, unsigned ncpus, uint64_t *addr)
 		return -1;
 	acpi_header(t, "APIC", len, 5);
 	put32(t + 36, LAPIC_ADDR);
-	put32(t + 40, 0); /* no PCAT_COMPAT: there is no 8259 to disable */
+	/*
+	 * KVM's in-kernel irqchip has the 8259 pair too, and wires it to the boot CPU's LINT0 in
+	 * virtual-wire mode: an OS that enables the I/O APIC must mask it, as PCAT_COMPAT says.
+	 */
+	put32(t + 40, MADT_PCAT_COMPAT);
 	e = t + 44;
 	for (unsigned i = 0; i < ncpus; i++, e += 8) {
 		/* Processor Local APIC: type 0, length 8, UID, APIC ID, flags (enabled) */

@@ -568,6 +568,174 @@ static void dump_table(const char *dir, const char *name, uint64_t addr, uint32_
 	}
 }
 
+/*
+ * Walks the AML subset the DSDT uses (Scope, Device, Name, Package, Buffer, strings and
+ * integers), checking that every PkgLength ends inside its parent, that a Package holds the
+ * elements it says, that a Buffer's size is its bytes and that a ResourceTemplate's
+ * descriptors end with the end tag exactly at its end. It counts what it found.
+ */
+struct aml_walk {
+	int devices, packages, buffers;
+};
+
+static const uint8_t *walk_pkglength(const uint8_t *p, const uint8_t *end, const uint8_t **pkg_end)
+{
+	const uint8_t *start = p;
+	unsigned n = p < end ? *p >> 6 : 0;
+	uint32_t len;
+
+	if (p + 1 + n > end || (n && (*p & 0x30)))
+		return NULL;
+	len = n ? *p & 0x0f : *p & 0x3f;
+	for (unsigned i = 1; i <= n; i++)
+		len |= (uint32_t)p[i] << (4 + 8 * (i - 1));
+	/* the shortest encoding, as iasl writes it and tern's emitter promises */
+	if ((n == 1 && len <= 0x40) || (n == 2 && len <= 0x1000) || (n == 3 && len <= 0x100000))
+		return NULL;
+	*pkg_end = start + len;
+	return *pkg_end > end || *pkg_end < p + 1 + n ? NULL : p + 1 + n;
+}
+
+static const uint8_t *walk_name(const uint8_t *p, const uint8_t *end)
+{
+	if (p < end && *p == '\\')
+		p++;
+	if (p + 4 > end)
+		return NULL;
+	for (int i = 0; i < 4; i++) {
+		bool digit = i && p[i] >= '0' && p[i] <= '9';
+
+		if (!(p[i] == '_' || (p[i] >= 'A' && p[i] <= 'Z') || digit))
+			return NULL;
+	}
+	return p + 4;
+}
+
+static const uint8_t *walk_integer(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	static const int size[] = {[0x0a] = 1, [0x0b] = 2, [0x0c] = 4, [0x0e] = 8};
+
+	if (p >= end)
+		return NULL;
+	if (*p <= 1) {
+		*v = *p;
+		return p + 1;
+	}
+	if (*p > 0x0e || !size[*p] || p + 1 + size[*p] > end)
+		return NULL;
+	*v = 0;
+	for (int i = 0; i < size[*p]; i++)
+		*v |= (uint64_t)p[1 + i] << (8 * i);
+	return p + 1 + size[*p];
+}
+
+static bool walk_resources(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end) {
+		/* a small item's length is in its tag; a large item's 16-bit length follows it */
+		size_t len = 1u + (*p & 7);
+
+		if (*p & 0x80)
+			len = p + 3 <= end ? 3u + get16(p + 1) : SIZE_MAX;
+		if (len > (size_t)(end - p))
+			return false;
+		if (*p == 0x79)
+			return p + len == end;
+		p += len;
+	}
+	return false;
+}
+
+/* One term from p: where it ends, or NULL if it is malformed or runs past end. */
+static const uint8_t *walk_term(const uint8_t *p, const uint8_t *end, struct aml_walk *w)
+{
+	const uint8_t *body, *pkg_end;
+	uint64_t v;
+
+	if (p >= end)
+		return NULL;
+	switch (*p) {
+	case 0x08: /* Name */
+		p = walk_name(p + 1, end);
+		return p ? walk_term(p, end, w) : NULL;
+	case 0x0d: /* String */
+		body = memchr(p + 1, 0, end - p - 1);
+		return body ? body + 1 : NULL;
+	case 0x10: /* Scope */
+	case 0x5b: /* ExtOp: only Device */
+		if (*p == 0x5b && (p + 1 >= end || *++p != 0x82))
+			return NULL;
+		w->devices += *p == 0x82;
+		body = walk_pkglength(p + 1, end, &pkg_end);
+		body = body ? walk_name(body, pkg_end) : NULL;
+		while (body && body < pkg_end)
+			body = walk_term(body, pkg_end, w);
+		return body == pkg_end ? pkg_end : NULL;
+	case 0x11: /* Buffer */
+		w->buffers++;
+		body = walk_pkglength(p + 1, end, &pkg_end);
+		body = body ? walk_integer(body, pkg_end, &v) : NULL;
+		if (!body || v != (uint64_t)(pkg_end - body) || !walk_resources(body, pkg_end))
+			return NULL;
+		return pkg_end;
+	case 0x12: /* Package */
+		w->packages++;
+		body = walk_pkglength(p + 1, end, &pkg_end);
+		if (!body || body >= pkg_end)
+			return NULL;
+		v = *body++;
+		while (body && body < pkg_end && v--)
+			body = walk_term(body, pkg_end, w);
+		return body == pkg_end && v == 0 ? pkg_end : NULL;
+	default:
+		return walk_integer(p, end, &v);
+	}
+}
+
+static bool walk_dsdt(const uint8_t *t, struct aml_walk *w)
+{
+	const uint8_t *p = t + 36, *end = t + get32(t + 4);
+
+	*w = (struct aml_walk){0};
+	while (p && p < end)
+		p = walk_term(p, end, w);
+	return p == end;
+}
+
+/* The most the tables hold: 64 vCPUs, every device slot, all of it well-formed AML. */
+static void test_acpi_max(void)
+{
+	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 64,
+			       .ndevs = BOOT_MAX_DEVS};
+	uint8_t *fadt, *dsdt, *madt, *x;
+	struct aml_walk w;
+	struct boot_entry e;
+
+	for (int i = 0; i < BOOT_MAX_DEVS; i++)
+		cfg.devs[i] = (struct boot_dev){0xd0000000 + 0x1000 * i, 0x1000, 5 + i};
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	x = mem.base + get64(mem.base + BOOT_ACPI_ADDR + 24);
+	fadt = mem.base + get64(x + 36);
+	madt = mem.base + get64(x + 44);
+	dsdt = mem.base + get64(fadt + 140);
+	CHECK_TABLE(get64(x + 44), "APIC");
+	CHECK_EQ(get32(madt + 4), 44 + 64 * 8 + 12);
+	CHECK_EQ(madt[44 + 63 * 8 + 3], 63); /* the last LAPIC: APIC ID 63 */
+	CHECK_TABLE(get64(fadt + 140), "DSDT");
+	CHECK(walk_dsdt(dsdt, &w));
+	CHECK_EQ(w.devices, BOOT_MAX_DEVS + 2); /* and COM1, PEVT */
+	CHECK_EQ(w.buffers, BOOT_MAX_DEVS + 2);
+	CHECK_EQ(w.packages, 1); /* _S5_ */
+	/* the last device, VR0F: base 0xd000f000, IRQ 20 */
+	CHECK(memmem(dsdt, get32(dsdt + 4), "VR0F\x08_HID\x0dLNRO0005", 19) != NULL);
+	CHECK(memmem(dsdt, get32(dsdt + 4),
+		     "\x00\xf0\x00\xd0\x00\x10\x00\x00\x89\x06\x00\x03\x01\x14", 14) != NULL);
+	/* every table ends before the reset vector's code */
+	CHECK(get64(fadt + 140) + get32(dsdt + 4) <= BOOT_RESET_VECTOR);
+	CHECK(get64(x + 44) + get32(madt + 4) <= BOOT_RESET_VECTOR);
+}
+
 static void test_acpi(void)
 {
 	struct boot_cfg cfg = {.kernel = good_elf(0x200000, 0), .ncpus = 2, .ndevs = 2};
@@ -611,7 +779,9 @@ static void test_acpi(void)
 	madt = mem.base + madt_addr;
 	CHECK_TABLE(fadt_addr, "FACP");
 	CHECK(fadt[8] >= 5);
-	CHECK(get32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
+	/* HW_REDUCED_ACPI, RESET_REG_SUP, and no fixed-feature power or sleep button */
+	CHECK_EQ(get32(fadt + 112), (1u << 20) | (1u << 10) | (1u << 4) | (1u << 5));
+	CHECK_EQ(get16(fadt + 109) & (1u << 1), 0); /* no 8042: only its reset line is there */
 	/* Sleep control and status: one byte each in I/O space, where acpi_sleep.c listens */
 	CHECK_EQ(fadt[244], 1);
 	CHECK_EQ(get64(fadt + 248), BOOT_SLEEP_CONTROL_PORT);
@@ -623,7 +793,7 @@ static void test_acpi(void)
 	CHECK_TABLE(madt_addr, "APIC");
 	CHECK_EQ(get32(madt + 4), 44 + 2 * 8 + 12);
 	CHECK_EQ(get32(madt + 36), 0xfee00000);
-	CHECK_EQ(get32(madt + 40), 0); /* no PCAT_COMPAT */
+	CHECK_EQ(get32(madt + 40), 1); /* PCAT_COMPAT: KVM's irqchip has the 8259 pair */
 	CHECK_EQ(madt[44], 0);	       /* LAPIC, cpu 0 */
 	CHECK_EQ(madt[52 + 3], 1);     /* LAPIC, cpu 1: APIC id 1 */
 	CHECK_EQ(madt[60], 1);	       /* IOAPIC */
@@ -643,6 +813,12 @@ static void test_acpi(void)
 	      NULL);
 	/* EISAID("PNP0501") */
 	CHECK(memmem(dsdt, get32(dsdt + 4), "\x0c\x41\xd0\x05\x01", 5) != NULL);
+	{
+		struct aml_walk w;
+
+		CHECK(walk_dsdt(dsdt, &w));
+		CHECK_EQ(w.devices, 4);
+	}
 	if (dir) {
 		dump_table(dir, "rsdp", BOOT_ACPI_ADDR, 36);
 		dump_table(dir, "xsdt", xsdt, get32(x + 4));
@@ -673,6 +849,32 @@ static void test_aml(void)
 	CHECK_EQ(buf[1], 0x40 | (102 & 0xf));
 	CHECK_EQ(buf[2], 102 >> 4);
 	CHECK_EQ(buf[3], 0x5c);
+
+	/* PkgLength counts itself: 62 bytes of body fit one byte (63), 63 take two (65) */
+	for (int body = 62; body <= 63; body++) {
+		aml_init(&a, buf, sizeof(buf));
+		m = a.len;
+		for (int i = 0; i < body; i++)
+			aml_byte(&a, 0xa3);
+		aml_pkg_end(&a, m);
+		CHECK_EQ(a.len, body + (body == 62 ? 1 : 2));
+		CHECK_EQ(buf[0], body == 62 ? 63 : 0x40 | (65 & 0xf));
+	}
+
+	/* ... 4093 fit two (4095 = 0xfff), 4094 take three (4097) */
+	for (int body = 4093; body <= 4094; body++) {
+		static uint8_t big[4100];
+
+		aml_init(&a, big, sizeof(big));
+		for (int i = 0; i < body; i++)
+			aml_byte(&a, 0xa3);
+		aml_pkg_end(&a, 0);
+		CHECK(!a.overflow);
+		if (body == 4093)
+			CHECK(big[0] == 0x4f && big[1] == 0xff && big[2] == 0xa3);
+		else
+			CHECK(big[0] == 0x81 && big[1] == 0x00 && big[2] == 0x01 && big[3] == 0xa3);
+	}
 
 	aml_init(&a, buf, sizeof(buf));
 	aml_integer(&a, 0x1234);
@@ -781,6 +983,7 @@ int main(void)
 	test_above_ident_map();
 	test_initrd();
 	test_acpi();
+	test_acpi_max();
 	test_aml();
 	test_tables();
 	test_cpu_feature_names();
