@@ -27,7 +27,7 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
+    conn = None
     count = errors = resets = 0
     max_delta = 0.0
     last = None
@@ -35,6 +35,12 @@ def main():
     while not stop and (not a.duration or time.monotonic() - start < a.duration):
         t0 = time.monotonic()
         try:
+            if conn is None:
+                conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
+                conn.connect()
+                # A connection the server closed fails the next request: http.client would
+                # otherwise open a new one unseen.
+                conn.auto_open = 0
             conn.request("GET", "/os/date")
             r = conn.getresponse()
             body = r.read().decode(errors="replace")
@@ -45,9 +51,12 @@ def main():
             errors += 1
             if isinstance(e, ConnectionResetError) or "reset" in str(e).lower():
                 resets += 1
-            print("error: %s" % e, flush=True)
-            conn.close()
-            conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
+            why = "the server closed the connection (Connection: close)" \
+                if isinstance(e, http.client.NotConnected) else str(e) or type(e).__name__
+            print("error: %s" % why, flush=True)
+            if conn is not None:
+                conn.close()
+            conn = None
             time.sleep(a.interval_ms / 1000)
             continue
         now = time.monotonic()

@@ -77,7 +77,6 @@ demo_check
 
 echo "demo: switch up (namespace $SWITCH, bridge osvbr0, dnsmasq pins $MAC to $IP)"
 "$ROOT/scripts/lab.sh" up >/dev/null
-hosts_down # what an interrupted run may have left
 host "$HOST_A" a
 host "$HOST_B" b
 mig_link

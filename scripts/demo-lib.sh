@@ -8,7 +8,7 @@ TERN=$ROOT/build/tern
 GUEST=$ROOT/build/guest/guest.elf
 MAC=52:54:30:30:30:30
 IP=192.168.123.10
-WORK=$(mktemp -d /tmp/tern-demo.XXXXXX)
+WORK= # made by demo_check, once the demo's EXIT trap is set
 PIDS=()
 
 die() {
@@ -19,7 +19,7 @@ die() {
 demo_cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$WORK"
+	[[ -z $WORK ]] || rm -rf "$WORK"
 }
 
 # demo_fresh NS...: refuses namespaces that exist already (someone's lab: clean-up would take
@@ -35,9 +35,11 @@ demo_fresh() {
 	done
 }
 
+# demo_check: root and a build, then the work directory (consoles, sockets, figures).
 demo_check() {
 	[[ $EUID -eq 0 ]] || die "needs root (namespaces, taps)"
 	[[ -x $TERN && -f $GUEST ]] || die "build first: make && make guest"
+	WORK=$(mktemp -d /tmp/tern-demo.XXXXXX)
 }
 
 # demo_start NS NAME [tern options...]: a guest on bridge osvbr0 of namespace NS.
@@ -52,6 +54,7 @@ demo_start() {
 	for _ in $(seq 100); do
 		# The monitor answers once tern is all set up (listening, if -incoming).
 		[[ -S $WORK/$name.mon ]] && demo_mon "$name" "info status" >/dev/null && return 0
+		kill -0 "${PIDS[-1]}" 2>/dev/null || break
 		sleep 0.05
 	done
 	die "guest $name did not start: $(cat "$WORK/$name.err")"

@@ -30,6 +30,19 @@ def iface_mac(iface):
         return bytes.fromhex(f.read().strip().replace(":", ""))
 
 
+def in_named_netns():
+    """Whether this process runs in a network namespace of `ip netns` (/run/netns/NAME)."""
+    try:
+        me = os.stat("/proc/self/ns/net")
+        for name in os.listdir("/run/netns"):
+            st = os.stat(os.path.join("/run/netns", name))
+            if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+                return True
+    except OSError:
+        pass
+    return False
+
+
 def build(msg_type, xid, mac, extra=()):
     hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000,
                       b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac + b"\0" * 10,
@@ -97,6 +110,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=10, help="seconds in all (default 10)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args()
+
+    # Outside a lab, its broadcasts would reach (and ask leases of) the network's real servers.
+    if not in_named_netns():
+        print("dhcp-client: not in a namespace of ip netns: run it inside a lab "
+              "(ip netns exec NS %s IFACE)" % sys.argv[0], file=sys.stderr)
+        return 2
 
     try:
         mac = iface_mac(a.iface)

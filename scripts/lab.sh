@@ -65,10 +65,14 @@ check_env() {
 
 up() {
 	command -v dnsmasq >/dev/null || die "dnsmasq not found: install dnsmasq-base"
-	mkdir -p "$STATE"
 	if ! ns_exists; then
+		# A lab this run starts and does not finish (an error, Ctrl-C, SIGTERM) goes again.
+		trap 'rc=$?; [ $rc -eq 0 ] || down >/dev/null 2>&1 || true; exit $rc' EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
 		ip netns add "$NS"
 	fi
+	mkdir -p "$STATE"
 	nsexec ip link set lo up
 	if ! nsexec ip link show "$BR" >/dev/null 2>&1; then
 		# STP off and no forward delay: ports forward as soon as they come up. A MAC of
@@ -105,14 +109,18 @@ up() {
 			--pid-file="$PIDFILE" \
 			--log-facility="$LOG" --log-dhcp; then
 			tail -n 5 "$LOG" >&2 2>/dev/null || true
-			die "dnsmasq failed to start in namespace $NS (log: $LOG)"
+			die "dnsmasq failed to start in namespace $NS (its log's last lines above)"
 		fi
 		for _ in $(seq 50); do
 			dnsmasq_pid >/dev/null && break
 			sleep 0.1
 		done
-		dnsmasq_pid >/dev/null || die "dnsmasq did not stay up in namespace $NS (log: $LOG)"
+		if ! dnsmasq_pid >/dev/null; then
+			tail -n 5 "$LOG" >&2 2>/dev/null || true
+			die "dnsmasq did not stay up in namespace $NS (its log's last lines above)"
+		fi
 	fi
+	trap - EXIT INT TERM
 	echo "lab $NS up: bridge $BR $BR_ADDR, dnsmasq pid $(dnsmasq_pid), $PINNED_MAC -> $PINNED_IP"
 	echo "run in it with: ip netns exec $NS COMMAND"
 }

@@ -53,6 +53,8 @@ def main(argv):
     except OSError as e:
         print("monitor.py: %s: %s" % (argv[1], e), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 1 if failed else 0
 
 

@@ -14,14 +14,17 @@ monitor). Differences from OSv's run.py, all on purpose:
   -k/--kernel    accepted: tern always boots the kernel directly (--kernel-path, default
                  build/guest/guest.elf, the test guest)
   -V/--verbose   puts --verbose before the guest's command line, as OSv's does
+  -v/--vhost     accepted, with a note: tern has no vhost-net (its I/O thread serves the tap)
   -w/--wait      the guest waits for gdb (tern's -S, and its gdb stub on 127.0.0.1:1234:
                  gdb loader.elf -ex 'target remote :1234', then continue), or for cont in the
                  monitor (C-a c); --nogdb leaves the stub out. OSv's run.py always starts one
-                 on port 1234; here only -w does, so that several guests can run at once
+                 on port 1234; here only -w or --gdb PORT does, so that several guests can run
+                 at once
   -i/--image IMG the guest's disk, as virtio-blk; a raw image (OSv's usr.img is qcow2:
                  qemu-img convert -O raw usr.img usr.raw). No default: without -i, no disk
   --novnc        accepted; tern has no VNC
-  -d, -r, -H, -D, --api, --forward  refused, each with what to do instead
+  -d, -r, -H, -D, -s, -S, -A, -I, -g, --vmxnet3, --vnc, --api, --forward, --qemu-path
+                 refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
 """
 import argparse
@@ -40,17 +43,26 @@ NETDEV_ID = "n0"
 MEMSIZE = r"(size=)?(0[xX][0-9a-fA-F]+|[0-9]+)([kKmMgGtT]([iI]?[bB])?|[bB])?"
 NO_USER_NET = "tern has no user-mode networking: use -n on the lab's bridge (scripts/lab.sh)"
 NOT_AN_IMAGE = "tern boots kernels, not OSv build trees: use --kernel-path (and -i for the disk)"
+ONLY_VIRTIO_BLK = "tern's disk is virtio-blk (what -i gives)"
+NO_DISPLAY = "tern has no display: the console is this terminal"
 # OSv's flags that mean nothing on tern: (flags, takes a value, what to do instead).
 REFUSED = [
     (("--api",), False, NO_USER_NET),
     (("--forward",), True, NO_USER_NET),
     (("-d", "--debug"), False, NOT_AN_IMAGE),
     (("-r", "--release"), False, NOT_AN_IMAGE),
-    (("-H", "--no-shutdown"), False, "tern exits when the guest crashes (printing its "
-                                      "registers); to look around first, set a breakpoint "
-                                      "with -w and gdb"),
+    (("-H", "--no-shutdown"), False, "tern exits when the guest crashes (naming its RIP); "
+                                      "to look around first, set a breakpoint with -w and gdb"),
     (("-D", "--detach"), False, "the console is this terminal; run tern itself with "
                                  "-daemonize -serial none"),
+    (("-s", "--with-signals"), False, "Ctrl-C goes to the guest; C-a x quits tern"),
+    (("-S", "--scsi"), False, ONLY_VIRTIO_BLK),
+    (("-A", "--sata"), False, ONLY_VIRTIO_BLK),
+    (("-I", "--ide"), False, ONLY_VIRTIO_BLK),
+    (("--vmxnet3",), False, "tern's NIC is virtio-net (what -n gives)"),
+    (("-g", "--graphics"), False, NO_DISPLAY),
+    (("--vnc",), True, NO_DISPLAY),
+    (("--qemu-path",), True, "tern runs no QEMU: --tern PATH names the tern binary"),
 ]
 OTHER_HYPERVISORS = ("qemu", "none", "xen", "xenpv", "firecracker", "qemu_microvm", "vmware",
                      "virtualbox", "hyperkit", "cloud-hypervisor")
@@ -78,6 +90,8 @@ def parser():
     ap.add_argument("-b", "--bridge", default=None,
                     help="bridge for tap networking (default %s)" % DEFAULT_BRIDGE)
     ap.add_argument("-t", "--tap", default=None, help="use this tap interface (implies -n)")
+    ap.add_argument("-v", "--vhost", action="store_true",
+                    help="accepted (OSv's -nv); tern has no vhost-net")
     ap.add_argument("--mac", default=None, help="MAC address of the NIC, e.g. 52:54:30:30:30:30")
     ap.add_argument("-e", "--execute", default=None, metavar="CMD",
                     help="kernel command line (tern's -append)")
@@ -93,7 +107,9 @@ def parser():
     ap.add_argument("-i", "--image", default=None, metavar="IMG",
                     help="a raw disk image for the guest (virtio-blk)")
     ap.add_argument("--novnc", action="store_true", help="accepted; tern has no VNC")
-    ap.add_argument("--nogdb", action="store_true", help="with -w: no gdb stub")
+    ap.add_argument("--nogdb", action="store_true", help="no gdb stub, even with -w or --gdb")
+    ap.add_argument("--gdb", default=None, metavar="PORT",
+                    help="a gdb stub on 127.0.0.1:PORT (with -w: instead of 1234)")
     ap.add_argument("--pass-args", action="append", default=[], metavar="ARGS",
                     help="more arguments for tern, split like a shell does; may repeat. "
                          "ARGS starting with '-' need a leading space or '=' "
@@ -128,10 +144,12 @@ def tern_command(a, ap):
         execute = "--verbose" + (" " + execute if execute else "")
     if execute is not None:
         cmd += ["-append", execute]
+    if a.gdb is not None and not (re.fullmatch("[0-9]{1,5}", a.gdb) and 0 < int(a.gdb) < 65536):
+        ap.error("--gdb %s: not a TCP port" % a.gdb)
     if a.wait:
         cmd.append("-S")
-        if not a.nogdb:
-            cmd += ["-gdb", "tcp:127.0.0.1:1234"]
+    if (a.wait or a.gdb is not None) and not a.nogdb:
+        cmd += ["-gdb", "tcp:127.0.0.1:%d" % int(a.gdb or 1234)]
     if a.image is not None:
         # tern's -drive splits at commas (QEMU doubles them to escape; tern does not).
         if not a.image or "," in a.image:
@@ -172,6 +190,9 @@ def main(argv=None):
     ap = parser()
     a = ap.parse_args(argv)
     cmd = tern_command(a, ap)
+    if a.vhost:
+        print("run.py: note: -v: tern has no vhost-net; its I/O thread serves the tap",
+              file=sys.stderr)
     if a.dry_run:
         print(shlex.join(cmd))
         return 0

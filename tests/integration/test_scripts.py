@@ -2,6 +2,8 @@
 network: namespace, bridge, dnsmasq), including a DHCP lease for the pinned MAC from a second
 namespace. The lab tests need root, iproute2 and dnsmasq, and use a private namespace name; every
 namespace they create is deleted again, whatever the asserts say."""
+import glob
+import http.server
 import os
 import shlex
 import shutil
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -17,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RUN_PY = os.path.join(ROOT, "scripts", "run.py")
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 DHCP_CLIENT = os.path.join(ROOT, "scripts", "dhcp-client.py")
+CLIENT_LOOP = os.path.join(ROOT, "scripts", "client-loop.py")
 TERN = os.path.join(ROOT, "build", "tern")
 GUEST = os.path.join(ROOT, "build", "guest", "guest.elf")
 PINNED_MAC = "52:54:30:30:30:30"
@@ -60,6 +64,21 @@ def test_run_py_accepted_noops():
     assert command_of("--novnc", "--nogdb", "-k", "--kernel", "-p", "auto") == BASE
     assert command_of("-w") == command_of("--wait") == BASE + ["-S", "-gdb", "tcp:127.0.0.1:1234"]
     assert command_of("-w", "--nogdb") == BASE + ["-S"]
+
+
+def test_run_py_gdb_port():
+    assert command_of("--gdb", "1235") == BASE + ["-gdb", "tcp:127.0.0.1:1235"]
+    assert command_of("-w", "--gdb", "1235") == BASE + ["-S", "-gdb", "tcp:127.0.0.1:1235"]
+    assert command_of("-w", "--gdb", "1235", "--nogdb") == BASE + ["-S"]
+
+
+def test_run_py_vhost_is_a_note():
+    """OSv's habit, run.py -nv: tap networking, with one line saying tern has no vhost-net."""
+    code, out, err = dry_run("-nv")
+    assert code == 0, err
+    assert shlex.split(out) == command_of("-n")
+    assert err.count("\n") == 1 and "vhost" in err, err
+    assert command_of("--vhost") == BASE
 
 
 def test_run_py_verbose_and_sizes_as_tern_takes_them():
@@ -128,6 +147,12 @@ def test_run_py_tern_path_and_quoting():
     (["-d"], "use --kernel-path"),
     (["-H"], "tern exits when the guest crashes"),
     (["-D"], "-daemonize"),
+    (["-s"], "Ctrl-C goes to the guest"),
+    (["-S"], "virtio-blk"),
+    (["--vnc", ":1"], "no display"),
+    (["--qemu-path", "/usr/bin/qemu-system-x86_64"], "tern runs no QEMU"),
+    (["--gdb", "0"], "--gdb 0: not a TCP port"),
+    (["--gdb", "65536"], "not a TCP port"),
     (["--mac", PINNED_MAC], "--mac"),
     (["-n", "--mac", "52:54:30"], "--mac 52:54:30"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
@@ -157,6 +182,47 @@ def test_run_py_execs_tern():
                        stderr=subprocess.STDOUT, text=True, timeout=30)
     assert p.returncode == 0, p.stdout
     assert "Booted up" in p.stdout and "Cmdline: poweroff" in p.stdout, p.stdout
+
+
+# ---- client-loop.py -------------------------------------------------------------------------
+
+class DateHandler(http.server.BaseHTTPRequestHandler):
+    """GET /os/date over HTTP/1.1; with close set, every answer ends the connection."""
+    protocol_version = "HTTP/1.1"
+    close = False
+
+    def do_GET(self):
+        body = b'"Mon Jan  1 00:00:00 2024"'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_client_loop_never_reconnects_silently(close):
+    """One keep-alive connection: a server that closes it (Connection: close) is an error,
+    not a new connection opened unseen."""
+    handler = type("H", (DateHandler,), {"close": close})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        p = subprocess.run([sys.executable, CLIENT_LOOP, "127.0.0.1", "--port",
+                            str(srv.server_address[1]), "--interval-ms", "20", "--duration",
+                            "0.5", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=30)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    if close:
+        assert p.returncode == 1 and "the server closed the connection" in p.stdout, p.stdout
+    else:
+        assert p.returncode == 0 and ", 0 errors, 0 resets" in p.stdout, p.stdout
 
 
 # ---- lab.sh --------------------------------------------------------------------------------
@@ -389,12 +455,47 @@ def test_lab_down_from_inside_refuses(lab_up):
 
 @needs_lab
 def test_demo_refuses_an_existing_lab(lab_up):
-    """The demo's clean-up takes its namespaces down: never someone's own lab."""
+    """The demo's clean-up takes its namespaces down: never someone's own lab. Nothing of the
+    demo's is left either (its work directory)."""
     env = dict(os.environ, TERN_LAB_NS=LAB_NS)
+    before = set(glob.glob("/tmp/tern-demo.*"))
     p = subprocess.run([os.path.join(ROOT, "scripts", "demo-intra-host.sh")], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
     assert p.returncode == 1 and "exists already" in p.stderr, p.stderr
     assert lab("status", check=False).returncode == 0
+    assert set(glob.glob("/tmp/tern-demo.*")) <= before
+
+
+@needs_lab
+def test_lab_up_that_fails_leaves_nothing(tmp_path):
+    """A dnsmasq that will not start: lab.sh up says so and takes down what it made."""
+    ns = LAB_NS + "-f"
+    fake = tmp_path / "dnsmasq"
+    fake.write_text("#!/bin/sh\necho fake dnsmasq fails >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    try:
+        p = subprocess.run([LAB_SH, "up"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        assert p.returncode == 1 and "dnsmasq failed to start" in p.stderr, p.stderr
+        assert ns not in netns_list()
+        assert not os.path.exists("/run/tern-lab/" + ns)
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+
+
+@pytest.mark.skipif(not shutil.which("ip"), reason="needs iproute2")
+def test_dhcp_client_refuses_the_machines_own_network():
+    """Outside an ip netns namespace it would broadcast to the real network: one line, rc 2.
+    (lo, should the check ever fail: nothing leaves the machine.)"""
+    if subprocess.run(["ip", "netns", "identify"], stdout=subprocess.PIPE, text=True,
+                      stderr=subprocess.DEVNULL).stdout.strip():
+        pytest.skip("this test already runs in a namespace of ip netns")
+    p = subprocess.run([sys.executable, DHCP_CLIENT, "lo", "--timeout", "1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "ip netns exec" in p.stderr, \
+        p.stderr
 
 
 @needs_lab
