@@ -421,6 +421,12 @@ static int virtio_net_load(void *opaque, const void *fdt, int node)
 		if (virtio_mmio_running(&n->v))
 			r = virtio_net_setup_tap(n);
 	}
+	/* A frame waits only if the tap gave more than its header (virtio_net_rx). */
+	if (!r && virtio_mmio_running(&n->v) && n->frame_len && n->frame_len <= n->hdr_len) {
+		errorf("%s: the stream's pending frame has %zu bytes, no more than its %u-byte "
+		       "header", n->v.name, n->frame_len, n->hdr_len);
+		r = -1;
+	}
 	pthread_mutex_unlock(&n->v.lock);
 	return r;
 }

@@ -210,11 +210,12 @@ static bool registers_valid(const fdt32_t *q, int n)
 static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, size_t len)
 {
 	struct cpu_model *cm = opaque;
-	const char *vendor = fdt_getprop(fdt, node, "vendor", NULL);
-	int qlen;
+	int vlen, qlen;
+	const char *vendor = fdt_getprop(fdt, node, "vendor", &vlen);
 	const fdt32_t *q = fdt_getprop(fdt, node, "features", &qlen);
 
-	if (!vendor || !q || qlen % 16 || !registers_valid(q, qlen / 16)) {
+	/* CPUID's 12 characters at most, as cpu_model_describe sends them */
+	if (vlen > 13 || !printable_string(vendor, vlen) || !q || qlen % 16 || !registers_valid(q, qlen / 16)) {
 		snprintf(why, len, "corrupt stream: malformed CPU description");
 		return -1;
 	}

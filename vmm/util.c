@@ -44,6 +44,16 @@ void perrorf(const char *fmt, ...)
 	errno = err;
 }
 
+bool printable_string(const char *v, int len)
+{
+	if (!v || len <= 0 || v[len - 1])
+		return false;
+	for (int i = 0; i < len - 1; i++)
+		if (!isprint((unsigned char)v[i]))
+			return false;
+	return true;
+}
+
 int parse_size(const char *s, uint64_t def_unit, uint64_t *out)
 {
 	char *end;

@@ -27,6 +27,12 @@ void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, with ": strerror(errno)" appended. */
 void perrorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Whether len bytes are a string a message may show as it is: printable, ending with the only
+ * NUL. What came from a migration stream could hold a newline, or a terminal's escapes.
+ */
+bool printable_string(const char *v, int len);
+
 /* Parse a size with QEMU's suffixes (K, M, G, T; no suffix = def_unit). -1 on error. */
 int parse_size(const char *s, uint64_t def_unit, uint64_t *out);
 

@@ -444,6 +444,155 @@ static void test_hello_check(void)
 	CHECK_STR(why, "vcpus (none) != 1");
 }
 
+/* A tree with the given root property and device node names, in version 17 or another. */
+static int hostile_tree(char *fdt, int size, const char *prop, const char *node, int version)
+{
+	fdt_create(fdt, size);
+	fdt_finish_reservemap(fdt);
+	fdt_begin_node(fdt, "");
+	fdt_property_string(fdt, "memory", "128M");
+	fdt_property_string(fdt, "vcpus", "1");
+	if (prop)
+		fdt_property_string(fdt, prop, "x");
+	fdt_begin_node(fdt, node);
+	fdt_property_string(fdt, "size", "4096 bytes");
+	fdt_end_node(fdt);
+	fdt_end_node(fdt);
+	fdt_finish(fdt);
+	fdt_set_version(fdt, version);
+	fdt_set_last_comp_version(fdt, MIN(version, 16));
+	return fdt_totalsize(fdt);
+}
+
+/*
+ * The source's hello is read before anything else is trusted (fuzzed): a tree older than
+ * version 16 once crashed libfdt's own check, and the source's names and values go into the
+ * one-line reason only when printable.
+ */
+static void test_hello_hostile(void)
+{
+	struct fake_desc size = { { "size" }, { "4096 bytes" }, { 11 } };
+	struct fake_desc nl = { { "size" }, { "4096\nbytes" }, { 11 } };
+	static struct vm dst;
+	char why[200] = "", fdt[1024];
+	int len;
+
+	fake_vm(&dst, &size);
+	CHECK_EQ(hello_check(&nl, &size, why, sizeof(why)), -1);
+	CHECK_STR(why, "disk: size (11 bytes) != 4096 bytes");
+	len = hostile_tree(fdt, sizeof(fdt), NULL, "disk", 7);
+	CHECK_EQ(mig_check_description(&dst, fdt, len, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: malformed state tree");
+	CHECK_EQ(mig_load_devices(&dst, fdt, len, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: malformed state tree");
+	len = hostile_tree(fdt, sizeof(fdt), NULL, "disk", 17);
+	CHECK_EQ(mig_check_description(&dst, fdt, len, why, sizeof(why)), 0);
+	len = hostile_tree(fdt, sizeof(fdt), "evil\n\033[2J", "disk", 17);
+	CHECK_EQ(mig_check_description(&dst, fdt, len, why, sizeof(why)), -1);
+	CHECK_STR(why, "(a malformed name) x != (none)");
+	len = hostile_tree(fdt, sizeof(fdt), NULL, "di\nsk", 17);
+	CHECK_EQ(mig_check_description(&dst, fdt, len, why, sizeof(why)), -1);
+	CHECK_STR(why, "device (a malformed name) missing here");
+}
+
+/*
+ * Property lengths that libfdt 1.6's own check gets wrong: at -12 a property is its own next
+ * tag and fdt_check_full loops for ever; at -4, with the name offset read as the next tag,
+ * it passes. Both are malformed trees (the alarm turns a hang into a failure).
+ */
+static void test_hello_bad_lengths(void)
+{
+	static const int32_t bad[][2] = { { -12, 0 }, { -4, FDT_PROP } };
+	struct fake_desc size = { { "size" }, { "4096 bytes" }, { 11 } };
+	static struct vm dst;
+	char why[200], fdt[1024];
+	uint64_t zero = 0;
+
+	fake_vm(&dst, &size);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		fdt32_t v[2] = { cpu_to_fdt32(bad[i][0]), cpu_to_fdt32(bad[i][1]) };
+		int off;
+
+		fdt_create(fdt, sizeof(fdt));
+		fdt_finish_reservemap(fdt);
+		fdt_begin_node(fdt, "");
+		fdt_property(fdt, "memory", &zero, sizeof(zero));
+		fdt_end_node(fdt);
+		fdt_finish(fdt);
+		off = fdt_first_property_offset(fdt, 0);
+		memcpy(fdt + fdt_off_dt_struct(fdt) + off + 4, v, sizeof(v));
+		alarm(10);
+		CHECK_EQ(mig_check_description(&dst, fdt, fdt_totalsize(fdt), why, sizeof(why)), -1);
+		alarm(0);
+		CHECK_STR(why, "corrupt stream: malformed state tree");
+	}
+}
+
+/* One record through ram_receive, as the destination reads it; why gets the error. */
+static int receive_one(struct mig_ram *r, uint32_t type, uint64_t arg, const void *p, size_t len,
+		       char *why, size_t wlen)
+{
+	int fd = memfd_create("tern-unit-pages", 0);
+	struct mig_stream s;
+	struct rec_hdr h;
+	int ret = -1;
+
+	stream_init(&s, fd);
+	stream_put(&s, type, arg, p, len);
+	stream_flush(&s);
+	stream_free(&s);
+	lseek(fd, 0, SEEK_SET);
+	stream_init(&s, fd);
+	if (stream_get(&s, &h) == 0)
+		ret = ram_receive(r, &s, &h);
+	snprintf(why, wlen, "%s", s.err);
+	stream_free(&s);
+	close(fd);
+	return ret;
+}
+
+/* Page records write only whole pages inside guest RAM: every address and count is checked. */
+static void test_ram_receive(void)
+{
+	static uint8_t pages[2 * 4096];
+	struct vm vm;
+	struct mig_ram r;
+	char why[200];
+	uint64_t one = 1, all = UINT64_MAX;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.ram_size = 16 * 4096;
+	vm.ram = mmap(NULL, vm.ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(vm.ram != MAP_FAILED);
+	CHECK_EQ(ram_init(&r, &vm), 0);
+	memset(pages, 0xab, sizeof(pages));
+	CHECK_EQ(receive_one(&r, REC_PAGES, 14 * 4096, pages, 2 * 4096, why, sizeof(why)), 0);
+	CHECK_EQ(vm.ram[16 * 4096 - 1], 0xab);
+	CHECK_EQ(receive_one(&r, REC_ZERO, 15 * 4096, &one, 8, why, sizeof(why)), 0);
+	CHECK_EQ(vm.ram[16 * 4096 - 1], 0);
+	CHECK_EQ(vm.ram[15 * 4096 - 1], 0xab);
+	CHECK_EQ(receive_one(&r, REC_PAGES, 0x3001, pages, 4096, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: page record at 0x3001 (4096 bytes) not page-aligned");
+	CHECK_EQ(receive_one(&r, REC_PAGES, 0x3000, pages, 100, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: page record at 0x3000 (100 bytes) not page-aligned");
+	CHECK_EQ(receive_one(&r, REC_PAGES, 15 * 4096, pages, 2 * 4096, why, sizeof(why)), -1);
+	CHECK(strstr(why, "outside guest RAM") != NULL);
+	CHECK_EQ(receive_one(&r, REC_PAGES, -4096ULL, pages, 4096, why, sizeof(why)), -1);
+	CHECK(strstr(why, "outside guest RAM") != NULL);
+	CHECK_EQ(receive_one(&r, REC_ZERO, 0x1000, &all, 8, why, sizeof(why)), -1);
+	CHECK(strstr(why, "outside guest RAM") != NULL);
+	CHECK_EQ(receive_one(&r, REC_ZERO, 16 * 4096, &one, 8, why, sizeof(why)), -1);
+	CHECK(strstr(why, "outside guest RAM") != NULL);
+	CHECK_EQ(receive_one(&r, REC_ZERO, 0x1000, "abcd", 4, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: zero-page record of 4 bytes, expected 8");
+	CHECK_EQ(receive_one(&r, REC_ZERO, 0x1008, &one, 8, why, sizeof(why)), -1);
+	CHECK_STR(why, "corrupt stream: zero-page record at 0x1008 (8 bytes) not page-aligned");
+	CHECK_EQ(r.normal_pages, 2);
+	CHECK_EQ(r.zero_pages, 1);
+	ram_free(&r);
+	munmap(vm.ram, vm.ram_size);
+}
+
 static void test_dirty(void)
 {
 	struct vm vm;
@@ -566,6 +715,9 @@ int main(void)
 	test_connect_cancelled();
 	test_unix_listen_path();
 	test_hello_check();
+	test_hello_hostile();
+	test_hello_bad_lengths();
+	test_ram_receive();
 	test_dirty();
 	test_touched_pages();
 	test_touched_many();

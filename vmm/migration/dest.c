@@ -146,8 +146,18 @@ static int dst_wait_go(struct dst *c)
 
 	if (stream_get(&c->s, &h) < 0)
 		return dst_fail(c, c->interactive ? gone : c->s.err);
-	if (h.type != REC_GO || stream_get_payload(&c->s, &h, NULL) < 0)
-		return dst_fail(c, "corrupt stream: expected go");
+	if (h.type != REC_GO) {
+		snprintf(c->err, sizeof(c->err), "corrupt stream: expected go, got record type %u",
+			 h.type);
+		return -1;
+	}
+	if (stream_get_payload(&c->s, &h, NULL) < 0)
+		return dst_fail(c, c->s.err);
+	if (h.arg > GO_PRELAUNCH) {
+		snprintf(c->err, sizeof(c->err), "corrupt stream: go with unknown run state %llu",
+			 (unsigned long long)h.arg);
+		return -1;
+	}
 	c->arrive = h.arg == GO_RUNNING	  ? RUN_STATE_RUNNING
 		    : h.arg == GO_PRELAUNCH ? RUN_STATE_PRELAUNCH
 					    : RUN_STATE_PAUSED;

@@ -81,9 +81,36 @@ void *mig_save_devices(struct vm *vm, int *len, char *err, size_t errlen)
 	return fdt;
 }
 
+/*
+ * Every tag moves on, and no property has a negative size: libfdt 1.6's fdt_check_full loops
+ * for ever on a property of length -12 (its next tag is itself) and passes one of -4.
+ */
+static bool tree_walks(const void *fdt)
+{
+	int off = 0, next, len;
+	uint32_t tag;
+
+	do {
+		tag = fdt_next_tag(fdt, off, &next);
+		if (next <= off)
+			return false;
+		if (tag == FDT_PROP && (!fdt_getprop_by_offset(fdt, off, NULL, &len) || len < 0))
+			return false;
+		off = next;
+	} while (tag != FDT_END);
+	return true;
+}
+
+/*
+ * What the stream hands us, before libfdt reads it: fdt_create writes version 17, and an older
+ * one is refused, for libfdt 1.6's fdt_check_full takes a pre-16 tree's root name (NULL for a
+ * name without a '/') unchecked, and crashes.
+ */
 static int check_tree(const void *fdt, int len, char *why, size_t wlen)
 {
-	if (len < (int)sizeof(struct fdt_header) || fdt_check_full(fdt, len)) {
+	if (len < (int)sizeof(struct fdt_header) || fdt_magic(fdt) != FDT_MAGIC ||
+	    fdt_version(fdt) < 17 || fdt_check_header(fdt) || fdt_totalsize(fdt) > (uint32_t)len ||
+	    !tree_walks(fdt) || fdt_check_full(fdt, len)) {
 		snprintf(why, wlen, "corrupt stream: malformed state tree");
 		return -1;
 	}
@@ -95,7 +122,7 @@ static const char *prop_text(const char *v, int len, char buf[32])
 {
 	if (!v)
 		return "(none)";
-	if (len > 0 && !v[len - 1] && strlen(v) == (size_t)len - 1)
+	if (printable_string(v, len))
 		return v;
 	snprintf(buf, 32, "(%d bytes)", len);
 	return buf;
@@ -124,8 +151,9 @@ static int props_in(const void *a, int na, const void *b, int nb, bool swapped, 
 			continue;
 		va = prop_text(va, la, ta);
 		vb = prop_text(vb, lb, tb);
-		snprintf(why, wlen, "%s%s %s != %s", prefix, name, swapped ? vb : va,
-			 swapped ? va : vb);
+		snprintf(why, wlen, "%s%s %s != %s", prefix,
+			 printable_string(name, strlen(name) + 1) ? name : "(a malformed name)",
+			 swapped ? vb : va, swapped ? va : vb);
 		return -1;
 	}
 	return 0;
@@ -171,12 +199,14 @@ int mig_check_description(struct vm *vm, const void *theirs, int len, char *why,
 	if (compare_node(theirs, 0, ours, 0, "", why, wlen) < 0)
 		goto out;
 	fdt_for_each_subnode(node, theirs, 0) {
-		const char *name = fdt_get_name(theirs, node, NULL);
+		int nlen;
+		const char *name = fdt_get_name(theirs, node, &nlen);
 		int on = fdt_subnode_offset(ours, 0, name);
 		char prefix[80];
 
 		if (on < 0) {
-			snprintf(why, wlen, "device %s missing here", name);
+			snprintf(why, wlen, "device %s missing here",
+				 printable_string(name, nlen + 1) ? name : "(a malformed name)");
 			goto out;
 		}
 		m = match_node(vm, name, theirs, node, why, wlen);

@@ -253,15 +253,22 @@ int ram_receive(struct mig_ram *r, struct mig_stream *s, const struct rec_hdr *h
 {
 	uint64_t n = h->len / PAGE, first = h->arg / PAGE;
 
-	if (h->type == REC_ZERO) {
-		if (h->len != sizeof(n) || stream_get_payload(s, h, &n) < 0) {
-			if (!s->err[0])
-				snprintf(s->err, sizeof(s->err), "corrupt stream: bad zero-page record");
-			return -1;
-		}
+	if (h->type == REC_ZERO && h->len != sizeof(n)) {
+		snprintf(s->err, sizeof(s->err),
+			 "corrupt stream: zero-page record of %u bytes, expected %zu", h->len,
+			 sizeof(n));
+		return -1;
 	}
-	if (h->arg % PAGE || (h->type == REC_PAGES && h->len % PAGE) || first > r->npages ||
-	    n > r->npages - first) {
+	if (h->type == REC_ZERO && stream_get_payload(s, h, &n) < 0)
+		return -1;
+	if (h->arg % PAGE || (h->type == REC_PAGES && h->len % PAGE)) {
+		snprintf(s->err, sizeof(s->err),
+			 "corrupt stream: %s record at 0x%llx (%u bytes) not page-aligned",
+			 h->type == REC_ZERO ? "zero-page" : "page", (unsigned long long)h->arg,
+			 h->len);
+		return -1;
+	}
+	if (first > r->npages || n > r->npages - first) {
 		snprintf(s->err, sizeof(s->err),
 			 "corrupt stream: pages at 0x%llx (+%llu) outside guest RAM of %lluM",
 			 (unsigned long long)h->arg, (unsigned long long)n,
