@@ -442,14 +442,14 @@ static void test_announce_restart(void)
 	s.t0 = now_ns();
 	announce_start(&s.a);
 	s.restart_fd = evloop_add_timer(&s.loop, 40, 0, sched_restart, &s);
-	s.stop_fd = evloop_add_timer(&s.loop, 1100, 0, sched_stop, &s);
+	s.stop_fd = evloop_add_timer(&s.loop, 1500, 0, sched_stop, &s);
 	CHECK(s.restart_fd >= 0 && s.stop_fd >= 0);
 	usleep(100 * 1000);
 	evloop_run(&s.loop);
 	CHECK_EQ(s.n, 1 + ANNOUNCE_ROUNDS);
-	CHECK(s.at[0] < 10 && s.at[1] >= 100);
+	CHECK(s.at[0] < 50 && s.at[1] >= 100);
 	for (unsigned r = 2, want = 50; r < 6; want += announce_gap_ms(r - 1), r++)
-		CHECK(s.at[r] - s.at[1] + 5 >= want && s.at[r] - s.at[1] < want + 100);
+		CHECK(s.at[r] - s.at[1] + 5 >= want && s.at[r] - s.at[1] < want + 300);
 	announce_destroy(&s.a);
 	evloop_destroy(&s.loop);
 }
