@@ -66,22 +66,9 @@ int file_open(struct boot_file *f, const char *what, const char *path)
 
 int file_pread(const struct boot_file *f, void *buf, uint64_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(f->fd, p, MIN(len, (uint64_t)1 << 30), off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EPIPE;
-			file_read_error(f->what, f->path);
-			return -1;
-		}
-		p += n;
-		off += n;
-		len -= n;
+	if (lseek(f->fd, off, SEEK_SET) < 0 || read_full(f->fd, buf, len) < 0) {
+		file_read_error(f->what, f->path);
+		return -1;
 	}
 	return 0;
 }

@@ -327,7 +327,6 @@ int main(int argc, char **argv)
 
 	tern_std_fds();
 	t = calloc(1, sizeof(*t));
-
 	if (!t) {
 		perrorf("calloc");
 		return 1;
