@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs a command in the nested test host (build.sh): Debian's kernel under QEMU TCG with an
-# emulated AMD-V CPU and kvm_amd loaded, the outer machine's root shared read-write over 9p,
+# emulated AMD-V CPU and kvm_amd loaded, the outer machine's root shared over 9p (cached),
 # the command run in this checkout with fresh /tmp and /run. Its output is the console's; its
 # exit status is the command's.
 #
@@ -9,8 +9,8 @@ set -Eeuo pipefail
 OUT=$(cd "${1:?usage: run.sh BUILD_DIR COMMAND...}" && pwd)
 shift
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-[[ $OUT/ == "$ROOT"/* && $ROOT != *[[:space:]]* ]] ||
-	{ echo "nested: $OUT must lie in the checkout $ROOT, whose path has no spaces" >&2; exit 2; }
+[[ $OUT/ == "$ROOT"/* && $ROOT != *[[:space:],]* ]] ||
+	{ echo "nested: $OUT must lie in the checkout $ROOT, whose path has no spaces or commas" >&2; exit 2; }
 
 tty=0
 [[ -t 1 ]] && tty=1
@@ -58,7 +58,8 @@ for try in 1 2; do
 		-machine q35 -smp "${NESTED_CPUS:-1}" -m 4G -display none -monitor none -serial stdio -no-reboot \
 		-nic none -pidfile "$OUT/qemu.pid" -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
 		-append "console=ttyS0 loglevel=3 panic=-1 tern.root=$ROOT tern.dir=$OUT" \
-		-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=r0,multidevs=remap ||
+		-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=r0,multidevs=remap \
+		-virtfs "local,path=$ROOT,mount_tag=checkout,security_model=passthrough,id=r1,multidevs=remap" ||
 		true
 	kill "$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
