@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -22,21 +23,35 @@ struct console {
 	bool focus_monitor;
 	bool escape;		/* Ctrl-A seen */
 	bool tty, stdin_open;
+	bool write_failed;	/* an error writing stdout was printed (any thread: atomic) */
 	struct termios saved;
 };
 
-static int console_write(struct chardev *chr, const uint8_t *buf, size_t len)
+/* chr: the serial port's bytes (it may give up on them), or NULL for the monitor's. */
+static int console_out(struct console *c, struct chardev *chr, const uint8_t *buf, size_t len)
 {
 	if (chardev_write_fd(chr, STDOUT_FILENO, buf, len) == 0)
 		return 0;
-	if (errno != EPIPE && errno != EINTR)
-		perrorf("console: write");
+	/*
+	 * A hung-up terminal (EIO) or a full disk fails every write the guest makes, byte by
+	 * byte: one line says so, not one for each.
+	 */
+	if (errno != EPIPE && errno != EINTR &&
+	    !__atomic_exchange_n(&c->write_failed, true, __ATOMIC_RELAXED))
+		perrorf("console: write (further errors are not shown)");
 	return -1;
+}
+
+static int console_write(struct chardev *chr, const uint8_t *buf, size_t len)
+{
+	struct console *c = (struct console *)((char *)chr - offsetof(struct console, chr));
+
+	return console_out(c, chr, buf, len);
 }
 
 static void console_mon_out(void *opaque, const char *buf, size_t len)
 {
-	console_write(NULL, (const uint8_t *)buf, len);
+	console_out(opaque, NULL, (const uint8_t *)buf, len);
 }
 
 static void console_help(struct console *c)
@@ -47,7 +62,7 @@ static void console_help(struct console *c)
 		"C-a c    switch between console and monitor\n"
 		"C-a C-a  sends C-a\n";
 
-	console_write(NULL, (const uint8_t *)help, sizeof(help) - 1);
+	console_out(c, NULL, (const uint8_t *)help, sizeof(help) - 1);
 }
 
 static void console_deliver(struct console *c, const uint8_t *buf, size_t len)

@@ -373,6 +373,15 @@ static int virtio_blk_request(void *opaque, struct virtq_chain *c)
 	case T_OUT:
 		n = blk_slice(c, 0, c->nout, sizeof(h), dout, iov, gpa);
 		status = blk_transfer(b, true, h.sector, iov, gpa, n, dout);
+		/*
+		 * A driver that did not take F_FLUSH cannot flush: the disk is writethrough for
+		 * it (virtio 1.x 5.2.5, legacy interface: writeback only if F_FLUSH was
+		 * negotiated; Linux takes it so, QEMU turns its cache off), so each write must be
+		 * on the disk when it is done.
+		 */
+		if (status == S_OK && !(b->v.driver_features & BIT(F_FLUSH)) &&
+		    !b->drive->sync_writes)
+			status = blk_flush(b, true);
 		break;
 	case T_FLUSH:
 		b->flushes++;

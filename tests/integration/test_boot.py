@@ -2,7 +2,10 @@
 import fcntl
 import json
 import os
+import pty
 import re
+import select
+import signal
 import struct
 import subprocess
 import termios
@@ -298,6 +301,88 @@ def test_sigterm_exits_cleanly(tern):
     t.expect(r"terminating on signal 15")
     attrs = termios.tcgetattr(t.master)
     assert attrs[3] & termios.ICANON
+
+
+def cooked(t):
+    """Whether the pty is back in the mode it had before tern (line editing and echo)."""
+    attrs = termios.tcgetattr(t.master)
+    return bool(attrs[3] & termios.ICANON and attrs[3] & termios.ECHO)
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_signals_restore_terminal(tern, sig):
+    t = tern(*BOOT, "-append", "ticks", use_pty=True)
+    t.expect(r"Booted up")
+    assert not cooked(t)
+    t.proc.send_signal(sig)
+    assert t.wait() == 0
+    t.expect(r"terminating on signal %d" % sig)
+    assert cooked(t)
+
+
+@pytest.mark.kvm
+def test_failed_start_restores_terminal(tern, tmp_path):
+    """The QMP socket cannot be made, after the console put the terminal in raw mode."""
+    t = tern(*BOOT, "-qmp", "unix:%s,server,nowait" % (tmp_path / "no" / "qmp"),
+             use_pty=True)
+    assert t.wait() != 0
+    t.expect(r"tern: .*qmp")
+    assert cooked(t)
+
+
+@pytest.mark.kvm
+def test_ctrl_a_split_across_reads_and_unknown_keys(tern):
+    """Ctrl-A in one read and its key in the next are still an escape; Ctrl-A with a key it
+    does not know is dropped, both bytes."""
+    t = tern(*BOOT, "-append", "echo", use_pty=True)
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    t.send(b"\x01")
+    t.drain(0.2)
+    t.send(b"h")
+    t.expect(r"C-a x    exit tern", start=m.end())
+    mark = len(t.out)
+    t.send(b"p\x01zq")
+    t.expect(r"pq", start=mark)
+    assert b"z" not in t.out[mark:]
+
+
+@pytest.mark.kvm
+def test_hung_up_terminal_is_one_line(tmp_path):
+    """The terminal goes away under a running guest (its pty's other side closed): from then
+    on every write to it fails (EIO). tern says so once, not for each byte the guest prints,
+    and runs on."""
+    master, slave = pty.openpty()
+    err = open(tmp_path / "stderr", "w+b")
+    p = subprocess.Popen([TERN] + BOOT + ["-append", "ticks"], stdin=slave, stdout=slave,
+                         stderr=err, start_new_session=True)
+    os.close(slave)
+    try:
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"tick 2 " not in out:
+            assert time.monotonic() < deadline and p.poll() is None, out
+            if select.select([master], [], [], 0.1)[0]:
+                out += os.read(master, 65536)
+        os.close(master)
+        master = None
+        while b"console: write" not in (tmp_path / "stderr").read_bytes():
+            assert time.monotonic() < deadline and p.poll() is None, out
+            time.sleep(0.05)
+        time.sleep(1)  # ten more ticks, each a write that fails
+        assert p.poll() is None
+        lines = (tmp_path / "stderr").read_bytes().decode().splitlines()
+        assert len(lines) == 1 and "Input/output error" in lines[0], lines
+        p.terminate()
+        assert p.wait(timeout=10) == 0
+    finally:
+        if master is not None:
+            os.close(master)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        err.close()
 
 
 @pytest.mark.kvm
