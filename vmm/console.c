@@ -140,15 +140,11 @@ static void console_readable(void *opaque, uint32_t events)
 	console_input(c, buf, n);
 }
 
+/* The terminal's own mode is c->saved, restored at the end. */
 static int console_raw(struct console *c)
 {
-	struct termios t;
+	struct termios t = c->saved;
 
-	if (tcgetattr(STDIN_FILENO, &c->saved) < 0) {
-		perrorf("console: tcgetattr");
-		return -1;
-	}
-	t = c->saved;
 	cfmakeraw(&t);
 	/* Keep \n -> \r\n on output so tern's own messages stay readable. */
 	t.c_oflag |= OPOST | ONLCR;
@@ -158,6 +154,19 @@ static int console_raw(struct console *c)
 	}
 	c->tty = true;
 	return 0;
+}
+
+/*
+ * Continued after a stop (kill -STOP, then fg): the shell put the terminal back in its own
+ * mode meanwhile, so it is made raw again, as QEMU does; not from the background, where the
+ * terminal is the shell's (and tcsetattr would stop tern again).
+ */
+void console_resume(struct console *c)
+{
+	pid_t fg = tcgetpgrp(STDIN_FILENO);
+
+	if (c && c->tty && (fg < 0 || fg == getpgrp()))
+		console_raw(c);
 }
 
 /* epoll refuses regular files and /dev/null: such a stdin simply has nothing to say. */
@@ -183,6 +192,10 @@ struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
 	c->focus_monitor = !serial;
 	c->chr.write = console_write;
 	c->chr.fd = -1;
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved) < 0) {
+		perrorf("console: tcgetattr");
+		goto fail;
+	}
 	if (isatty(STDIN_FILENO) && console_raw(c) < 0)
 		goto fail;
 	c->mon = monitor_session_new(mon, console_mon_out, c, c->tty);

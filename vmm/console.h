@@ -17,6 +17,8 @@ struct chardev;
 struct console *console_create(struct vm *vm, struct monitor *mon, bool serial);
 /* The backend the UART writes to and reads from. */
 struct chardev *console_chardev(struct console *c);
+/* SIGCONT: raw mode again, if tern has the terminal. */
+void console_resume(struct console *c);
 void console_destroy(struct console *c);
 
 #endif

@@ -50,11 +50,18 @@ static void tern_signal(void *opaque, uint32_t events)
 
 	if (read(t->sigfd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGCONT) {
+		console_resume(t->console);
+		return;
+	}
 	snprintf(why, sizeof(why), "terminating on signal %u", si.ssi_signo);
 	vm_request_exit(&t->vm, 0, "host-signal", why);
 }
 
-/* SIGINT/SIGTERM/SIGHUP become events of the loop, so every exit takes the same clean path. */
+/*
+ * SIGINT/SIGTERM/SIGHUP become events of the loop, so every exit takes the same clean path;
+ * SIGCONT too (a blocked SIGCONT still continues tern), to make the terminal raw again.
+ */
 static int tern_signals(struct tern *t)
 {
 	sigset_t set;
@@ -63,6 +70,7 @@ static int tern_signals(struct tern *t)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCONT);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL)) {
 		errorf("signals: pthread_sigmask failed");
 		return -1;

@@ -322,6 +322,26 @@ def test_signals_restore_terminal(tern, sig):
 
 
 @pytest.mark.kvm
+def test_continued_after_a_stop_is_raw_again(tern):
+    """Stopped (kill -STOP) and continued: the shell put its own mode back meanwhile, so tern
+    makes the terminal raw again; and at the end it restores that mode, not the raw one."""
+    t = tern(*BOOT, "-append", "echo", use_pty=True)
+    t.expect(r"Booted up")
+    t.proc.send_signal(signal.SIGSTOP)
+    attrs = termios.tcgetattr(t.master)
+    attrs[3] |= termios.ICANON | termios.ECHO  # what the shell does when its job stops
+    termios.tcsetattr(t.master, termios.TCSANOW, attrs)
+    t.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while cooked(t):
+        assert time.monotonic() < deadline, "the terminal stayed in line mode"
+        time.sleep(0.05)
+    t.send(b"\x01x")
+    assert t.wait() == 0
+    assert cooked(t)
+
+
+@pytest.mark.kvm
 def test_failed_start_restores_terminal(tern, tmp_path):
     """The QMP socket cannot be made, after the console put the terminal in raw mode."""
     t = tern(*BOOT, "-qmp", "unix:%s,server,nowait" % (tmp_path / "no" / "qmp"),
