@@ -35,6 +35,8 @@
 #define GDB_REGS_LEN (16 * 8 + 8 + 4 + 6 * 4)
 #define DR6_BS (1ULL << 14)	/* the #DB came from a single step */
 #define PAGE_SIZE 4096ULL
+#define EFER_LMA (1ULL << 10)
+#define CR4_LA57 (1ULL << 12)
 
 /* No features: gdb takes its own amd64 registers, of which 'g' sends the first 24. */
 static const char target_xml[] =
@@ -98,10 +100,12 @@ static void gdb_send(struct gdbstub *g, const char *data)
 	gdb_write(g, buf, n);
 }
 
+/* out: 2 * len + 1 bytes, terminated also when len is 0 (m ADDR,0). */
 static void hex_encode(char *out, const void *in, size_t len)
 {
 	const uint8_t *b = in;
 
+	out[0] = '\0';
 	for (size_t i = 0; i < len; i++)
 		sprintf(out + 2 * i, "%02x", b[i]);
 }
@@ -146,12 +150,31 @@ static int parse_addr_len(const char *p, uint64_t *addr, uint64_t *len, char **e
 	return 0;
 }
 
+/*
+ * Whether the current vCPU can form linear address gva: canonical in long mode (48 bits, 57
+ * with LA57), below 4 GiB otherwise. KVM_TRANSLATE walks the tables with the index bits only,
+ * so 0x1000000000401000 would read what 0x401000 holds instead of failing.
+ */
+static bool gdb_addressable(struct gdbstub *g, uint64_t gva)
+{
+	struct kvm_sregs s;
+	int bits;
+
+	if (ioctl(g->vm->vcpu[g->cur].fd, KVM_GET_SREGS, &s) < 0)
+		return false;
+	if (!(s.efer & EFER_LMA))
+		return gva >> 32 == 0;
+	bits = s.cr4 & CR4_LA57 ? 57 : 48;
+	return (uint64_t)((int64_t)(gva << (64 - bits)) >> (64 - bits)) == gva;
+}
+
 /* The guest's view of RAM through the current vCPU's page tables, a page at a time. */
 static uint8_t *gdb_guest_ptr(struct gdbstub *g, uint64_t gva, uint64_t len)
 {
 	struct kvm_translation t = { .linear_address = gva };
 
-	if (ioctl(g->vm->vcpu[g->cur].fd, KVM_TRANSLATE, &t) < 0 || !t.valid)
+	if (!gdb_addressable(g, gva) || ioctl(g->vm->vcpu[g->cur].fd, KVM_TRANSLATE, &t) < 0 ||
+	    !t.valid)
 		return NULL;
 	return vm_gpa(g->vm, t.physical_address, len);
 }
@@ -165,7 +188,8 @@ static void gdb_dirty(struct gdbstub *g, const uint8_t *host, uint64_t len)
 /* Copies between gdb's buffer and guest memory; -1 at the first unmapped page. */
 static int gdb_access(struct gdbstub *g, uint64_t gva, uint8_t *buf, uint64_t len, bool write)
 {
-	if (gva + len < gva)
+	/* The last byte of the address space is gdb's to read; past it is not. */
+	if (len && gva + len - 1 < gva)
 		return -1;
 	while (len) {
 		uint64_t n = MIN(len, PAGE_SIZE - (gva & (PAGE_SIZE - 1)));
@@ -342,7 +366,8 @@ static void gdb_write_regs(struct gdbstub *g, const char *p, bool one)
 		uint64_t v = 0;
 
 		/* The segment selectors (18-23) are read-only here. */
-		if (*e != '=' || n > 17 || hex_decode(&v, e + 1, n < 17 ? 8 : 4) < 0)
+		if (e == p || *e != '=' || n > 17 || strlen(e + 1) != (n < 17 ? 16 : 8) ||
+		    hex_decode(&v, e + 1, n < 17 ? 8 : 4) < 0)
 			ok = -1;
 		else
 			gdb_write_reg(&r, n, v);
@@ -479,11 +504,14 @@ static void gdb_remove_all_bp(struct gdbstub *g)
 		gdb_remove_bp(g, &g->bp[g->nbp - 1]);
 }
 
-/* Hg/Hc N, T N: thread N is vCPU N - 1; 0 and -1 mean any. */
+/* Hg/Hc N, T N: thread N is vCPU N - 1; 0 and -1 mean any; -1 for what is not a thread. */
 static int gdb_thread(struct gdbstub *g, const char *p)
 {
-	long n = strtol(p, NULL, 16);
+	char *e;
+	long n = strtol(p, &e, 16);
 
+	if (e == p || *e)
+		return -1;
 	if (!strcmp(p, "-1") || n == 0)
 		return g->cur;
 	return n >= 1 && n <= g->vm->nvcpu ? n - 1 : -1;
@@ -704,13 +732,19 @@ static void gdb_readable(void *opaque, uint32_t events)
 		gdb_detach(g);
 }
 
-/* A guest on its way in or out: gdb's breakpoints and writes would go astray. */
+/*
+ * A guest on its way in or out: gdb's breakpoints and writes would go astray. A destination
+ * started with -incoming defer is on its way in before migrate_incoming, which asks no
+ * blocker: the arriving memory would bury gdb's int3s, and its detach write their old bytes
+ * over the guest's.
+ */
 static bool gdb_migrating(struct gdbstub *g)
 {
 	struct migration_info i;
 
 	migration_query(g->vm, &i);
-	return i.incoming || !strcmp(i.status, "setup") || !strcmp(i.status, "active");
+	return i.incoming || vm_state(g->vm) == RUN_STATE_INMIGRATE ||
+	       !strcmp(i.status, "setup") || !strcmp(i.status, "active");
 }
 
 static void gdb_accept(void *opaque, uint32_t events)

@@ -133,12 +133,148 @@ def test_gdb_kill_ends_tern(tern, tmp_path):
 def rsp(s, packet):
     """One packet of gdb's remote protocol, by hand: the stub's ack and reply."""
     s.sendall(b"$%s#%02x" % (packet, sum(packet) & 0xff))
+    return recv_reply(s)
+
+
+def recv_reply(s):
+    """What the stub sends up to the end of a packet (its checksum)."""
     got = b""
     while not (b"#" in got and len(got) >= got.index(b"#") + 3):
         data = s.recv(4096)
         assert data, got
         got += data
     return got
+
+
+def reply(s, packet):
+    """The payload of the stub's reply to packet, its ack and checksum checked."""
+    got = rsp(s, packet)
+    assert got.startswith(b"+$"), (packet, got)
+    body, cs = got[2:].split(b"#", 1)
+    assert cs == b"%02x" % (sum(body) & 0xff), (packet, got)
+    return body
+
+
+def is_error(body):
+    """An error (Enn) or the empty reply (what the stub does not do): nothing else."""
+    return body == b"" or (len(body) == 3 and body[:1] == b"E" and
+                           all(c in b"0123456789abcdef" for c in body[1:]))
+
+
+def test_gdb_bad_packets(tern, tmp_path):
+    """The gdb port is an input like any other: malformed packets, impossible addresses and
+    lengths, threads and registers that do not exist each get an error reply (or the empty
+    one) and change nothing; bad framing is skipped; a client that hangs up mid-packet or
+    while the guest runs lets it run on; tern goes on throughout."""
+    port = free_port()
+    t, mon = guest(tern, tmp_path, port, "-smp", "2")
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    regs = reply(s, b"g")
+    rip = int.from_bytes(bytes.fromhex(regs[256:272].decode()), "little")
+    code = reply(s, b"m%x,8" % rip)
+    assert len(code) == 16, code
+    # A read of nothing is nothing (it sent what the stack held before).
+    assert reply(s, b"m%x,0" % rip) == b""
+    bad = [
+        # Addresses the vCPU cannot form (KVM_TRANSLATE would walk bit 60 away), that wrap, or
+        # that nothing maps.
+        b"m%x,8" % (rip | 1 << 60), b"mffffffffffffffff,2", b"m-1,4", b"m7fff00000000,4",
+        b"M%x,1:cc" % (rip | 1 << 60), b"Z0,%x,1" % (rip | 1 << 60), b"Z0,7fff00000000,1",
+        b"Z0,ffffffffffffffff,1",
+        # Not hex, missing parts, lengths that do not fit or do not match the data.
+        b"mzz,4", b"m,4", b"m4", b"m1,", b"m1,4x", b"m1,10000000000000000",
+        b"M0,1:zz", b"M%x,ffffffffffffffff:00" % rip, b"M%x,1:0" % rip, b"M%x,2:00" % rip,
+        b"M%x,1" % rip, b"X%x,1:\x7d\x5d" % rip,
+        # Breakpoints of no kind, of impossible sizes, unaligned watchpoints, rwatch.
+        b"Z", b"Z0", b"Z9,0,1", b"Z3,1000,4", b"Z0,zz,1", b"Z2,1000,3", b"Z2,1001,2",
+        b"Z2,1000,10", b"Z4,1000,0",
+        # Threads that do not exist (two vCPUs: threads 1 and 2).
+        b"Hg3", b"Hg-2", b"Hgffffffffffffffffffff", b"Hgzz", b"Hg", b"Hx1", b"T3", b"Tzz",
+        b"T",
+        # Registers: out of range, no number, short values, a short G.
+        b"P99=0000000000000000", b"Pffffffffffffffffffffff=00", b"P=0000000000000000",
+        b"P0=00", b"P0=00000000000000001", b"P11=00", b"G00", b"p99",
+        # Resuming elsewhere, with a signal, the target features of another annex.
+        b"c1234", b"s1234", b"C05", b"qXfer:features:read:foo.xml:0,10",
+        b"qXfer:features:read:target.xml:zz", b"", b"\x00\xff",
+    ]
+    for packet in bad:
+        body = reply(s, packet)
+        assert is_error(body), (packet, body)
+    # Four debug registers: the fifth is refused (ENOSPC), and all four go again.
+    for i in range(4):
+        assert reply(s, b"Z1,%x,1" % (rip + i)) == b"OK"
+    assert reply(s, b"Z1,%x,1" % (rip + 4)) == b"E1c"
+    for i in range(4):
+        assert reply(s, b"z1,%x,1" % (rip + i)) == b"OK"
+    # An offset past the end of the XML is its end, not an error.
+    assert reply(s, b"qXfer:features:read:target.xml:ffff,10") == b"l"
+    # Bad framing: a wrong or non-hex checksum is asked for again; a Ctrl-C while stopped
+    # says nothing; junk between packets, a packet too long for any buffer, and one that
+    # comes in pieces.
+    for frame in (b"$qC#00", b"$qC#zz"):
+        s.sendall(frame)
+        assert s.recv(1) == b"-"
+    s.sendall(b"\x03+-junk")
+    s.sendall(b"$" + b"A" * 100000)
+    assert reply(s, b"?") == b"T05thread:01;"
+    for piece in (b"$q", b"C#b", b"4"):
+        s.sendall(piece)
+    assert recv_reply(s) == b"+$QC01#f5"
+    # Nothing of the above touched the guest: its registers and code are as they were.
+    assert reply(s, b"Hg1") == b"OK"
+    assert reply(s, b"g") == regs
+    assert reply(s, b"m%x,8" % rip) == code
+    assert mon.info("status")["VM status"] == "paused (debug)"
+    # A client that hangs up mid-packet: the guest runs on.
+    s.sendall(b"$m0,")
+    s.close()
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
+    assert mon.info("status")["VM status"] == "running"
+    # One that hangs up while the guest runs (after c): it runs on as well.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert reply(s, b"?").startswith(b"T05")
+    s.sendall(b"$c#63")
+    assert s.recv(1) == b"+"
+    s.close()
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
+    assert mon.info("status")["VM status"] == "running"
+    assert t.proc.poll() is None
+    mon.cmd("quit")
+    assert t.wait() == 0
+
+
+def test_gdb_and_the_monitor(tern, tmp_path):
+    """stop and cont on the monitor while gdb holds the guest: a cont lets it run until gdb
+    asks for anything; a stop while gdb let it run is the monitor's, and outlives gdb."""
+    port = free_port()
+    t, mon = guest(tern, tmp_path, port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert reply(s, b"?").startswith(b"T05")
+    assert mon.info("status")["VM status"] == "paused (debug)"
+    assert "Error" not in mon.cmd("cont")
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
+    assert reply(s, b"qC") == b"QC01"
+    assert mon.info("status")["VM status"] == "paused (debug)"
+    s.sendall(b"$c#63")
+    assert s.recv(1) == b"+"
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
+    mon.cmd("stop")
+    assert mon.info("status")["VM status"] == "paused"
+    s.sendall(b"\x03")
+    got = recv_reply(s)
+    assert got.startswith(b"$T02"), got
+    assert reply(s, b"D") == b"OK"
+    s.close()
+    assert mon.info("status")["VM status"] == "paused"
+    assert "Error" not in mon.cmd("cont")
+    mark = len(t.out)
+    t.expect(r"tick \d+ ", start=mark)
 
 
 def test_gdb_qemu_spelling_and_unix_socket(tern, tmp_path):
@@ -170,11 +306,14 @@ def test_gdb_qemu_spelling_and_unix_socket(tern, tmp_path):
     assert not os.path.exists(path)
 
 
-def test_gdb_refused_while_migrating(tern):
+@pytest.mark.parametrize("incoming", ["tcp", "defer"])
+def test_gdb_refused_while_migrating(tern, incoming):
     """A destination waiting for its guest takes no debugger: what gdb wrote would be
-    overwritten by the arriving memory."""
+    overwritten by the arriving memory, and its detach would write the bytes its int3s hid
+    over the guest's. With -incoming defer too: migrate_incoming asks no debugger."""
     port = free_port()
-    t = tern("-kernel", GUEST, "-nographic", "-incoming", "tcp:127.0.0.1:%d" % free_port(),
+    uri = "tcp:127.0.0.1:%d" % free_port() if incoming == "tcp" else "defer"
+    t = tern("-kernel", GUEST, "-nographic", "-incoming", uri,
              "-gdb", "tcp:127.0.0.1:%d" % port)
     deadline = time.monotonic() + 10
     while True:
