@@ -19,6 +19,11 @@
 #include "vmm/sandbox.h"
 #include "vmm/util.h"
 
+/* The si_code of a SIGSYS from a filter (linux/signal.h; glibc's headers lack it). */
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1
+#endif
+
 /* clang-format off */
 /* What a VMM that is taken over must not get, grouped by what it would give away. */
 static const int io_denied[] = {
@@ -45,7 +50,11 @@ static const int io_denied[] = {
 	SCMP_SYS(adjtimex),
 };
 
-/* KVM_RUN and the exits it hands over: device I/O, eventfds, locks, memory, the console. */
+/*
+ * KVM_RUN and the exits it hands over: device I/O, eventfds, locks, memory, the console. glibc
+ * ends a thread with every signal blocked (rt_sigprocmask, madvise of its stack, exit), and a
+ * call refused there cannot run the handler below: SIGSYS then kills the whole process.
+ */
 static const int vcpu_allowed[] = {
 	SCMP_SYS(ioctl), SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(writev), SCMP_SYS(pwrite64),
 	SCMP_SYS(lseek), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(close),
@@ -73,7 +82,11 @@ static char *decimal(char *end, long n)
 	return end;
 }
 
-/* SIGSYS from SCMP_ACT_TRAP: say which call was refused, and make it fail with EPERM. */
+/*
+ * SIGSYS from SCMP_ACT_TRAP: say which call was refused, and make it fail with EPERM. One sent
+ * by kill is no refused call: its registers are left alone (RAX may be anything, or the result
+ * of KVM_RUN or epoll_wait, which EPERM would end the guest with) and it is ignored.
+ */
 static void sandbox_refused(int sig, siginfo_t *si, void *ctx)
 {
 	static const char head[] = "tern: sandbox: refused system call ";
@@ -81,6 +94,8 @@ static void sandbox_refused(int sig, siginfo_t *si, void *ctx)
 	char num[24], *p = decimal(num + sizeof(num), si->si_syscall);
 	int saved = errno;
 
+	if (si->si_code != SYS_SECCOMP)
+		return;
 	(void)!write(STDERR_FILENO, head, sizeof(head) - 1);
 	(void)!write(STDERR_FILENO, p, num + sizeof(num) - p);
 	(void)!write(STDERR_FILENO, tail, sizeof(tail) - 1);
