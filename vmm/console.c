@@ -192,12 +192,14 @@ struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
 	c->focus_monitor = !serial;
 	c->chr.write = console_write;
 	c->chr.fd = -1;
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved) < 0) {
-		perrorf("console: tcgetattr");
-		goto fail;
+	if (isatty(STDIN_FILENO)) {
+		if (tcgetattr(STDIN_FILENO, &c->saved) < 0) {
+			perrorf("console: tcgetattr");
+			goto fail;
+		}
+		if (console_raw(c) < 0)
+			goto fail;
 	}
-	if (isatty(STDIN_FILENO) && console_raw(c) < 0)
-		goto fail;
 	c->mon = monitor_session_new(mon, console_mon_out, c, c->tty);
 	if (!c->mon)
 		goto fail;
