@@ -277,6 +277,7 @@ static int config_drive(struct tern_config *c, const char *arg)
 	d->raw = opt_find(list, "format", &n);
 	d->readonly = opt_is(list, "readonly", "on");
 	d->sync_writes = opt_is(list, "cache", "writethrough") || opt_is(list, "cache", "directsync");
+	d->no_flush = opt_is(list, "cache", "unsafe");
 	r = opt_get("-drive", list, "id", d->id, sizeof(d->id));
 	if (r < 0)
 		return -1;

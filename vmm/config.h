@@ -35,6 +35,7 @@ struct drive_cfg {
 	bool readonly;
 	bool raw;		/* format=raw said: take the file as it is, even if it looks like qcow2 */
 	bool sync_writes;	/* cache=writethrough or directsync: each write on the disk when done */
+	bool no_flush;		/* cache=unsafe: the guest's flushes are not passed on */
 };
 
 /* A virtio-blk disk: -drive if=virtio, or -device virtio-blk,drive=ID. */

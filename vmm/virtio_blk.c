@@ -380,12 +380,13 @@ static int virtio_blk_request(void *opaque, struct virtq_chain *c)
 		 * on the disk when it is done.
 		 */
 		if (status == S_OK && !(b->v.driver_features & BIT(F_FLUSH)) &&
-		    !b->drive->sync_writes)
+		    !b->drive->sync_writes && !b->drive->no_flush)
 			status = blk_flush(b, true);
 		break;
 	case T_FLUSH:
+		/* cache=unsafe: as in QEMU, speed over a host crash (a migration still flushes). */
 		b->flushes++;
-		status = blk_flush(b, true);
+		status = b->drive->no_flush ? S_OK : blk_flush(b, true);
 		break;
 	case T_GET_ID:
 		written = MIN(din, BLK_ID_BYTES);

@@ -217,6 +217,26 @@ static void test_no_flush_feature_writes_through(void)
 	CHECK_EQ(syncs(), before + 1);
 }
 
+/* cache=unsafe: the guest's flushes, and the writethrough for a driver without, are skipped. */
+static void test_cache_unsafe_does_not_sync(void)
+{
+	unsigned before = syncs();
+
+	cfg.drive[0].no_flush = true;
+	start(F_VERSION_1 | F_FLUSH);
+	fill(DATA, 0xc3, 512);
+	CHECK_EQ(simple(T_OUT, 9, 512, 0), 1);
+	CHECK_EQ(simple(T_FLUSH, 0, 0, 0), 1);
+	CHECK_EQ(status(), S_OK);
+	start(F_VERSION_1);
+	fill(DATA, 0xc3, 512);
+	CHECK_EQ(simple(T_OUT, 10, 512, 0), 1);
+	CHECK_EQ(status(), S_OK);
+	CHECK(image_is(9, 0xc3) && image_is(10, 0xc3));
+	CHECK_EQ(syncs(), before);
+	cfg.drive[0].no_flush = false;
+}
+
 /* Outside the disk, wrapping sector * 512, or not whole sectors: IOERR, nothing written. */
 static void test_bounds(void)
 {
@@ -349,6 +369,7 @@ int main(void)
 	pthread_create(&io, NULL, io_thread, NULL);
 	test_read_write_flush();
 	test_no_flush_feature_writes_through();
+	test_cache_unsafe_does_not_sync();
 	test_bounds();
 	test_unknown_types_and_get_id();
 	test_layouts();
