@@ -215,7 +215,8 @@ static int cpu_model_match(void *opaque, const void *fdt, int node, char *why, s
 	const fdt32_t *q = fdt_getprop(fdt, node, "features", &qlen);
 
 	/* CPUID's 12 characters at most, as cpu_model_describe sends them */
-	if (vlen > 13 || !printable_string(vendor, vlen) || !q || qlen % 16 || !registers_valid(q, qlen / 16)) {
+	if (vlen > 13 || !printable_string(vendor, vlen) || !q || qlen % 16 ||
+	    !registers_valid(q, qlen / 16)) {
 		snprintf(why, len, "corrupt stream: malformed CPU description");
 		return -1;
 	}

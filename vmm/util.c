@@ -54,6 +54,11 @@ bool printable_string(const char *v, int len)
 	return true;
 }
 
+const char *printable_or(const char *s, const char *what)
+{
+	return printable_string(s, strlen(s) + 1) ? s : what;
+}
+
 int parse_size(const char *s, uint64_t def_unit, uint64_t *out)
 {
 	char *end;

@@ -32,6 +32,8 @@ void perrorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * NUL. What came from a migration stream could hold a newline, or a terminal's escapes.
  */
 bool printable_string(const char *v, int len);
+/* s, when it is such a string; else what (for a message). */
+const char *printable_or(const char *s, const char *what);
 
 /* Parse a size with QEMU's suffixes (K, M, G, T; no suffix = def_unit). -1 on error. */
 int parse_size(const char *s, uint64_t def_unit, uint64_t *out);

@@ -151,8 +151,7 @@ static int props_in(const void *a, int na, const void *b, int nb, bool swapped, 
 			continue;
 		va = prop_text(va, la, ta);
 		vb = prop_text(vb, lb, tb);
-		snprintf(why, wlen, "%s%s %s != %s", prefix,
-			 printable_string(name, strlen(name) + 1) ? name : "(a malformed name)",
+		snprintf(why, wlen, "%s%s %s != %s", prefix, printable_or(name, "(a malformed name)"),
 			 swapped ? vb : va, swapped ? va : vb);
 		return -1;
 	}
@@ -199,14 +198,13 @@ int mig_check_description(struct vm *vm, const void *theirs, int len, char *why,
 	if (compare_node(theirs, 0, ours, 0, "", why, wlen) < 0)
 		goto out;
 	fdt_for_each_subnode(node, theirs, 0) {
-		int nlen;
-		const char *name = fdt_get_name(theirs, node, &nlen);
+		const char *name = fdt_get_name(theirs, node, NULL);
 		int on = fdt_subnode_offset(ours, 0, name);
 		char prefix[80];
 
 		if (on < 0) {
 			snprintf(why, wlen, "device %s missing here",
-				 printable_string(name, nlen + 1) ? name : "(a malformed name)");
+				 printable_or(name, "(a malformed name)"));
 			goto out;
 		}
 		m = match_node(vm, name, theirs, node, why, wlen);

@@ -80,7 +80,7 @@ static int src_answer(struct src *c, uint32_t want, const char *what, int timeou
 		/* Shown as one line on the source's terminal: no escapes from the far side. */
 		snprintf(c->err, sizeof(c->err), "destination %s: %s",
 			 h.type == REC_REFUSE ? "refused" : "failed",
-			 printable_string(reason, strlen(reason) + 1) ? reason : "(a malformed reason)");
+			 printable_or(reason, "(a malformed reason)"));
 		return -1;
 	}
 	if (h.type != want || stream_get_payload(&c->s, &h, NULL) < 0) {
