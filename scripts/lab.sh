@@ -35,6 +35,12 @@ die() {
 	exit 1
 }
 
+# dnsmasq_failed WHAT: its log's last lines, then the error.
+dnsmasq_failed() {
+	tail -n 5 "$LOG" >&2 2>/dev/null || true
+	die "dnsmasq $1 in namespace $NS (its log's last lines above)"
+}
+
 # One line naming the command that failed, for anything set -e stops on.
 trap 'rc=$?; echo "$PROG: \"$BASH_COMMAND\" failed (exit $rc, line $LINENO)" >&2; exit $rc' ERR
 
@@ -108,17 +114,13 @@ up() {
 			--dhcp-leasefile="$LEASES" \
 			--pid-file="$PIDFILE" \
 			--log-facility="$LOG" --log-dhcp; then
-			tail -n 5 "$LOG" >&2 2>/dev/null || true
-			die "dnsmasq failed to start in namespace $NS (its log's last lines above)"
+			dnsmasq_failed "failed to start"
 		fi
 		for _ in $(seq 50); do
 			dnsmasq_pid >/dev/null && break
 			sleep 0.1
 		done
-		if ! dnsmasq_pid >/dev/null; then
-			tail -n 5 "$LOG" >&2 2>/dev/null || true
-			die "dnsmasq did not stay up in namespace $NS (its log's last lines above)"
-		fi
+		dnsmasq_pid >/dev/null || dnsmasq_failed "did not stay up"
 	fi
 	trap - EXIT INT TERM
 	echo "lab $NS up: bridge $BR $BR_ADDR, dnsmasq pid $(dnsmasq_pid), $PINNED_MAC -> $PINNED_IP"
