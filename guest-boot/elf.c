@@ -182,6 +182,50 @@ static int elf_load_segments(struct guest_mem *mem, const struct boot_file *f,
 	return 0;
 }
 
+struct elf_span {
+	uint64_t start, end;
+	int i;
+};
+
+static int elf_span_cmp(const void *a, const void *b)
+{
+	const struct elf_span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Two PT_LOADs on the same RAM: the later one in the file overwrites the other's code, or
+ * zeroes it as its .bss, and the kernel runs whatever is left (QEMU refuses such an image
+ * too). Sorted by start, any overlap shows between neighbours. Called once every segment is
+ * known to lie inside RAM, so no end wraps.
+ */
+static int elf_check_overlap(const struct boot_file *f, const Elf64_Phdr *ph, int n)
+{
+	struct elf_span *s = malloc((size_t)n * sizeof(*s));
+	int ns = 0, r = 0;
+
+	if (!s) {
+		errorf("%s: %s: out of memory", f->what, f->path);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		if (ph[i].p_type == PT_LOAD && ph[i].p_memsz)
+			s[ns++] = (struct elf_span){ph[i].p_paddr, ph[i].p_paddr + ph[i].p_memsz, i};
+	qsort(s, ns, sizeof(*s), elf_span_cmp);
+	for (int k = 1; k < ns && !r; k++) {
+		if (s[k].start < s[k - 1].end) {
+			errorf("%s: %s: segments %d (0x%" PRIx64 "-0x%" PRIx64 ") and %d (0x%" PRIx64
+			       "-0x%" PRIx64 ") overlap",
+			       f->what, f->path, s[k - 1].i, s[k - 1].start, s[k - 1].end, s[k].i,
+			       s[k].start, s[k].end);
+			r = -1;
+		}
+	}
+	free(s);
+	return r;
+}
+
 int elf_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_info *ki)
 {
 	Elf64_Ehdr eh;
@@ -201,7 +245,8 @@ int elf_load(struct guest_mem *mem, const struct boot_file *f, struct kernel_inf
 		return -1;
 	}
 	if (file_pread(f, ph, (uint64_t)eh.e_phnum * sizeof(*ph), eh.e_phoff) < 0 ||
-	    elf_load_segments(mem, f, ph, eh.e_phnum, ki) < 0) {
+	    elf_load_segments(mem, f, ph, eh.e_phnum, ki) < 0 ||
+	    elf_check_overlap(f, ph, eh.e_phnum) < 0) {
 		free(ph);
 		return -1;
 	}

@@ -113,6 +113,30 @@ static void test_elf_entry_choice(void)
 	cfg.kernel = good_elf(0x200000, 0);
 	cfg.force_pvh = true;
 	EXPECT_FAIL(&cfg, "no PVH entry");
+	/* Linux writes the note's entry as a 64-bit word (_ASM_PTR): descsz 8 */
+	{
+		struct test_elf t = {.paddr = 0x200000, .vaddr = 0x40200000, .entry = 0x40200000,
+				     .pvh_entry = 0x200006, .code = code, .code_len = sizeof(code),
+				     .memsz = 0x3000};
+		size_t len = build_elf(elfbuf, sizeof(elfbuf), &t);
+		Elf64_Phdr *ph = (Elf64_Phdr *)(elfbuf + sizeof(Elf64_Ehdr));
+		uint8_t *note = elfbuf + ph[1].p_offset;
+
+		put32(note + 4, 8);
+		put64(note + 16, 0x200006);
+		ph[1].p_filesz = 24;
+		cfg.kernel = tmp_file("pvh64.elf", elfbuf, len);
+		cfg.force_pvh = false;
+		mem_reset();
+		CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+		CHECK_EQ(e.mode, BOOT_PVH32);
+		CHECK_EQ(e.rip, 0x200006);
+		/* an entry above 4 GiB is no 32-bit entry */
+		put64(note + 16, 0x100200006ULL);
+		cfg.kernel = tmp_file("pvh64-high.elf", elfbuf, len);
+		EXPECT_FAIL(&cfg, "no PVH note");
+		cfg.force_pvh = true;
+	}
 	/* a note pointing outside the image does not count */
 	cfg.kernel = good_elf(0x200000, 0x900000);
 	EXPECT_FAIL(&cfg, "no PVH entry");
@@ -199,6 +223,45 @@ static void test_elf_bad(void)
 	len = build_elf(elfbuf, sizeof(elfbuf), &t);
 	cfg.kernel = tmp_file("acpi.elf", elfbuf, len);
 	EXPECT_FAIL(&cfg, "overlaps tern's reserved area");
+
+	/*
+	 * Two segments on the same RAM: whichever comes last would silently overwrite the
+	 * other's code or zero it as .bss (QEMU refuses such an image too). Touching ones are
+	 * fine, in either order.
+	 */
+	t.paddr = 0x200000;
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	ph[1] = ph[0];
+	ph[1].p_paddr = 0x300000;
+	ph[1].p_memsz = 0x100000;
+	ph[0].p_memsz = 0x100000;
+	eh->e_phnum = 2;
+	eh->e_entry = 0x300000;
+	cfg.kernel = tmp_file("touch.elf", elfbuf, len);
+	{
+		struct boot_entry e;
+
+		mem_reset();
+		CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	}
+	ph[0].p_paddr = 0x400000;
+	ph[0].p_memsz = 0x1000;
+	cfg.kernel = tmp_file("touch2.elf", elfbuf, len);
+	{
+		struct boot_entry e;
+
+		mem_reset();
+		CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
+	}
+	ph[0].p_paddr = 0x3ff000;
+	ph[0].p_memsz = 0x2000;
+	cfg.kernel = tmp_file("overlap.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segments 1 (0x300000-0x400000) and 0 (0x3ff000-0x401000) overlap");
+	/* .bss of one over the code of the next: the code would be zeroed */
+	ph[0].p_paddr = 0x200000;
+	ph[0].p_memsz = 0x100001;
+	cfg.kernel = tmp_file("overlap-bss.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segments 0 (0x200000-0x300001) and 1 (0x300000-0x400000) overlap");
 }
 
 /* A kernel file of 20 GiB (sparse): only its headers and segments are read, not all of it. */
