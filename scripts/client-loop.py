@@ -8,18 +8,38 @@ usage: client-loop.py HOST [--port 8000] [--interval-ms 100] [--duration S] [--s
 import argparse
 import http.client
 import json
+import math
 import signal
 import sys
 import time
+
+DAY = 86400  # seconds: more than any loop needs, less than time.sleep's limit
+
+
+def number(low, high=math.inf, kind=float, above=False):
+    """An argparse type: a finite number from low (above it, with above) to high, else a usage
+    error, not a traceback from time.sleep or the socket later."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            v = None
+        if v is None or not math.isfinite(v) or not low <= v <= high or (above and v == low):
+            raise argparse.ArgumentTypeError("%r: not a number %s %s%s" % (
+                text, ">" if above else ">=", low, "" if high == math.inf else " and <= %s" % high))
+        return v
+    return parse
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("host")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--interval-ms", type=float, default=100)
-    ap.add_argument("--duration", type=float, default=0, help="seconds; 0 = until SIGINT/SIGTERM")
-    ap.add_argument("--timeout", type=float, default=5, help="seconds one request may take")
+    ap.add_argument("--port", type=number(1, 65535, int), default=8000)
+    ap.add_argument("--interval-ms", type=number(0, DAY * 1000), default=100)
+    ap.add_argument("--duration", type=number(0), default=0,
+                    help="seconds; 0 = until SIGINT/SIGTERM")
+    ap.add_argument("--timeout", type=number(0, DAY, above=True), default=5,
+                    help="seconds one request may take")
     ap.add_argument("--summary", help="write the summary as JSON here")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
@@ -74,8 +94,12 @@ def main():
     print("client: %d requests, %d errors, %d resets, largest delta %.1f ms"
           % (count, errors, resets, max_delta), flush=True)
     if a.summary:
-        with open(a.summary, "w") as f:
-            json.dump(summary, f)
+        try:
+            with open(a.summary, "w") as f:
+                json.dump(summary, f)
+        except OSError as e:
+            print("client-loop: --summary %s: %s" % (a.summary, e.strerror), file=sys.stderr)
+            return 1
     return 0 if not errors else 1
 
 

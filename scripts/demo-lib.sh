@@ -27,7 +27,10 @@ demo_cleanup() {
 demo_fresh() {
 	local ns
 	for ns in "$@"; do
-		if ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF -- "$ns"; then
+		# grep without -q reads to the end: one that quits at the match would kill awk with
+		# SIGPIPE on a long list (a host with many namespaces), and with pipefail the lab
+		# would go unseen, and be taken down at the end.
+		if ip netns list 2>/dev/null | awk '{print $1}' | grep -xF -- "$ns" >/dev/null; then
 			echo "demo: namespace $ns exists already (a lab of yours?): set TERN_LAB_NS to" \
 				"another name, or take it down with TERN_LAB_NS=$ns scripts/lab.sh down" >&2
 			exit 1

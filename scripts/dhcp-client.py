@@ -26,14 +26,32 @@ OPT_TYPE, OPT_SERVER, OPT_PARAMS, OPT_CLIENT_ID, OPT_END = 53, 54, 55, 61, 255
 
 
 def iface_mac(iface):
+    """The interface's Ethernet address; OSError if it has none (lo's is zeros, a tun's none)."""
     with open("/sys/class/net/%s/address" % iface) as f:
-        return bytes.fromhex(f.read().strip().replace(":", ""))
+        text = f.read().strip()
+    try:
+        mac = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        mac = b""
+    if len(mac) != 6 or not any(mac):
+        raise OSError("no Ethernet address (%r)" % text)
+    return mac
 
 
 def in_named_netns():
-    """Whether this process runs in a network namespace of `ip netns` (/run/netns/NAME)."""
+    """Whether this process runs in a network namespace of `ip netns` (/run/netns/NAME) other
+    than the machine's own (which `ip netns attach NAME 1` can name too)."""
     try:
         me = os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    try:
+        init = os.stat("/proc/1/ns/net")
+        if (init.st_dev, init.st_ino) == (me.st_dev, me.st_ino):
+            return False
+    except OSError:
+        pass  # pid 1's is not ours to see (a container): the name alone must do
+    try:
         for name in os.listdir("/run/netns"):
             st = os.stat(os.path.join("/run/netns", name))
             if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
@@ -87,6 +105,8 @@ def wait_reply(sock, xid, mac, want, deadline):
             pkt = sock.recv(4096)
         except socket.timeout:
             return None
+        except OSError as e:  # the interface went away under us, say
+            raise SystemExit("dhcp-client: receive: %s" % (e.strerror or e))
         r = parse(pkt)
         if not r or r[0] != xid or r[1] != mac or OPT_TYPE not in r[3]:
             continue

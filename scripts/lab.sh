@@ -49,7 +49,10 @@ nsexec() {
 }
 
 ns_exists() {
-	[ -e "/run/netns/$NS" ] || ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF -- "$NS"
+	# grep without -q reads to the end: one that quits at the match could kill awk with SIGPIPE
+	# (a long list), and pipefail would make that a namespace that is not there.
+	[ -e "/run/netns/$NS" ] ||
+		ip netns list 2>/dev/null | awk '{print $1}' | grep -xF -- "$NS" >/dev/null
 }
 
 # The dnsmasq pid from the pid file, only if that process is alive and in our namespace.
@@ -66,14 +69,25 @@ dnsmasq_pid() {
 check_env() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces need CAP_NET_ADMIN)"
 	command -v ip >/dev/null || die "ip not found: install iproute2"
-	[[ "$NS" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "TERN_LAB_NS='$NS': use letters, digits, _ . -"
+	# Not . or ..: /run/netns/.. is a directory that exists, and ip refuses both names.
+	[[ "$NS" =~ ^[A-Za-z0-9_.-]{1,64}$ && "$NS" != . && "$NS" != .. ]] ||
+		die "TERN_LAB_NS='$NS': use letters, digits, _ . - (not . or ..)"
+}
+
+# The EXIT trap of an up that made the namespace: takes down what it made, unless it finished.
+# A second Ctrl-C must not cut that short and leave the namespace half taken down.
+undo_up() {
+	local rc=$?
+	trap '' INT TERM
+	[ $rc -eq 0 ] || down >/dev/null 2>&1 || true
+	exit $rc
 }
 
 up() {
 	command -v dnsmasq >/dev/null || die "dnsmasq not found: install dnsmasq-base"
 	if ! ns_exists; then
 		# A lab this run starts and does not finish (an error, Ctrl-C, SIGTERM) goes again.
-		trap 'rc=$?; [ $rc -eq 0 ] || down >/dev/null 2>&1 || true; exit $rc' EXIT
+		trap undo_up EXIT
 		trap 'exit 130' INT
 		trap 'exit 143' TERM
 		ip netns add "$NS"

@@ -6,6 +6,7 @@ usage: monitor.py PATH 'info status' ['migrate "tcp:127.0.0.1:4444"' ...]
 A blocking `migrate` waits for the migration to end. Exit status 1 when an answer starts with
 "Error:", a blocking migrate ends failed or cancelled, or the monitor cannot be reached.
 """
+import os
 import re
 import socket
 import sys
@@ -32,7 +33,8 @@ class Monitor:
         return out.decode(errors="replace")
 
     def cmd(self, line):
-        self.s.sendall(line.encode() + b"\n")
+        # As the shell gave it: fsencode takes back the bytes that argv could not decode.
+        self.s.sendall(os.fsencode(line) + b"\n")
         if line.strip() in ("quit", "q"):
             return ""  # tern exits; the connection just closes
         return self._until_prompt()
@@ -47,7 +49,13 @@ def main(argv):
         failed = False
         for line in argv[2:]:
             out = mon.cmd(line)
-            sys.stdout.write(out)
+            try:
+                sys.stdout.write(out)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # A reader that has gone (monitor.py ... | head): the commands still go, their
+                # answers nowhere, and no traceback at exit.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             failed |= bool(re.match(r"\s*Error:", out) or
                            re.search(r"^migrate: (failed|cancelled):", out, re.M))
     except OSError as e:

@@ -23,7 +23,7 @@ monitor). Differences from OSv's run.py, all on purpose:
   -i/--image IMG the guest's disk, as virtio-blk; a raw image (OSv's usr.img is qcow2:
                  qemu-img convert -O raw usr.img usr.raw). No default: without -i, no disk
   --novnc        accepted; tern has no VNC
-  -d, -r, -H, -D, -s, -S, -A, -I, -g, --vmxnet3, --vnc, --api, --forward, --qemu-path
+  -d, -r, -H, -D, -s, -S, -A, -I, -3, -g, --vnc, --api, --forward, --qemu-path
                  refused, each with what to do instead
 Networking without -n/-t: none (tern has no user-mode networking).
 """
@@ -59,7 +59,7 @@ REFUSED = [
     (("-S", "--scsi"), False, ONLY_VIRTIO_BLK),
     (("-A", "--sata"), False, ONLY_VIRTIO_BLK),
     (("-I", "--ide"), False, ONLY_VIRTIO_BLK),
-    (("--vmxnet3",), False, "tern's NIC is virtio-net (what -n gives)"),
+    (("-3", "--vmxnet3"), False, "tern's NIC is virtio-net (what -n gives)"),
     (("-g", "--graphics"), False, NO_DISPLAY),
     (("--vnc",), True, NO_DISPLAY),
     (("--qemu-path",), True, "tern runs no QEMU: --tern PATH names the tern binary"),
@@ -136,6 +136,10 @@ def tern_command(a, ap):
         ap.error("-m %s: not a memory size (e.g. 512M, 1G)" % a.memsize)
     if not re.fullmatch("[0-9]+", a.vcpus) or int(a.vcpus) < 1:
         ap.error("-c %s: not a number of vCPUs" % a.vcpus)
+    # Not empty: execvp('') raises ValueError, a traceback rather than one line.
+    for flag, path in (("--tern", a.tern), ("--kernel-path", a.kernel_path)):
+        if not path:
+            ap.error("%s '': not a path" % flag)
 
     cmd = [a.tern, "-kernel", a.kernel_path, "-m", a.memsize, "-smp", a.vcpus,
            "-nographic", "-serial", "stdio"]

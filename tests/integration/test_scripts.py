@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ RUN_PY = os.path.join(ROOT, "scripts", "run.py")
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 DHCP_CLIENT = os.path.join(ROOT, "scripts", "dhcp-client.py")
 CLIENT_LOOP = os.path.join(ROOT, "scripts", "client-loop.py")
+MONITOR_PY = os.path.join(ROOT, "scripts", "monitor.py")
 TERN = os.path.join(ROOT, "build", "tern")
 GUEST = os.path.join(ROOT, "build", "guest", "guest.elf")
 PINNED_MAC = "52:54:30:30:30:30"
@@ -157,12 +159,23 @@ def test_run_py_tern_path_and_quoting():
     (["-n", "--mac", "52:54:30"], "--mac 52:54:30"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
     (["--pass-args", " -append 'unbalanced"], "--pass-args"),
+    (["-3"], "virtio-net"),
+    (["--tern", ""], "--tern '': not a path"),
+    (["--kernel-path", ""], "--kernel-path '': not a path"),
 ])
 def test_run_py_errors(args, words):
     code, out, err = dry_run(*args)
     assert code == 2, (out, err)
     assert out == ""
     assert "run.py: error:" in err and words in err, err
+
+
+def test_run_py_empty_tern_is_one_line():
+    """Not only with --dry-run: execvp('') raised ValueError, a traceback."""
+    p = subprocess.run([sys.executable, RUN_PY, "--tern", ""], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.splitlines()[-1] == "run.py: error: --tern '': not a path", p.stderr
 
 
 def test_run_py_missing_tern_is_one_line():
@@ -223,6 +236,106 @@ def test_client_loop_never_reconnects_silently(close):
         assert p.returncode == 1 and "the server closed the connection" in p.stdout, p.stdout
     else:
         assert p.returncode == 0 and ", 0 errors, 0 resets" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--interval-ms", "-5"], "--interval-ms: '-5'"),
+    (["--interval-ms", "nan"], "--interval-ms: 'nan'"),
+    (["--interval-ms", "1e300"], "--interval-ms: '1e300'"),
+    (["--timeout", "0"], "--timeout: '0'"),
+    (["--port", "70000"], "--port: '70000'"),
+    (["--duration", "-1"], "--duration: '-1'"),
+])
+def test_client_loop_bad_numbers_are_one_line(args, words):
+    """A usage error at once, not a traceback from time.sleep after the first failure."""
+    p = subprocess.run([sys.executable, CLIENT_LOOP, "127.0.0.1", "--port", "1",
+                        "--duration", "0.3", *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stdout == "" and words in p.stderr.splitlines()[-1], p.stderr
+
+
+def test_client_loop_unwritable_summary_is_one_line(tmp_path):
+    p = subprocess.run([sys.executable, CLIENT_LOOP, "127.0.0.1", "--port", "1", "--duration",
+                        "0.2", "--quiet", "--summary", str(tmp_path / "no" / "s.json")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "--summary" in p.stderr, \
+        p.stderr
+
+
+# ---- monitor.py ----------------------------------------------------------------------------
+
+def test_monitor_py_sends_argv_bytes_as_given(tmp_path):
+    """A word that is not UTF-8 goes to the monitor as the shell gave it, not a traceback
+    (UnicodeEncodeError); the monitor's answer is printed."""
+    path = str(tmp_path / "mon")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = []
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            c.sendall(b"tern monitor\n(tern) ")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = c.recv(1024)
+                if not chunk:
+                    return
+                data += chunk
+            got.append(data)
+            c.sendall(b"Error: unknown info item\n(tern) ")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = subprocess.run([sys.executable, MONITOR_PY, path.encode(), b"info \xff"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        t.join(timeout=10)
+    finally:
+        srv.close()
+    assert b"Traceback" not in p.stderr, p.stderr
+    assert got == [b"info \xff\n"], got
+    assert p.returncode == 1 and p.stdout == b"Error: unknown info item\n", p
+
+
+def test_monitor_py_reader_gone_is_quiet(tmp_path):
+    """monitor.py ... | head: the commands still all go, and no traceback or noise at exit
+    (stdout's BrokenPipeError)."""
+    path = str(tmp_path / "mon")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = []
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            c.sendall(b"(tern) ")
+            data = b""
+            while True:
+                chunk = c.recv(1024)
+                if not chunk:
+                    return
+                data += chunk
+                while b"\n" in data:
+                    line, data = data.split(b"\n", 1)
+                    got.append(line)
+                    c.sendall(b"an answer longer than a pipe holds\n" * 10000 + b"(tern) ")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = subprocess.run("%s %s %s 'info status' 'info version' | head -1" % (
+            shlex.quote(sys.executable), shlex.quote(MONITOR_PY), shlex.quote(path)),
+            shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        t.join(timeout=10)
+    finally:
+        srv.close()
+    assert p.stderr == b"", p.stderr
+    assert got == [b"info status", b"info version"], got
+    assert p.stdout == b"an answer longer than a pipe holds\n", p.stdout
 
 
 # ---- lab.sh --------------------------------------------------------------------------------
@@ -439,8 +552,12 @@ def test_lab_not_root_is_one_line():
 def test_lab_usage_and_bad_name():
     p = lab("bogus", check=False)
     assert p.returncode == 2 and "usage:" in p.stderr
-    p = lab("up", check=False, env_ns="bad name")
-    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "TERN_LAB_NS" in p.stderr
+    # . and ..: /run/netns/.. exists (status said "present"), and ip refuses both names.
+    for name in ("bad name", ".", ".."):
+        for cmd in ("up", "status", "down"):
+            p = lab(cmd, check=False, env_ns=name)
+            assert p.returncode == 1 and p.stderr.count("\n") == 1 and \
+                "TERN_LAB_NS" in p.stderr, (name, cmd, p.stdout, p.stderr)
 
 
 @needs_lab
@@ -464,6 +581,86 @@ def test_demo_refuses_an_existing_lab(lab_up):
     assert p.returncode == 1 and "exists already" in p.stderr, p.stderr
     assert lab("status", check=False).returncode == 0
     assert set(glob.glob("/tmp/tern-demo.*")) <= before
+
+
+# `ip netns list` on a host with many namespaces, the demo's first among them: a grep -q that
+# quit at the match killed awk with SIGPIPE on the rest, and pipefail made that "not there".
+FAKE_IP = """#!/bin/sh
+if [ "$1 $2" = "netns list" ]; then
+	echo "$FAKE_NS (id: 0)"
+	i=1
+	while [ $i -le 3000 ]; do
+		echo "cni-$i-0123456789abcdef0123456789abcdef (id: $i)"
+		i=$((i + 1))
+	done
+	exit 0
+fi
+echo "fake ip: $*" >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("demo", ["intra-host", "inter-host"])
+def test_demo_sees_its_namespace_in_a_long_list(tmp_path, demo):
+    """The demo refuses a namespace that exists however long the list: else its clean-up
+    would take someone's lab down. (Only the fake ip below is run: nothing is made.)"""
+    fake = tmp_path / "ip"
+    fake.write_text(FAKE_IP)
+    fake.chmod(0o755)
+    ns = "terndemo-fake-%d" % os.getpid()
+    env = dict(os.environ, TERN_LAB_NS=ns, FAKE_NS=ns,
+               PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    for _ in range(3):
+        p = subprocess.run([os.path.join(ROOT, "scripts", "demo-%s.sh" % demo)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        assert p.returncode == 1 and "namespace %s exists already" % ns in p.stderr, p.stderr
+        assert "fake ip" not in p.stderr, p.stderr
+
+
+@needs_lab
+def test_lab_up_interrupted_twice_leaves_nothing(tmp_path):
+    """Ctrl-C in lab.sh up takes down what it made; a second Ctrl-C while it does so must not
+    cut that short. The fake dnsmasq leaves a process in the lab that outlives SIGTERM (so
+    that the clean-up takes a while) and never writes its pid file."""
+    ns = LAB_NS + "-i"
+    mark = tmp_path / "mark"
+    mark.mkdir()
+    fake = tmp_path / "dnsmasq"
+    fake.write_text("#!/bin/sh\n"
+                    "sh -c 'trap \"touch %s/term\" TERM; touch %s/started; "
+                    "while :; do sleep 0.1; done' </dev/null >/dev/null 2>&1 &\n"
+                    "exit 0\n" % (mark, mark))
+    fake.chmod(0o755)
+    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+
+    def interrupt_once(path, proc):
+        """SIGINT once path exists, unless lab.sh has ended by then (a slow host)."""
+        while not path.exists() and proc.poll() is None:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    p = subprocess.Popen([LAB_SH, "up"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        interrupt_once(mark / "started", p)
+        interrupt_once(mark / "term", p)  # while the clean-up stops what runs in the lab
+        out, err = p.communicate(timeout=60)
+        assert p.returncode != 0, (out, err)
+        assert ns not in netns_list()
+        assert not os.path.exists("/run/tern-lab/" + ns)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
 
 
 @needs_lab
@@ -498,12 +695,47 @@ def test_dhcp_client_refuses_the_machines_own_network():
         p.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2")
+def test_dhcp_client_refuses_the_machines_own_network_by_name():
+    """`ip netns attach NAME 1` names the machine's own namespace: still refused. (lo again:
+    should the check fail, nothing leaves the machine.)"""
+    try:
+        os.stat("/proc/1/ns/net")
+    except OSError as e:
+        pytest.skip("pid 1's namespace cannot be seen here: %s" % e.strerror)
+    ns = "ternself%d" % os.getpid()
+    sh("ip", "netns", "attach", ns, "1")
+    try:
+        p = sh("ip", "netns", "exec", ns, sys.executable, DHCP_CLIENT, "lo", "--timeout", "1",
+               check=False)
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "ip netns exec" in p.stderr, \
+        p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2")
+def test_dhcp_client_interface_without_a_mac_is_one_line():
+    ns = "terndhcp%d" % os.getpid()
+    sh("ip", "netns", "add", ns)
+    try:
+        p = sh("ip", "netns", "exec", ns, sys.executable, DHCP_CLIENT, "lo", "--timeout", "1",
+               check=False)
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no Ethernet address" in p.stderr, \
+        p.stderr
+
+
 @needs_lab
 def test_lab_down_leaves_nothing(lab_up):
     # Something else still running in the lab (as tern would) is stopped too.
     sleeper = subprocess.Popen(["ip", "netns", "exec", LAB_NS, "sleep", "300"])
     try:
-        time.sleep(0.2)
+        # In the lab before down looks (a fixed wait could be too short on a slow host).
+        while str(sleeper.pid) not in sh("ip", "netns", "pids", LAB_NS).stdout.split():
+            assert sleeper.poll() is None
+            time.sleep(0.01)
         p = lab("down")
         assert "down" in p.stdout
         assert sleeper.wait(timeout=10) != 0
