@@ -68,7 +68,9 @@ mig_link() {
 # Which uplink the switch now sends the guest's frames to.
 switch_port() {
 	local port
-	port=$(bridge -n "$SWITCH" fdb show br osvbr0 | awk -v mac="$MAC" '$1 == mac { print $3; exit }')
+	# awk reads to the end: one that left at the match could kill bridge with SIGPIPE (pipefail).
+	port=$(bridge -n "$SWITCH" fdb show br osvbr0 |
+		awk -v mac="$MAC" '$1 == mac && !p { p = $3 } END { print p }')
 	echo "   switch: the guest's MAC is behind ${port:-no port yet}"
 }
 
