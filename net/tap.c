@@ -176,9 +176,33 @@ static int bridge_busy(const char *br, const char *name, int ifindex)
 	return -1;
 }
 
+/*
+ * The bridge's MTU on the port that joins it, as QEMU's bridge helper does: a bridge whose MTU
+ * was never set takes the smallest of its ports', and a 1500-byte tap would shrink a jumbo one
+ * for everything on it. -1 (said) if br is not there; the errno of setting it otherwise.
+ */
+static int port_mtu(const char *br, const char *name, int *set_err)
+{
+	struct ifreq ifr = {0};
+
+	strncpy(ifr.ifr_name, br, IFNAMSIZ - 1);
+	if (ifreq_ioctl(SIOCGIFMTU, &ifr) < 0) {
+		if (errno == ENODEV)
+			errorf("bridge: %s: add %s: no such bridge", br, name);
+		else
+			perrorf("bridge: %s: read MTU", br);
+		return -1;
+	}
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	/* Only a bridge's is a tap's to take: what br is, SIOCBRADDIF says. */
+	*set_err = ifreq_ioctl(SIOCSIFMTU, &ifr) < 0 ? errno : 0;
+	return ifr.ifr_mtu;
+}
+
 int bridge_attach(const char *br, const char *name)
 {
 	struct ifreq ifr = {0};
+	int mtu, mtu_err;
 
 	strncpy(ifr.ifr_name, br, IFNAMSIZ - 1);
 	ifr.ifr_ifindex = if_nametoindex(name);
@@ -186,12 +210,22 @@ int bridge_attach(const char *br, const char *name)
 		perrorf("bridge: %s: interface %s", br, name);
 		return -1;
 	}
-	if (ifreq_ioctl(SIOCBRADDIF, &ifr) == 0)
-		return 0;
+	mtu = port_mtu(br, name, &mtu_err);
+	if (mtu < 0)
+		return -1;
+	if (ifreq_ioctl(SIOCBRADDIF, &ifr) == 0) {
+		if (!mtu_err)
+			return 0;
+		errorf("bridge: %s: add %s: set MTU %d: %s", br, name, mtu, strerror(mtu_err));
+		bridge_detach(br, name);
+		return -1;
+	}
 	if (errno == EBUSY)
 		return bridge_busy(br, name, ifr.ifr_ifindex);
 	if (errno == EOPNOTSUPP)
 		errorf("bridge: %s: add %s: %s is not a bridge", br, name, br);
+	else if (errno == ENODEV && !if_nametoindex(br))
+		errorf("bridge: %s: add %s: no such bridge", br, name);
 	else
 		perrorf("bridge: %s: add %s", br, name);
 	return -1;

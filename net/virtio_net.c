@@ -240,6 +240,9 @@ static void virtio_net_rx(struct virtio_net *n)
 				continue;
 			if (r <= (ssize_t)n->hdr_len)
 				break;
+			/* A length past the buffer would be the kernel's, not what it copied: drop. */
+			if (r > (ssize_t)sizeof(n->frame))
+				continue;
 			n->frame_len = r;
 		}
 		if (!virtio_net_rx_frame(n, n->frame, n->frame_len)) {

@@ -177,6 +177,8 @@ def tern_command(a, ap):
             if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", a.mac) or \
                     int(a.mac[:2], 16) & 1:
                 ap.error("--mac %s: not a unicast MAC address like 52:54:00:12:34:56" % a.mac)
+            if int(a.mac.replace(":", ""), 16) == 0:
+                ap.error("--mac %s: the all-zero address cannot be a NIC's" % a.mac)
             device += ",mac=%s" % a.mac
         cmd += ["-netdev", netdev, "-device", device]
     elif a.mac is not None or a.bridge is not None:

@@ -146,17 +146,31 @@ static int opt_check_value(const char *opt, const char *list, const char *key,
 	return -1;
 }
 
-int config_parse_mac(const char *s, uint8_t mac[6])
+/* Why s is not a NIC's MAC address, or NULL: it is one, now in mac. */
+static const char *mac_refusal(const char *s, uint8_t mac[6])
 {
+	static const uint8_t zero[6];
+
 	/* Exactly two hex digits a byte, as QEMU: sscanf's %x would take signs and spaces. */
 	for (int i = 0; i < 6; i++, s += 3) {
 		if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]) ||
 		    s[2] != (i < 5 ? ':' : '\0'))
-			return -1;
+			return "expected six two-digit hex bytes like 52:54:00:12:34:56";
 		mac[i] = strtoul((char[3]){ s[0], s[1], 0 }, NULL, 16);
 	}
-	/* A multicast MAC can't be a NIC's address. */
-	return (mac[0] & 1) ? -1 : 0;
+	if (!memcmp(mac, "\xff\xff\xff\xff\xff\xff", 6))
+		return "the broadcast address cannot be a NIC's";
+	if (mac[0] & 1)
+		return "a multicast address (odd first byte) cannot be a NIC's";
+	/* Linux's driver takes a random one instead, and bridges drop frames from it. */
+	if (!memcmp(mac, zero, 6))
+		return "the all-zero address cannot be a NIC's";
+	return NULL;
+}
+
+int config_parse_mac(const char *s, uint8_t mac[6])
+{
+	return mac_refusal(s, mac) ? -1 : 0;
 }
 
 /* script= and downscript=: tern runs no scripts, it makes and attaches the tap itself. */
@@ -219,6 +233,14 @@ static int config_netdev(struct tern_config *c, const char *arg)
 		errorf("-netdev bridge: missing br=");
 		return -1;
 	}
+	/* One tap, one NIC: the second would find it busy, and blame another process. */
+	for (int i = 0; i < c->n_netdev; i++)
+		if (n->ifname[0] && !strchr(n->ifname, '%') &&
+		    !strcmp(c->netdev[i].ifname, n->ifname)) {
+			errorf("-netdev: ifname=%s: -netdev '%s' has that tap already", n->ifname,
+			       c->netdev[i].id);
+			return -1;
+		}
 	c->n_netdev++;
 	return 0;
 }
@@ -336,6 +358,7 @@ static int config_device(struct tern_config *c, const char *arg)
 	static const char *const keys[] = { "netdev", "mac", "id", NULL };
 	struct nic_cfg *nic = &c->nic[c->n_nic];
 	char buf[64];
+	const char *why;
 	size_t tlen = strcspn(arg, ",");
 	int r;
 
@@ -363,13 +386,13 @@ static int config_device(struct tern_config *c, const char *arg)
 			errorf("-device virtio-net: netdev '%s' is already in use", nic->netdev);
 			return -1;
 		}
-	memcpy(nic->mac, default_mac, 6);
-	nic->mac[5] += c->n_nic;
+	/* All zero until config_check() gives it the default, as QEMU's unset one. */
+	memset(nic->mac, 0, 6);
 	r = opt_get("-device virtio-net", arg, "mac", buf, sizeof(buf));
 	if (r < 0)
 		return -1;
-	if (r && config_parse_mac(buf, nic->mac) < 0) {
-		errorf("-device: mac=%s: not a unicast MAC address like 52:54:00:12:34:56", buf);
+	if (r && (why = mac_refusal(buf, nic->mac))) {
+		errorf("-device virtio-net: mac=%s: %s", buf, why);
 		return -1;
 	}
 	c->n_nic++;
@@ -758,6 +781,49 @@ static int config_check_sockets(const struct tern_config *c)
 	return 0;
 }
 
+/* Is mac some NIC's? */
+static bool mac_in_use(const struct tern_config *c, const uint8_t mac[6])
+{
+	for (int i = 0; i < c->n_nic; i++)
+		if (!memcmp(c->nic[i].mac, mac, 6))
+			return true;
+	return false;
+}
+
+/*
+ * Two NICs with one MAC: the bridge could not tell them apart, and the second's tap would take
+ * the first's. Given twice, it is refused; a default (the k-th NIC's is QEMU's first plus k)
+ * passes over one given to another NIC, as QEMU's does.
+ */
+static int config_check_nics(struct tern_config *c)
+{
+	static const uint8_t unset[6];
+
+	for (int i = 0; i < c->n_nic; i++)
+		for (int j = 0; j < i; j++)
+			if (memcmp(c->nic[i].mac, unset, 6) &&
+			    !memcmp(c->nic[i].mac, c->nic[j].mac, 6)) {
+				const uint8_t *m = c->nic[i].mac;
+
+				errorf("-device virtio-net: mac=%02x:%02x:%02x:%02x:%02x:%02x: "
+				       "the NIC on netdev '%s' has it already",
+				       m[0], m[1], m[2], m[3], m[4], m[5], c->nic[j].netdev);
+				return -1;
+			}
+	for (int i = 0; i < c->n_nic; i++) {
+		uint8_t mac[6];
+
+		if (memcmp(c->nic[i].mac, unset, 6))
+			continue;
+		memcpy(mac, default_mac, 6);
+		mac[5] += i;
+		while (mac_in_use(c, mac))
+			mac[5]++;
+		memcpy(c->nic[i].mac, mac, 6);
+	}
+	return 0;
+}
+
 static int config_check(struct tern_config *c)
 {
 	if (c->serial == SERIAL_DEFAULT)
@@ -783,14 +849,13 @@ static int config_check(struct tern_config *c)
 		for (int i = 0; i < c->n_nic; i++)
 			used |= !strcmp(c->nic[i].netdev, c->netdev[j].id);
 		if (!used && c->n_nic < CONFIG_MAX_NICS) {
-			struct nic_cfg *nic = &c->nic[c->n_nic];
+			struct nic_cfg *nic = &c->nic[c->n_nic++];
 
 			strcpy(nic->netdev, c->netdev[j].id);
-			memcpy(nic->mac, default_mac, 6);
-			nic->mac[5] += c->n_nic++;
+			memset(nic->mac, 0, 6);
 		}
 	}
-	return 0;
+	return config_check_nics(c);
 }
 
 /* The options that take no value: true if opt is one (and is now set). */

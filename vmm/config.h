@@ -87,7 +87,7 @@ void config_usage(void);
 const struct netdev_cfg *config_netdev_of(const struct tern_config *c, const char *id);
 /* The -drive with that id=, or NULL. */
 const struct drive_cfg *config_drive_of(const struct tern_config *c, const char *id);
-/* "52:54:00:12:34:56" -> mac; -1 if malformed or multicast. */
+/* "52:54:00:12:34:56" -> mac; -1 if malformed, multicast or all zero. */
 int config_parse_mac(const char *s, uint8_t mac[6]);
 /* "unix:PATH[,server][,nowait]" -> PATH in buf; -1 if not that form. */
 int config_unix_path(const char *spec, char *buf, unsigned len);

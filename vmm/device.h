@@ -30,7 +30,8 @@ struct device_ops {
 	/*
 	 * Input that still reaches the source after the hand-over (frames on its tap, until the
 	 * bridge learns the guest's new port): the source reads whole messages from this fd and
-	 * the destination gives each to inject(), so nothing is lost in the switch.
+	 * the destination gives each to inject(), so nothing is lost in the switch. A device has
+	 * both or neither: the stream names it by its place among them.
 	 */
 	int (*handover_fd)(void *opaque);
 	void (*inject)(void *opaque, const void *buf, size_t len);

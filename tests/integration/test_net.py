@@ -253,6 +253,53 @@ def test_migrate_guest_with_two_nics(lab, tmp_path):
         cur.kill()
 
 
+def test_late_frames_reach_the_nic_with_other_options(lab, tmp_path):
+    """Frames that reach the source after the hand-over go on to the destination's NIC even
+    where the two were started with different monitors: they named the NIC by its index among
+    all devices, which a -qmp on one side only shifts, and went to another device, lost. The
+    destination's tap is on no bridge, so its NIC receives only what the source forwards."""
+    tap = "ternfw0"
+    in_ns("ip", "tuntap", "add", tap, "mode", "tap")
+    in_ns("sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % tap)  # a silent tap
+    src = tern_in_lab(tmp_path / "m0", "-qmp", "unix:%s,server,nowait" % (tmp_path / "q0"))
+    dst = ping = None
+    try:
+        assert guest_ip(src) == PINNED_IP
+        uri = "tcp:127.0.0.1:%d" % free_port()
+        dst = Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+                    "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
+                    "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC,
+                    "-monitor", "unix:%s,server,nowait" % (tmp_path / "m1"),
+                    "-incoming", uri], netns=NS)
+        dst_mon = Monitor(str(tmp_path / "m1"))
+        # The bridge goes on sending the guest's frames to the source's tap: the pings
+        # queued there while the guest stops, and those after, are all forwarded.
+        log = tmp_path / "ping.out"
+        with open(log, "w") as f:
+            ping = subprocess.Popen(["ip", "netns", "exec", NS, "ping", "-i", "0.01",
+                                     PINNED_IP], stdout=f)
+        deadline = time.monotonic() + 30
+        while "bytes from" not in log.read_text():  # pinging the guest at the source
+            assert ping.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        out = Monitor(str(tmp_path / "m0")).cmd('migrate "%s"' % uri)
+        assert "migrate: completed" in out, out
+        deadline = time.monotonic() + 10
+        while True:
+            net = dst_mon.cmd("info network")
+            if int(re.search(r"rx (\d+) packets", net).group(1)) > 0:
+                break
+            assert time.monotonic() < deadline, net
+            time.sleep(0.1)
+    finally:
+        if ping:
+            ping.kill()
+        src.kill()
+        if dst:
+            dst.kill()
+        in_ns("ip", "link", "del", tap, check=False)
+
+
 def test_snapshot_then_cont_keeps_the_network(lab, tmp_path):
     """After a snapshot to a file the guest may go on where it is: with its NIC (which used
     to stay paused, the guest deaf)."""

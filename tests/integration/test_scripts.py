@@ -143,6 +143,7 @@ def test_run_py_tern_path_and_quoting():
     (["-n", "-b", ""], "not an interface name"),
     (["-t", "tap0,br=x"], "not an interface name"),
     (["-n", "--mac", "01:00:5e:00:00:01"], "not a unicast MAC"),
+    (["-n", "--mac", "00:00:00:00:00:00"], "all-zero address"),
     (["--api"], "no user-mode networking"),
     (["--forward", "tcp:8000::8000"], "no user-mode networking"),
     (["-i", "a,b.img"], "not a usable image path"),

@@ -149,6 +149,40 @@ static void test_net(void)
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
 		       "virtio-net,netdev=n0", "-device", "virtio-net,netdev=n0"),
 		 -1);
+	/* No NIC may have a broadcast or all-zero MAC (Linux would make up one of its own). */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
+		       "virtio-net,netdev=n0,mac=ff:ff:ff:ff:ff:ff"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-device",
+		       "virtio-net,netdev=n0,mac=00:00:00:00:00:00"),
+		 -1);
+	/* Nor two NICs one MAC; a default passes over one given to another NIC. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-netdev", "tap,id=n1",
+		       "-device", "virtio-net,netdev=n0,mac=52:54:30:30:30:30", "-device",
+		       "virtio-net,netdev=n1,mac=52:54:30:30:30:30"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-netdev", "tap,id=n1",
+		       "-device", "virtio-net,netdev=n0,mac=52:54:00:12:34:57", "-device",
+		       "virtio-net,netdev=n1"),
+		 0);
+	CHECK_EQ(c.nic[1].mac[5], 0x58);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-netdev", "tap,id=n1",
+		       "-device", "virtio-net,netdev=n0", "-device",
+		       "virtio-net,netdev=n1,mac=52:54:00:12:34:56"),
+		 0);
+	CHECK_EQ(c.nic[0].mac[5], 0x57);
+	CHECK_EQ(c.nic[1].mac[5], 0x56);
+	/* Two NICs, no MACs: QEMU's defaults, the k-th NIC's its first plus k. */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0", "-netdev", "tap,id=n1"), 0);
+	CHECK_EQ(c.nic[0].mac[5], 0x56);
+	CHECK_EQ(c.nic[1].mac[5], 0x57);
+	/* One tap, one backend (a name with %d is a pattern, a new tap each). */
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,ifname=t0", "-netdev",
+		       "tap,id=n1,ifname=t0"),
+		 -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-netdev", "tap,id=n0,ifname=t%d", "-netdev",
+		       "tap,id=n1,ifname=t%d"),
+		 0);
 	/* Two hex digits a byte, no signs, spaces or short bytes. */
 	{
 		uint8_t mac[6];
@@ -161,6 +195,8 @@ static void test_net(void)
 		CHECK_EQ(config_parse_mac("52:54:0:12:34:56", mac), -1);
 		CHECK_EQ(config_parse_mac("52:54:00:12:34:567", mac), -1);
 		CHECK_EQ(config_parse_mac("52-54-00-12-34-56", mac), -1);
+		CHECK_EQ(config_parse_mac("00:00:00:00:00:00", mac), -1);
+		CHECK_EQ(config_parse_mac("00:00:00:00:00:01", mac), 0);
 	}
 }
 

@@ -163,10 +163,43 @@ static void test_persistent_tap(void)
 	CHECK_EQ(bridge_attach("lo", p), -1);
 	CHECK_STR(stderr_text(saved, err, sizeof(err)),
 		  "tern: bridge: lo: add tern-p0: lo is not a bridge\n");
+	/* br= naming nothing: which of the two is missing, said so. */
+	saved = stderr_catch();
+	CHECK_EQ(bridge_attach("nobridge", p), -1);
+	CHECK_STR(stderr_text(saved, err, sizeof(err)),
+		  "tern: bridge: nobridge: add tern-p0: no such bridge\n");
 	/* Quiet for an interface that is gone. */
 	saved = stderr_catch();
 	bridge_detach("br0", "tern-gone");
 	CHECK_STR(stderr_text(saved, err, sizeof(err)), "");
+}
+
+static int if_mtu(const char *name, int set)
+{
+	struct ifreq ifr = { 0 };
+
+	strcpy(ifr.ifr_name, name);
+	ifr.ifr_mtu = set;
+	if (if_ioctl(set ? SIOCSIFMTU : SIOCGIFMTU, &ifr) < 0)
+		return -1;
+	return ifr.ifr_mtu;
+}
+
+/* A tap joins a jumbo bridge with the bridge's MTU, or it would shrink the bridge's. */
+static void test_bridge_mtu(void)
+{
+	char t[IFNAMSIZ];
+	int ft;
+
+	CHECK_EQ(make_bridge("tern-jumbo"), 0);
+	CHECK_EQ(if_mtu("tern-jumbo", 9000), 9000);
+	ft = tap_open("", t);
+	CHECK(ft >= 0);
+	CHECK_EQ(if_mtu(t, 0), 1500);
+	CHECK_EQ(bridge_attach("tern-jumbo", t), 0);
+	CHECK_EQ(if_mtu(t, 0), 9000);
+	CHECK_EQ(if_mtu("tern-jumbo", 0), 9000);
+	close(ft);
 }
 
 int main(void)
@@ -208,6 +241,7 @@ int main(void)
 	CHECK(!tap_persistent(fa));
 	test_mac_for_bridge();
 	test_persistent_tap();
+	test_bridge_mtu();
 	/* A tap tern created goes away with its fd. */
 	close(fb);
 	CHECK_EQ(if_nametoindex("tern-t1"), 0);

@@ -191,6 +191,15 @@ static void inject_on_io_thread(void *arg)
 	i->dev->ops->inject(i->dev->opaque, i->buf, i->len);
 }
 
+/* The k-th device that takes forwarded frames (as the source counts them), or NULL. */
+static const struct device *dst_inject_device(struct vm *vm, uint64_t k)
+{
+	for (int i = 0; i < vm->ndev; i++)
+		if (vm->dev[i].ops->inject && !k--)
+			return &vm->dev[i];
+	return NULL;
+}
+
 /* After GO: frames the source still received, until it hangs up. */
 static void dst_forwarded(struct dst *c)
 {
@@ -198,13 +207,13 @@ static void dst_forwarded(struct dst *c)
 	struct rec_hdr h;
 
 	while (buf && stream_get(&c->s, &h) == 0) {
-		const struct device *d = h.arg < (uint64_t)c->vm->ndev ? &c->vm->dev[h.arg] : NULL;
+		const struct device *d = dst_inject_device(c->vm, h.arg);
 		struct inject_call i = { d, buf, h.len };
 
 		if (h.type != REC_FRAME || h.len > MIG_FRAME_MAX ||
 		    stream_get_payload(&c->s, &h, buf) < 0)
 			break;
-		if (d && d->ops->inject)
+		if (d)
 			evloop_call(&c->vm->loop, inject_on_io_thread, &i);
 	}
 	free(buf);

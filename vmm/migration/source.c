@@ -382,18 +382,23 @@ static void src_forward(struct src *c)
 {
 	struct pollfd p[FORWARD_FDS + 2] = { { .fd = c->s.fd, .events = POLLIN },
 					     { .fd = c->m->cancel_fd, .events = POLLIN } };
-	int dev[FORWARD_FDS + 2], n = 2;
+	int dev[FORWARD_FDS + 2], n = 2, k = 0;
 	uint64_t end = now_ns() + FORWARD_MS * 1000000ULL;
 	uint8_t buf[MIG_FRAME_MAX];
 
+	/*
+	 * A device is named by its place among those that forward (the k-th NIC), not among all
+	 * devices: a -monitor, -qmp or -gdb that one side has and the other lacks shifts those.
+	 */
 	for (int i = 0; i < c->vm->ndev && n < FORWARD_FDS + 2; i++) {
 		const struct device *d = &c->vm->dev[i];
 		int fd = d->ops->handover_fd ? d->ops->handover_fd(d->opaque) : -1;
 
 		if (fd >= 0) {
-			dev[n] = i;
+			dev[n] = k;
 			p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
 		}
+		k += d->ops->handover_fd != NULL;
 	}
 	if (n == 2)
 		return;
@@ -407,8 +412,10 @@ static void src_forward(struct src *c)
 			if (!(p[i].revents & POLLIN))
 				continue;
 			len = read(p[i].fd, buf, sizeof(buf));
-			if (len > 0 && (stream_put(&c->s, REC_FRAME, dev[i], buf, len) < 0 ||
-					stream_flush(&c->s) < 0))
+			if (len <= 0 || len > (ssize_t)sizeof(buf)) /* past buf: dropped, as rx does */
+				continue;
+			if (stream_put(&c->s, REC_FRAME, dev[i], buf, len) < 0 ||
+			    stream_flush(&c->s) < 0)
 				return;
 		}
 	}

@@ -27,7 +27,8 @@ enum mig_rec {
 	REC_GO,		/* src: the guest is yours; arg = enum mig_go, as the user had it.
 			 * A snapshot has it after END, with no READY between them. */
 	REC_ERROR,	/* dst: reason */
-	REC_FRAME,	/* src, after go: a frame that reached its NIC arg; payload = frame */
+	REC_FRAME,	/* src, after go: a frame that reached a NIC; arg = which one, counting
+			 * only devices with handover_fd from 0; payload = frame */
 	REC_SYNC,	/* src, before the stop: say when you have taken all before this */
 	REC_SYNCED,	/* dst: taken */
 	REC_COUNT
