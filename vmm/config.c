@@ -32,6 +32,7 @@ void config_usage(void)
 	       "  -netdev tap,id=ID[,ifname=TAP][,br=BRIDGE][,script=no,downscript=no]\n"
 	       "  -netdev bridge,id=ID,br=BRIDGE\n"
 	       "  -device virtio-net,netdev=ID[,mac=52:54:00:12:34:56]\n"
+	       "  -nic tap|bridge,...[,mac=MAC][,model=virtio]   the two above in one\n"
 	       "  -drive file=IMAGE[,if=virtio|none][,id=ID][,format=raw][,readonly=on]\n"
 	       "  -device virtio-blk,drive=ID[,serial=S]   a raw disk image as virtio-blk\n"
 	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
@@ -399,6 +400,48 @@ static int config_device(struct tern_config *c, const char *arg)
 	return 0;
 }
 
+/*
+ * -nic TYPE[,...][,mac=MAC][,model=M]: QEMU's shorthand for a -netdev (the options other than
+ * mac= and model=) and its NIC, with an id of its own. "-nic none" is no NIC, as tern has by
+ * default.
+ */
+static int config_nic(struct tern_config *c, const char *arg)
+{
+	static const char *const models[] = { "virtio", "virtio-net", "virtio-net-pci",
+					      "virtio-net-device", NULL };
+	char netdev[512], device[128], mac[32] = "", id[sizeof(c->netdev[0].id)];
+	size_t len = 0;
+	int has_id;
+
+	if (!strcmp(arg, "none"))
+		return 0;
+	if (opt_check_value("-nic", arg, "model", models, "virtio-net, tern's one NIC") < 0 ||
+	    opt_get("-nic", arg, "mac", mac, sizeof(mac)) < 0)
+		return -1;
+	has_id = opt_get("-nic", arg, "id", id, sizeof(id));
+	if (has_id < 0)
+		return -1;
+	if (!has_id)
+		snprintf(id, sizeof(id), "_nic%d", c->n_netdev);
+	/* What goes into netdev is arg at most, and an id: room for both, or nothing. */
+	if (strlen(arg) + sizeof(",id=") + sizeof(id) > sizeof(netdev)) {
+		errorf("-nic: '%.32s...': too long", arg);
+		return -1;
+	}
+	for (const char *p = arg; *p;) {
+		size_t n = strcspn(p, ",");
+
+		if (strncmp(p, "mac=", 4) && strncmp(p, "model=", 6))
+			len += sprintf(netdev + len, "%s%.*s", len ? "," : "", (int)n, p);
+		p += n + !!p[n];
+	}
+	if (!has_id)
+		sprintf(netdev + len, ",id=%s", id);
+	snprintf(device, sizeof(device), "virtio-net,netdev=%s%s%s", id, mac[0] ? ",mac=" : "",
+		 mac);
+	return config_netdev(c, netdev) < 0 ? -1 : config_device(c, device);
+}
+
 static int config_serial(struct tern_config *c, const char *arg)
 {
 	if (!strcmp(arg, "stdio") || !strcmp(arg, "mon:stdio"))
@@ -693,6 +736,7 @@ static const struct config_opt {
 	{ "-config", config_json, 0, false },
 	{ "-netdev", config_netdev, 0, false },
 	{ "-device", config_device, 0, false },
+	{ "-nic", config_nic, 0, false },
 	{ "-drive", config_drive, 0, false },
 };
 

@@ -200,6 +200,38 @@ static void test_net(void)
 	}
 }
 
+/* -nic: QEMU's shorthand for a -netdev and its NIC. */
+static void test_nic(void)
+{
+	struct tern_config c;
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "tap,ifname=tq9,mac=52:54:00:aa:bb:cc"), 0);
+	CHECK_EQ(c.n_netdev, 1);
+	CHECK_EQ(c.netdev[0].type, NETDEV_TAP);
+	CHECK_STR(c.netdev[0].ifname, "tq9");
+	CHECK_EQ(c.n_nic, 1);
+	CHECK_STR(c.nic[0].netdev, c.netdev[0].id);
+	CHECK_EQ(c.nic[0].mac[5], 0xcc);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "bridge,br=osvbr0,model=virtio-net-pci", "-nic",
+		       "bridge,br=b1,id=second"),
+		 0);
+	CHECK_EQ(c.n_nic, 2);
+	CHECK_STR(c.netdev[0].br, "osvbr0");
+	CHECK_STR(c.netdev[1].id, "second");
+	CHECK_STR(c.nic[1].netdev, "second");
+	/* Default MACs, one each, as with -netdev and -device. */
+	CHECK_EQ(c.nic[0].mac[5], 0x56);
+	CHECK_EQ(c.nic[1].mac[5], 0x57);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "none"), 0);
+	CHECK_EQ(c.n_nic, 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "tap,model=e1000"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "user"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "bridge"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "tap,mac=01:00:00:00:00:01"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "tap,bogus=1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-nic", "tap,id=a", "-netdev", "tap,id=a"), -1);
+}
+
 static void test_drives(void)
 {
 	struct tern_config c;
@@ -395,6 +427,7 @@ int main(void)
 	test_basic();
 	test_serial_monitor();
 	test_net();
+	test_nic();
 	test_name();
 	test_drives();
 	test_bad();
