@@ -266,10 +266,9 @@ def test_client_loop_unwritable_summary_is_one_line(tmp_path):
 
 # ---- monitor.py ----------------------------------------------------------------------------
 
-def test_monitor_py_sends_argv_bytes_as_given(tmp_path):
-    """A word that is not UTF-8 goes to the monitor as the shell gave it, not a traceback
-    (UnicodeEncodeError); the monitor's answer is printed."""
-    path = str(tmp_path / "mon")
+def fake_monitor(path, answer):
+    """A monitor on unix socket path that answers each command line with answer and a prompt,
+    in a thread; the lines it got go into the list returned with it."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(1)
@@ -280,41 +279,6 @@ def test_monitor_py_sends_argv_bytes_as_given(tmp_path):
         with c:
             c.sendall(b"tern monitor\n(tern) ")
             data = b""
-            while not data.endswith(b"\n"):
-                chunk = c.recv(1024)
-                if not chunk:
-                    return
-                data += chunk
-            got.append(data)
-            c.sendall(b"Error: unknown info item\n(tern) ")
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        p = subprocess.run([sys.executable, MONITOR_PY, path.encode(), b"info \xff"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        t.join(timeout=10)
-    finally:
-        srv.close()
-    assert b"Traceback" not in p.stderr, p.stderr
-    assert got == [b"info \xff\n"], got
-    assert p.returncode == 1 and p.stdout == b"Error: unknown info item\n", p
-
-
-def test_monitor_py_reader_gone_is_quiet(tmp_path):
-    """monitor.py ... | head: the commands still all go, and no traceback or noise at exit
-    (stdout's BrokenPipeError)."""
-    path = str(tmp_path / "mon")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    got = []
-
-    def serve():
-        c, _ = srv.accept()
-        with c:
-            c.sendall(b"(tern) ")
-            data = b""
             while True:
                 chunk = c.recv(1024)
                 if not chunk:
@@ -323,10 +287,34 @@ def test_monitor_py_reader_gone_is_quiet(tmp_path):
                 while b"\n" in data:
                     line, data = data.split(b"\n", 1)
                     got.append(line)
-                    c.sendall(b"an answer longer than a pipe holds\n" * 10000 + b"(tern) ")
+                    c.sendall(answer + b"(tern) ")
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
+    return srv, t, got
+
+
+def test_monitor_py_sends_argv_bytes_as_given(tmp_path):
+    """A word that is not UTF-8 goes to the monitor as the shell gave it, not a traceback
+    (UnicodeEncodeError); the monitor's answer is printed."""
+    path = str(tmp_path / "mon")
+    srv, t, got = fake_monitor(path, b"Error: unknown info item\n")
+    try:
+        p = subprocess.run([sys.executable, MONITOR_PY, path.encode(), b"info \xff"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        t.join(timeout=10)
+    finally:
+        srv.close()
+    assert b"Traceback" not in p.stderr, p.stderr
+    assert got == [b"info \xff"], got
+    assert p.returncode == 1 and p.stdout == b"Error: unknown info item\n", p
+
+
+def test_monitor_py_reader_gone_is_quiet(tmp_path):
+    """monitor.py ... | head: the commands still all go, and no traceback or noise at exit
+    (stdout's BrokenPipeError)."""
+    path = str(tmp_path / "mon")
+    srv, t, got = fake_monitor(path, b"an answer longer than a pipe holds\n" * 10000)
     try:
         p = subprocess.run("%s %s %s 'info status' 'info version' | head -1" % (
             shlex.quote(sys.executable), shlex.quote(MONITOR_PY), shlex.quote(path)),
