@@ -251,6 +251,58 @@ def test_cancel_while_connecting(tern, socks):
             s.close()
 
 
+def test_cancel_and_quit_while_a_unix_destination_accepts_nothing(tern, socks):
+    """A unix socket whose listener accepts nothing (its backlog full): migrate_cancel ends
+    the migration, cancelled, and the guest runs on; quit in the same place exits. The
+    connect used to block there for ever, deaf to both."""
+    path = socks("full.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(path)
+    lsock.listen(0)
+    filler = socket.socket(socket.AF_UNIX)
+    filler.setblocking(False)
+    filler.connect_ex(path)
+    try:
+        a = tern(*guest_args(socks("a.mon")))
+        a.expect(r"memtest: filled")
+        am = Monitor(socks("a.mon"))
+        am.cmd('migrate -d "unix:%s"' % path)
+        assert am.info("migrate")["Migration status"] == "setup"
+        am.cmd("migrate_cancel")
+        info = wait_status(am, ("cancelled", "failed"))
+        assert info["Migration status"] == "cancelled", info
+        assert_guest_alive(a, am)
+        am.cmd('migrate -d "unix:%s"' % path)
+        am.cmd("quit")
+        assert a.wait(timeout=15) == 0
+    finally:
+        filler.close()
+        lsock.close()
+
+
+def test_snapshot_to_a_directory_or_an_unread_pipe_fails_at_once(tern, socks, tmp_path):
+    """A snapshot that cannot be written says why in one line, and the guest runs on; a
+    migrate right after it is taken, not refused as "already in progress" (the thread of the
+    failed one had yet to say it was done). A FIFO that nobody reads used to hold the
+    migration, and migrate_cancel and quit with it, for ever."""
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    for _ in range(10):
+        out = am.cmd('migrate "file:%s"' % tmp_path)
+        assert out == "migrate: failed: file:%s: Is a directory\n" % tmp_path, out
+    fifo = socks("fifo")
+    os.mkfifo(fifo)
+    out = am.cmd('migrate "file:%s"' % fifo)
+    assert out == "migrate: failed: file:%s: a pipe that nobody reads\n" % fifo, out
+    out = am.cmd('migrate "file:%s"' % socks("a.mon"))
+    assert out == "migrate: failed: file:%s: a socket (unix:PATH connects to one)\n" \
+        % socks("a.mon"), out
+    assert_guest_alive(a, am)
+    am.cmd("quit")
+    assert a.wait() == 0
+
+
 def test_destination_with_other_memory_size_refuses(tern, socks):
     uri = "tcp:127.0.0.1:%d" % free_port()
     a = tern(*guest_args(socks("a.mon")))

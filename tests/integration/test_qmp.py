@@ -384,3 +384,16 @@ def test_migrate_over_qmp(tern, tmp_path):
     mark = len(b.out)
     b.send(b"check\r")
     b.expect(r"memtest: ok", start=mark)
+
+
+def test_migrate_again_at_once_after_a_failure(tern, tmp_path):
+    """A program that hears a migration failed (its MIGRATION event) and tries again at once is
+    taken, not refused: the failed one was told while its thread still cleaned up, and the
+    next migrate found it "already in progress"."""
+    t, q = start(tern, tmp_path)
+    for _ in range(10):
+        q.ok("migrate", uri="file:%s" % tmp_path)
+        q.event("MIGRATION", status="failed")
+    info = q.ok("query-migrate")
+    assert info["status"] == "failed" and "Is a directory" in info["error-desc"], info
+    assert q.ok("query-status")["status"] == "running"

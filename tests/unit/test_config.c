@@ -5,6 +5,7 @@
 
 #include "tests/unit/unit.h"
 #include "vmm/config.h"
+#include "vmm/migration/transport.h"
 #include "vmm/util.h"
 
 #define ARGS(...) ((char *[]){ "tern", __VA_ARGS__, NULL })
@@ -77,6 +78,29 @@ static void test_serial_monitor(void)
 		 -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "unix:/s", "-incoming", "unix:/s"), -1);
 	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "unix:/s", "-incoming", "unix:/t"), 0);
+}
+
+/* Migration URIs (and -gdb's): a port past 65535, which getaddrinfo takes modulo 65536 without a
+ * word, is refused; an IPv6 address goes in brackets, as QEMU writes it. */
+static void test_migration_uris(void)
+{
+	struct tern_config c;
+	struct mig_uri u;
+	char err[200];
+
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-incoming", "tcp:0:65535"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-incoming", "tcp:0:99999"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-incoming", "tcp:0:000004444"), 0);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-gdb", "tcp::65536"), -1);
+	CHECK_EQ(mig_uri_parse("tcp:host:70000", &u, err, sizeof(err)), -1);
+	CHECK_STR(err, "'tcp:host:70000': expected tcp:HOST:PORT (PORT at most 65535)");
+	CHECK_EQ(mig_uri_parse("tcp:[::1]:4444", &u, err, sizeof(err)), 0);
+	CHECK_STR(u.host, "::1");
+	CHECK_STR(u.port, "4444");
+	CHECK_EQ(mig_uri_parse("tcp:[]:4444", &u, err, sizeof(err)), 0);
+	CHECK_STR(u.host, "");
+	CHECK_EQ(mig_uri_parse("tcp:10.0.0.1:4444", &u, err, sizeof(err)), 0);
+	CHECK_STR(u.host, "10.0.0.1");
 }
 
 static void test_name(void)
@@ -429,6 +453,7 @@ int main(void)
 	test_net();
 	test_nic();
 	test_name();
+	test_migration_uris();
 	test_drives();
 	test_bad();
 	test_sizes();

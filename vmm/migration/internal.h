@@ -67,8 +67,9 @@ void mig_set_status(struct migration *m, enum mig_status s);
 void mig_fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* From the migration thread: report the end to a waiting monitor session (I/O thread). */
 void mig_finish(struct migration *m);
-/* The migration thread's last call. */
-void mig_thread_exit(struct migration *m);
+/* The migration thread's last call: its outcome (MIG_FAILED with err, MIG_COMPLETED, or
+ * MIG_NONE if told already), reported as mig_finish does unless it was already. */
+void mig_thread_exit(struct migration *m, enum mig_status s, const char *err);
 
 void *mig_source_thread(void *arg);
 void *mig_dest_thread(void *arg);

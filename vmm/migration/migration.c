@@ -71,11 +71,6 @@ static bool mig_busy(struct migration *m)
 	return m->thread_started && !__atomic_load_n(&m->thread_done, __ATOMIC_ACQUIRE);
 }
 
-void mig_thread_exit(struct migration *m)
-{
-	__atomic_store_n(&m->thread_done, true, __ATOMIC_RELEASE);
-}
-
 static void mig_summary(struct migration *m, struct mon_session *s)
 {
 	pthread_mutex_lock(&m->lock);
@@ -108,6 +103,38 @@ static void mig_finish_on_io_thread(void *arg)
 void mig_finish(struct migration *m)
 {
 	evloop_call(&m->vm->loop, mig_finish_on_io_thread, m);
+}
+
+struct mig_exit {
+	struct migration *m;
+	enum mig_status status;
+	const char *err;
+};
+
+static void mig_exit_on_io_thread(void *arg)
+{
+	struct mig_exit *e = arg;
+
+	if (e->status == MIG_FAILED)
+		mig_fail(e->m, "%s", e->err);
+	else if (e->status == MIG_COMPLETED)
+		mig_set_status(e->m, MIG_COMPLETED);
+	mig_finish_on_io_thread(e->m);
+	__atomic_store_n(&e->m->thread_done, true, __ATOMIC_RELEASE);
+}
+
+/*
+ * The outcome, the summary and the end in one call on the I/O thread: whoever hears that the
+ * migration ended (the summary, the MIGRATION event, info migrate) and starts another finds
+ * this one over. They were told while this thread still cleaned up, and a `migrate` right
+ * after a failed one was refused as "already in progress". Nothing after this waits for the
+ * I/O thread, so joining the thread there waits for its return only.
+ */
+void mig_thread_exit(struct migration *m, enum mig_status s, const char *err)
+{
+	struct mig_exit e = { m, s, err };
+
+	evloop_call(&m->vm->loop, mig_exit_on_io_thread, &e);
 }
 
 static void mig_progress(void *opaque, uint32_t events)

@@ -340,10 +340,11 @@ static int src_stop_and_copy(struct src *c)
 	return 0;
 }
 
+/* Puts the guest back as the outcome wants it; the outcome itself is told at the very end. */
 static void src_end(struct src *c, int r)
 {
 	struct migration *m = c->m;
-	char ignored[64];
+	char ignored[64], why[sizeof(c->err)];
 
 	/* As QEMU counts it: to the end of the hand-over, not the clean-up after it. */
 	pthread_mutex_lock(&m->lock);
@@ -360,17 +361,17 @@ static void src_end(struct src *c, int r)
 		if (!c->interactive)
 			mig_resume_devices(c->vm);
 		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
-		if (r < 0)
-			mig_fail(m, "%s (after hand-over: the guest stays paused here)", c->err);
-		else
-			mig_set_status(m, MIG_COMPLETED);
+		if (r < 0) {
+			snprintf(why, sizeof(why), "%s", c->err);
+			snprintf(c->err, sizeof(c->err),
+				 "%.180s (after hand-over: the guest stays paused here)", why);
+		}
 		return;
 	}
 	if (c->paused) {
 		mig_resume_devices(c->vm);
 		vm_enter_state(c->vm, c->before);
 	}
-	mig_fail(m, "%s", c->err);
 }
 
 /*
@@ -446,16 +447,15 @@ void *mig_source_thread(void *arg)
 	src_end(&c, r);
 	if (r == 0 && c.interactive) {
 		/* The user hears of the success now; forwarding goes on quietly. */
+		mig_set_status(c.m, MIG_COMPLETED);
 		mig_finish(c.m);
 		src_forward(&c);
 	}
 	ram_free(&c.ram);
 	stream_free(&c.s);
-	/* Still open: a socket, whose close says nothing the answers did not, or a failed
-	 * snapshot, failed already. */
+	/* Still open: a socket, whose close says nothing the answers did not, or the file of a
+	 * failed snapshot. */
 	src_close(&c);
-	if (r < 0 || !c.interactive)
-		mig_finish(c.m);
-	mig_thread_exit(c.m);
+	mig_thread_exit(c.m, r < 0 ? MIG_FAILED : c.interactive ? MIG_NONE : MIG_COMPLETED, c.err);
 	return NULL;
 }

@@ -3,11 +3,13 @@
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "vmm/migration/transport.h"
@@ -25,12 +27,20 @@ int mig_uri_parse(const char *uri, struct mig_uri *u, char *err, size_t errlen)
 		size_t hlen = colon ? (size_t)(colon - uri - 4) : 0;
 
 		u->kind = MIG_TCP;
+		/* getaddrinfo takes port 70000 for 4464 without a word: refused here. */
 		if (!colon || !colon[1] || strlen(colon + 1) >= sizeof(u->port) ||
-		    hlen >= sizeof(u->host) || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-			snprintf(err, errlen, "'%s': expected tcp:HOST:PORT", uri);
+		    hlen >= sizeof(u->host) ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+		    strtoul(colon + 1, NULL, 10) > 65535) {
+			snprintf(err, errlen, "'%s': expected tcp:HOST:PORT (PORT at most 65535)",
+				 uri);
 			return -1;
 		}
-		memcpy(u->host, uri + 4, hlen);
+		/* An IPv6 address in brackets, as QEMU writes it: tcp:[::1]:4444. */
+		if (hlen >= 2 && uri[4] == '[' && colon[-1] == ']')
+			memcpy(u->host, uri + 5, hlen - 2);
+		else
+			memcpy(u->host, uri + 4, hlen);
 		strcpy(u->port, colon + 1);
 		return 0;
 	}
@@ -84,12 +94,33 @@ static int connect_wait(int fd, int stop_fd)
  */
 static int connect_stoppable(int fd, const struct sockaddr *sa, socklen_t len, int stop_fd)
 {
-	int flags = fcntl(fd, F_GETFL);
+	int flags = fcntl(fd, F_GETFL), r;
+	uint64_t end = now_ns() + CONNECT_TIMEOUT_MS * 1000000ULL;
 
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
 		return -1;
-	if (connect(fd, sa, len) < 0 && (errno != EINPROGRESS || connect_wait(fd, stop_fd) < 0))
-		return -1;
+	/*
+	 * A unix listener that accepts nothing (its backlog full) answers EAGAIN, and the socket
+	 * has nothing to poll for: ask again now and then. A blocking connect waited there for
+	 * ever, deaf to migrate_cancel and quit.
+	 */
+	while (connect(fd, sa, len) < 0) {
+		if (errno == EINPROGRESS)
+			return connect_wait(fd, stop_fd) < 0 ? -1 : fcntl(fd, F_SETFL, flags);
+		if (errno != EAGAIN || sa->sa_family != AF_UNIX)
+			return -1;
+		if (now_ns() >= end) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&(struct pollfd){ .fd = stop_fd, .events = POLLIN }, 1, 50);
+		if (r > 0) {
+			errno = ECANCELED;
+			return -1;
+		}
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
 	/* Only the connect waits this way: the stream blocks (with SO_SNDTIMEO). */
 	return fcntl(fd, F_SETFL, flags);
 }
@@ -101,11 +132,13 @@ static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *e
 	/* "tcp:0:4444" and "tcp::4444" mean every address, as QEMU takes them. */
 	const char *host = (!u->host[0] || !strcmp(u->host, "0")) && listening ? NULL : u->host;
 	int fd = -1, e, one = 1;
+	bool v6 = strchr(u->host, ':') != NULL;	/* named in brackets, as given */
 
 	hints.ai_family = host ? AF_UNSPEC : AF_INET;
 	e = getaddrinfo(host, u->port, &hints, &res);
 	if (e) {
-		snprintf(err, errlen, "tcp:%s:%s: %s", u->host, u->port, gai_strerror(e));
+		snprintf(err, errlen, "tcp:%s%s%s:%s: %s", v6 ? "[" : "", u->host, v6 ? "]" : "",
+			 u->port, gai_strerror(e));
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -129,11 +162,13 @@ static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *e
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		snprintf(err, errlen, "tcp:%s:%s: %s", u->host, u->port, strerror(errno));
+		snprintf(err, errlen, "tcp:%s%s%s:%s: %s", v6 ? "[" : "", u->host, v6 ? "]" : "",
+			 u->port, strerror(errno));
 	return fd;
 }
 
-static int mig_unix(const struct mig_uri *u, bool listening, char *err, size_t errlen)
+static int mig_unix(const struct mig_uri *u, bool listening, int stop_fd, char *err,
+		    size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -150,7 +185,7 @@ static int mig_unix(const struct mig_uri *u, bool listening, char *err, size_t e
 		return -1;
 	}
 	if (listening ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0
-		      : connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		      : connect_stoppable(fd, (struct sockaddr *)&sa, sizeof(sa), stop_fd) < 0) {
 		snprintf(err, errlen, "unix:%s: %s", u->path, strerror(errno));
 		close(fd);
 		return -1;
@@ -158,13 +193,38 @@ static int mig_unix(const struct mig_uri *u, bool listening, char *err, size_t e
 	return fd;
 }
 
+/* ENXIO names neither of the two files that give it. */
+static const char *file_error(const char *path, int e)
+{
+	struct stat st;
+
+	if (e == ENXIO && stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
+		return "a pipe that nobody reads";
+	if (e == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		return "a socket (unix:PATH connects to one)";
+	return strerror(e);
+}
+
 static int mig_file(const struct mig_uri *u, bool reading, char *err, size_t errlen)
 {
-	int fd = reading ? open(u->path, O_RDONLY | O_CLOEXEC)
-			 : open(u->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/*
+	 * Not blocking while it opens: a FIFO that nobody reads held the migration thread, and
+	 * with it migrate_cancel and quit, for ever; it fails at once with ENXIO instead.
+	 */
+	int fd = reading
+		     ? open(u->path, O_RDONLY | O_CLOEXEC)
+		     : open(u->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0600);
+	int flags, e;
 
+	if (fd >= 0 && !reading &&
+	    ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)) {
+		e = errno;
+		close(fd);
+		fd = -1;
+		errno = e;
+	}
 	if (fd < 0)
-		snprintf(err, errlen, "file:%s: %s", u->path, strerror(errno));
+		snprintf(err, errlen, "file:%s: %s", u->path, file_error(u->path, errno));
 	return fd;
 }
 
@@ -174,7 +234,7 @@ int mig_uri_connect(const struct mig_uri *u, int stop_fd, char *err, size_t errl
 	case MIG_TCP:
 		return mig_tcp(u, false, stop_fd, err, errlen);
 	case MIG_UNIX:
-		return mig_unix(u, false, err, errlen);
+		return mig_unix(u, false, stop_fd, err, errlen);
 	default:
 		return mig_file(u, false, err, errlen);
 	}
@@ -186,7 +246,7 @@ int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen)
 	case MIG_TCP:
 		return mig_tcp(u, true, -1, err, errlen);
 	case MIG_UNIX:
-		return mig_unix(u, true, err, errlen);
+		return mig_unix(u, true, -1, err, errlen);
 	default:
 		return mig_file(u, true, err, errlen);
 	}

@@ -16,8 +16,8 @@ struct mig_uri {
 
 /* -1 with err naming what is wrong with uri. */
 int mig_uri_parse(const char *uri, struct mig_uri *u, char *err, size_t errlen);
-/* Source side: a connected socket or a file opened for writing. A TCP connect gives up after
- * 10 s, or when stop_fd becomes readable (errno ECANCELED). */
+/* Source side: a connected socket or a file opened for writing. A connect gives up after 10 s,
+ * or when stop_fd becomes readable (errno ECANCELED). */
 int mig_uri_connect(const struct mig_uri *u, int stop_fd, char *err, size_t errlen);
 /* Destination side: a listening socket, or the file to read. */
 int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen);
