@@ -101,3 +101,58 @@ def holding(target_port, kind, timeout=60):
     proxy = MigProxy(target_port, hold)
     proxy.release = release
     return proxy
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1))
+    return crc ^ 0xffffffff
+
+
+def _fdt_prop(fdt, node, prop):
+    """Offset and length of property prop of node (a child of the root) in a state tree."""
+    _magic, _size, off_struct, off_strings = struct.unpack(">IIII", fdt[:16])
+    pos, path = off_struct, []
+    while True:
+        (tag,) = struct.unpack(">I", fdt[pos:pos + 4])
+        pos += 4
+        if tag == 1:  # BEGIN_NODE
+            end = fdt.index(b"\0", pos)
+            path.append(fdt[pos:end].decode())
+            pos = (end + 1 + 3) & ~3
+        elif tag == 2:  # END_NODE
+            path.pop()
+        elif tag == 3:  # PROP
+            length, nameoff = struct.unpack(">II", fdt[pos:pos + 8])
+            pos += 8
+            name_at = off_strings + nameoff
+            name = fdt[name_at:fdt.index(b"\0", name_at)].decode()
+            if path == ["", node] and name == prop:
+                return pos, length
+            pos = (pos + length + 3) & ~3
+        elif tag == 9:  # END
+            raise KeyError("%s/%s" % (node, prop))
+
+
+def patch_device_state(src, dst, node, prop, at, value):
+    """Copies snapshot file src to dst with byte at of the device state's node/prop set to
+    value, its record's checksum made right again: a stream that is well formed but carries
+    a state the device must refuse."""
+    data = bytearray(open(src, "rb").read())
+    pos = 16
+    while pos < len(data):
+        rtype, length, _arg = struct.unpack("<IIQ", data[pos:pos + 16])
+        if REC.get(rtype) == "DEVICES":
+            fdt = pos + 16
+            off, plen = _fdt_prop(bytes(data[fdt:fdt + length]), node, prop)
+            assert at < plen, (node, prop, plen)
+            data[fdt + off + at] = value
+            crc = crc32c(bytes(data[pos:fdt + length]))
+            data[fdt + length:fdt + length + 4] = struct.pack("<I", crc)
+            open(dst, "wb").write(bytes(data))
+            return
+        pos += 16 + length + 4
+    raise KeyError("no DEVICES record in %s" % src)

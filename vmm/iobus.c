@@ -30,6 +30,10 @@ bool iobus_dispatch(struct iobus *bus, uint64_t addr, uint8_t *data, uint32_t le
 		struct io_range *r = &bus->r[i];
 
 		if (addr >= r->base && addr - r->base < r->len) {
+			/* A device that fills fewer bytes (inw from a byte-wide UART) leaves the
+			 * rest floating, as on a bus, not the run page's stale bytes. */
+			if (!is_write)
+				memset(data, 0xff, len);
 			r->fn(r->opaque, addr, data, len, is_write);
 			return true;
 		}

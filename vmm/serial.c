@@ -29,6 +29,7 @@ enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_
 #define IIR_RDI 0x04
 #define IIR_FIFO 0xc0
 #define LCR_DLAB 0x80
+#define MCR_MASK 0x1f /* a 16550A's MCR has no bits 5-7 */
 #define MCR_LOOP 0x10
 #define LSR_DR 0x01
 #define LSR_THRE 0x20
@@ -108,10 +109,22 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
 	case UART_LSR:
 		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0);
 	case UART_MSR:
-		return MSR_DCD_DSR_CTS;
+		if (!(s->r.mcr & MCR_LOOP))
+			return MSR_DCD_DSR_CTS;
+		/* Loopback wires DTR, RTS, OUT1, OUT2 to DSR, CTS, RI, DCD (Linux's LOOP test). */
+		return (s->r.mcr & 0x01) << 5 | (s->r.mcr & 0x02) << 3 | (s->r.mcr & 0x0c) << 4;
 	default:
 		return s->r.scr;
 	}
+}
+
+/* A received byte, into the FIFO; one that finds it full is lost, as on an overrun. */
+static void serial_rx_put(struct serial *s, uint8_t v)
+{
+	if (s->rx_len == SERIAL_RX_SIZE)
+		return;
+	s->rx[(s->rx_head + s->rx_len) % SERIAL_RX_SIZE] = v;
+	s->rx_len++;
 }
 
 /* Queues an output byte (lock held); a full buffer waits for the thread writing it out. */
@@ -169,7 +182,10 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 			s->r.dll = v;
 			return;
 		}
-		if (!(s->r.mcr & MCR_LOOP))
+		/* In loopback the byte comes back on RBR instead of going out. */
+		if (s->r.mcr & MCR_LOOP)
+			serial_rx_put(s, v);
+		else
 			serial_tx(s, v);
 		s->r.thri_pending = 1;
 		return;
@@ -192,7 +208,7 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 		s->r.lcr = v;
 		return;
 	case UART_MCR:
-		s->r.mcr = v;
+		s->r.mcr = v & MCR_MASK;
 		return;
 	case UART_SCR:
 		s->r.scr = v;
@@ -221,10 +237,8 @@ static void serial_input(void *opaque, const uint8_t *buf, size_t len)
 	struct serial *s = opaque;
 
 	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < len && s->rx_len < SERIAL_RX_SIZE; i++) {
-		s->rx[(s->rx_head + s->rx_len) % SERIAL_RX_SIZE] = buf[i];
-		s->rx_len++;
-	}
+	for (size_t i = 0; i < len && s->rx_len < SERIAL_RX_SIZE; i++)
+		serial_rx_put(s, buf[i]);
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -244,22 +258,41 @@ static int serial_save(void *opaque, void *fdt)
 	return err ? -1 : 0;
 }
 
+/*
+ * A stream is trusted no more than the guest: registers it could never have set (IER's bits
+ * 4-7, MCR's 5-7, a THR-empty flag other than 0 or 1) are refused.
+ */
+static int serial_check_regs(const struct serial_regs *r)
+{
+	if ((r->ier & ~0x0f) || (r->mcr & ~MCR_MASK) || r->thri_pending > 1) {
+		errorf("serial@3f8: the stream's IER %#x, MCR %#x or THR-empty flag %u is beyond a "
+		       "16550A's", r->ier, r->mcr, r->thri_pending);
+		return -1;
+	}
+	return 0;
+}
+
+/* All or nothing: a refused state leaves the device as it was. */
 static int serial_load(void *opaque, const void *fdt, int node)
 {
 	struct serial *s = opaque;
+	struct serial_regs r;
+	uint8_t rx[SERIAL_RX_SIZE];
 	int n;
 
+	if (state_get_blob(fdt, node, "regs", &r, sizeof(r)) < 0 || serial_check_regs(&r) < 0 ||
+	    (n = state_get_var(fdt, node, "rx", rx, sizeof(rx))) < 0)
+		return -1;
 	pthread_mutex_lock(&s->lock);
-	n = state_get_blob(fdt, node, "regs", &s->r, sizeof(s->r));
-	if (n == 0)
-		n = state_get_var(fdt, node, "rx", s->rx, sizeof(s->rx));
+	s->r = r;
+	memcpy(s->rx, rx, n);
 	s->rx_head = 0;
-	s->rx_len = n > 0 ? n : 0;
+	s->rx_len = n;
 	/* The irqchip's state travels on its own; just resync our view of the line. */
 	s->irq_level = -1;
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
-	return n < 0 ? -1 : 0;
+	return 0;
 }
 
 static void serial_destroy(void *opaque)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import MigProxy, holding
+from migproxy import MigProxy, holding, patch_device_state
 
 # Every test here boots a guest.
 pytestmark = pytest.mark.kvm
@@ -194,6 +194,33 @@ def test_truncated_snapshot_refused(tern, socks, tmp_path):
         line = [l for l in out.splitlines() if l.startswith("tern:")][-1]
         assert "incoming migration failed" in line, out
         assert ("ends early" in line) if name == "trunc" else ("corrupt" in line), out
+
+
+def test_snapshot_with_impossible_device_state_refused(tern, socks, tmp_path):
+    """A well-formed stream whose device state no guest could have made is refused, naming
+    why: an IER with bits 4-7 set, an IOAPIC moved off 0xfec00000 (KVM_SET_IRQCHIP took the
+    base from the stream, and the guest lost its IOAPIC), a PIC whose timer line could be made
+    level-triggered, a PIT silenced by an HPET this board does not have. (Byte offsets: the
+    first of kvm_ioapic_state.base_address, kvm_pic_state.elcr_mask, kvm_pit_state2.flags.)"""
+    snap = socks("guest.snap")
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    assert "completed" in am.cmd('migrate "file:%s"' % snap)
+    am.cmd("quit")
+    a.wait()
+    for node, prop, at, value, why in (
+            ("serial@3f8", "regs", 0, 0xf1, "serial@3f8: the stream's IER 0xf1"),
+            ("irqchip", "ioapic", 0, 0x10, "IOAPIC is at 0xfec00010, not 0xfec00000"),
+            ("irqchip", "pic-master", 15, 0xff, "pic-master ELCR mask is 0xff, not 0xf8"),
+            ("irqchip", "pit", 72, 0x01, "PIT is silenced by an HPET")):
+        path = str(tmp_path / (node + ".snap"))
+        patch_device_state(snap, path, node, prop, at, value)
+        code, out = run_tern(incoming_args(socks(node + ".mon"), "file:" + path), timeout=30)
+        assert code != 0, out
+        assert why in out, out
+        line = [l for l in out.splitlines() if l.startswith("tern:")][-1]
+        assert "incoming migration failed" in line and "device %s refused" % node in line, out
 
 
 def test_destination_not_listening(tern, socks):
