@@ -139,7 +139,8 @@ def test_migrate_incoming_after_defer(tern, socks):
     assert_guest_alive(b, bm)
 
 
-def test_snapshot_to_file_and_restore(tern, socks):
+def snapshot_of_a_guest(tern, socks):
+    """The path of a snapshot of a running test guest, whose tern has quit since."""
     snap = socks("guest.snap")
     a = tern(*guest_args(socks("a.mon")))
     a.expect(r"memtest: filled")
@@ -147,6 +148,11 @@ def test_snapshot_to_file_and_restore(tern, socks):
     assert "completed" in am.cmd('migrate "file:%s"' % snap)
     am.cmd("quit")
     a.wait()
+    return snap
+
+
+def test_snapshot_to_file_and_restore(tern, socks):
+    snap = snapshot_of_a_guest(tern, socks)
     b = tern(*incoming_args(socks("b.mon"), "file:" + snap))
     bm = Monitor(socks("b.mon"))
     wait_status(bm, ("completed",))
@@ -202,13 +208,7 @@ def test_snapshot_with_impossible_device_state_refused(tern, socks, tmp_path):
     base from the stream, and the guest lost its IOAPIC), a PIC whose timer line could be made
     level-triggered, a PIT silenced by an HPET this board does not have. (Byte offsets: the
     first of kvm_ioapic_state.base_address, kvm_pic_state.elcr_mask, kvm_pit_state2.flags.)"""
-    snap = socks("guest.snap")
-    a = tern(*guest_args(socks("a.mon")))
-    a.expect(r"memtest: filled")
-    am = Monitor(socks("a.mon"))
-    assert "completed" in am.cmd('migrate "file:%s"' % snap)
-    am.cmd("quit")
-    a.wait()
+    snap = snapshot_of_a_guest(tern, socks)
     for node, prop, at, value, why in (
             ("serial@3f8", "regs", 0, 0xf1, "serial@3f8: the stream's IER 0xf1"),
             ("irqchip", "ioapic", 0, 0x10, "IOAPIC is at 0xfec00010, not 0xfec00000"),
