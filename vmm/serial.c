@@ -17,7 +17,12 @@
 
 #define SERIAL_BASE 0x3f8
 #define SERIAL_IRQ 4
-#define SERIAL_RX_SIZE 4096
+/*
+ * What the console holds for a guest that reads slowly: a paste of a page or two into a paused
+ * or busy guest arrives whole. Beyond it input is dropped, so that Ctrl-A x still reaches tern
+ * from a guest that reads nothing.
+ */
+#define SERIAL_RX_SIZE (64 << 10)
 #define SERIAL_TX_SIZE 4096
 
 enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR };
