@@ -145,6 +145,7 @@ static void test_elf_entry_choice(void)
 static void test_elf_bad(void)
 {
 	struct boot_cfg cfg = {.ncpus = 1};
+	struct boot_entry e;
 	struct test_elf t = {.paddr = 0x200000,
 			     .vaddr = 0x200000,
 			     .entry = 0x200000,
@@ -238,21 +239,13 @@ static void test_elf_bad(void)
 	eh->e_phnum = 2;
 	eh->e_entry = 0x300000;
 	cfg.kernel = tmp_file("touch.elf", elfbuf, len);
-	{
-		struct boot_entry e;
-
-		mem_reset();
-		CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
-	}
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	ph[0].p_paddr = 0x400000;
 	ph[0].p_memsz = 0x1000;
 	cfg.kernel = tmp_file("touch2.elf", elfbuf, len);
-	{
-		struct boot_entry e;
-
-		mem_reset();
-		CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
-	}
+	mem_reset();
+	CHECK_EQ(boot_load(&mem, &cfg, &e), 0);
 	ph[0].p_paddr = 0x3ff000;
 	ph[0].p_memsz = 0x2000;
 	cfg.kernel = tmp_file("overlap.elf", elfbuf, len);
