@@ -14,6 +14,7 @@
 #include "vmm/vm.h"
 
 #define CTRL_A 0x01
+#define CONSOLE_MON_HELD 16384
 
 struct console {
 	struct vm *vm;
@@ -25,6 +26,10 @@ struct console {
 	bool tty, stdin_open;
 	bool write_failed;	/* an error writing stdout was printed (any thread: atomic) */
 	struct termios saved;
+	/* Monitor output while the guest's console is shown (a blocking migrate's progress and
+	 * summary), shown at the switch back, as QEMU's mux does: not mixed into the guest's. */
+	char mon_held[CONSOLE_MON_HELD];
+	size_t mon_held_len, mon_dropped;
 };
 
 /* chr: the serial port's bytes (it may give up on them), or NULL for the monitor's. */
@@ -51,7 +56,25 @@ static int console_write(struct chardev *chr, const uint8_t *buf, size_t len)
 
 static void console_mon_out(void *opaque, const char *buf, size_t len)
 {
-	console_out(opaque, NULL, (const uint8_t *)buf, len);
+	struct console *c = opaque;
+	size_t n;
+
+	if (c->focus_monitor) {
+		console_out(c, NULL, (const uint8_t *)buf, len);
+		return;
+	}
+	n = MIN(len, sizeof(c->mon_held) - c->mon_held_len);
+	memcpy(c->mon_held + c->mon_held_len, buf, n);
+	c->mon_held_len += n;
+	c->mon_dropped += len - n;
+}
+
+static void console_mon_flush(struct console *c)
+{
+	console_out(c, NULL, (const uint8_t *)c->mon_held, c->mon_held_len);
+	if (c->mon_dropped)
+		monitor_printf(c->mon, "(%zu bytes of monitor output dropped)\n", c->mon_dropped);
+	c->mon_held_len = c->mon_dropped = 0;
 }
 
 static void console_help(struct console *c)
@@ -92,8 +115,10 @@ static void console_escape(struct console *c, uint8_t ch)
 		if (!c->serial)
 			break;
 		c->focus_monitor = !c->focus_monitor;
+		monitor_session_focus(c->mon, c->focus_monitor);
 		if (c->focus_monitor) {
 			monitor_printf(c->mon, "\n");
+			console_mon_flush(c);
 			monitor_prompt(c->mon);
 		}
 		break;
@@ -203,6 +228,7 @@ struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
 	c->mon = monitor_session_new(mon, console_mon_out, c, c->tty);
 	if (!c->mon)
 		goto fail;
+	monitor_session_focus(c->mon, c->focus_monitor);
 	if (console_pollable() &&
 	    evloop_add(&vm->loop, STDIN_FILENO, EPOLLIN, console_readable, c) == 0)
 		c->stdin_open = true;

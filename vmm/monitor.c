@@ -34,8 +34,10 @@ struct mon_session {
 	mon_out_fn out;
 	void *opaque;
 	bool echo, held, closed;
+	bool hidden;		/* the console shows the guest: no prompt until focused again */
 	bool too_long;		/* the line being typed outgrew line[]: refuse it, do not cut it */
 	bool cr;		/* the last character read was '\r': a '\n' now ends no line */
+	enum { ESC_NONE, ESC_SEEN, ESC_CSI, ESC_SS3 } esc; /* inside a key's escape sequence */
 	int cpu;		/* the vCPU `info registers` shows (QEMU's `cpu N`) */
 	char line[MON_LINE_MAX];
 	size_t len;
@@ -75,7 +77,7 @@ void monitor_banner(struct mon_session *s)
 
 void monitor_prompt(struct mon_session *s)
 {
-	if (!s->held)
+	if (!s->held && !s->hidden)
 		monitor_printf(s, "(tern) ");
 }
 
@@ -188,12 +190,57 @@ void monitor_run(struct mon_session *s, const char *line)
 		monitor_execute(s, s->line);
 }
 
+/*
+ * Whether ch belongs to a terminal's escape sequence (a cursor or function key: ESC [ 1 ; 5 C,
+ * ESC O A), which is dropped whole, as QEMU's readline drops the keys it does not know: its
+ * printable bytes must not join the line ("[A" before the command). A control character cuts
+ * a sequence short and counts as itself, so Escape then Enter still ends the line.
+ */
+static bool monitor_escape_byte(struct mon_session *s, unsigned char ch)
+{
+	switch (s->esc) {
+	case ESC_NONE:
+		if (ch != 0x1b)
+			return false;
+		s->esc = ESC_SEEN;
+		return true;
+	case ESC_SEEN:
+		s->esc = ch == '[' ? ESC_CSI : ch == 'O' ? ESC_SS3 : ESC_NONE;
+		break;
+	case ESC_CSI:	/* parameter and intermediate bytes (0x20-0x3f), then a final one */
+		if (ch >= 0x40)
+			s->esc = ESC_NONE;
+		break;
+	case ESC_SS3:
+		s->esc = ESC_NONE;
+		break;
+	}
+	if (ch < 0x20 || ch == 0x7f) {
+		s->esc = ESC_NONE;
+		return monitor_escape_byte(s, ch);
+	}
+	return true;
+}
+
+/* Backspace: the line's last character, all of its bytes when it is whole UTF-8. */
+static void monitor_backspace(struct mon_session *s)
+{
+	if (!s->len)
+		return;
+	/* Cut before the last byte: a whole character's lead byte is then cut off too. */
+	s->len = utf8_cut(s->line, s->len - 1);
+	if (s->echo)
+		monitor_printf(s, "\b \b");
+}
+
 void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		char ch = buf[i];
 		bool after_cr = s->cr;
 
+		if (monitor_escape_byte(s, ch))
+			continue;
 		s->cr = ch == '\r';
 		if (ch == '\r' || ch == '\n') {
 			/* "\r\n" from a terminal or telnet is one line end, even over two reads. */
@@ -216,11 +263,7 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 			}
 			monitor_prompt(s);
 		} else if (ch == 0x7f || ch == '\b') {
-			if (s->len) {
-				s->len--;
-				if (s->echo)
-					monitor_printf(s, "\b \b");
-			}
+			monitor_backspace(s);
 		} else if ((unsigned char)ch >= 0x20) {
 			s->too_long |= s->len == MON_LINE_MAX - 1;
 			if (s->too_long)
@@ -250,6 +293,17 @@ void monitor_session_close(struct mon_session *s)
 	s->closed = true;
 	if (!s->held)
 		free(s);
+}
+
+void monitor_session_focus(struct mon_session *s, bool focused)
+{
+	s->hidden = !focused;
+	/* As QEMU's readline_restart: what was typed before the switch is not seen, nor run. */
+	if (focused) {
+		s->len = 0;
+		s->too_long = s->cr = false;
+		s->esc = ESC_NONE;
+	}
 }
 
 void monitor_session_hold(struct mon_session *s)

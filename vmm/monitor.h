@@ -34,6 +34,11 @@ void monitor_printf(struct mon_session *s, const char *fmt, ...)
 void monitor_banner(struct mon_session *s);
 void monitor_prompt(struct mon_session *s);
 
+/*
+ * The console mux switched to (focused) or away from the session: away, it shows no prompt;
+ * back, it starts a new line, the one typed before the switch forgotten.
+ */
+void monitor_session_focus(struct mon_session *s, bool focused);
 /* A command that goes on in the background holds its session (no prompt until released). */
 void monitor_session_hold(struct mon_session *s);
 void monitor_session_release(struct mon_session *s);

@@ -87,6 +87,52 @@ def test_monitor_info_status_and_quit(tern):
 
 
 @pytest.mark.kvm
+def test_monitor_forgets_a_line_left_at_a_switch(tern):
+    """A line half typed when Ctrl-A c leaves the monitor is forgotten, as QEMU's readline
+    does at the switch back: the prompt comes back empty, so it must be empty."""
+    t = tern(*BOOT, "-append", "echo")
+    t.expect(r"Booted up")
+    t.send(b"\x01cstop")
+    t.drain(0.2)
+    t.send(b"\x01c")
+    t.drain(0.2)
+    mark = len(t.out)
+    t.send(b"\x01cinfo status\r")
+    t.expect(r"VM status: running", start=mark)
+    assert "unknown command" not in t.text()[mark:], t.text()[mark:]
+
+
+@pytest.mark.kvm
+def test_monitor_output_waits_while_the_console_shows(tern, tmp_path):
+    """A blocking migrate, and Ctrl-A c to the guest while it runs: its progress lines, its
+    summary and the prompt after it wait for the switch back (as QEMU's mux holds the
+    monitor's output), and are not mixed into the guest's console."""
+    snap = tmp_path / "snap"
+    t = tern(*BOOT, "-append", "memtest=16", "-monitor",
+             "unix:%s,server,nowait" % (tmp_path / "m"))
+    t.expect(r"memtest: filled")
+    mon = Monitor(str(tmp_path / "m"))
+    mon.cmd("migrate_set_parameter max-bandwidth 4M")
+    t.send(b"\x01cmigrate \"file:%s\"\r" % str(snap).encode())
+    t.expect(r"migrate: (active|setup), round")
+    t.send(b"\x01c")
+    t.drain(0.2)
+    mark = len(t.out)
+    deadline = time.monotonic() + 60
+    while mon.info("migrate").get("Migration status") != "completed":
+        assert time.monotonic() < deadline, t.text()[-2000:]
+        t.drain(0.2)
+    t.drain(2)
+    shown = t.text()[mark:]
+    assert "migrate:" not in shown and "(tern)" not in shown, shown
+    t.send(b"\x01c")
+    m = t.expect(r"migrate: completed in .*\n(.*\n)*?\(tern\) $", start=mark)
+    assert m.group(0).count(b"(tern)") == 1, m.group(0)
+    t.send(b"info status\r")
+    t.expect(r"VM status: paused \(postmigrate\)", start=mark)
+
+
+@pytest.mark.kvm
 def test_monitor_refuses_a_line_too_long(tern, tmp_path):
     """A line longer than the monitor takes is refused whole, never run cut short."""
     t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % (tmp_path / "m"))
