@@ -39,6 +39,7 @@ static volatile struct pvclock_wall_clock wc __attribute__((aligned(64)));
 static uint32_t enabled;	/* the system-time MSR in use, 0 without kvmclock */
 static uint32_t wall_msr;
 static uint64_t wall_base, last_refresh;
+static uint64_t mono_last, mono_reads, mono_backs, mono_max_back;	/* kvmclock_monotonic */
 static uint64_t tsc_mul;	/* fallback: ns = tsc delta * tsc_mul >> 32; 0 if unused */
 extern uint64_t tsc_entry;	/* rdtsc at the first instruction (boot64.S, pvh.S) */
 
@@ -132,9 +133,32 @@ uint64_t wall_ns(void)
 	return wall_base + now_ns();
 }
 
+/* Every poll reads the clock: a reading below the one before is a step back, which a guest
+ * clock must never take (a migration, a snapshot restored, a stop and cont included). */
+static void kvmclock_watch(void)
+{
+	uint64_t t = now_ns();
+
+	mono_reads++;
+	if (t < mono_last) {
+		mono_backs++;
+		if (mono_last - t > mono_max_back)
+			mono_max_back = mono_last - t;
+	}
+	mono_last = t;
+}
+
+void kvmclock_monotonic(void)
+{
+	kvmclock_watch();
+	printf("monotonic: reads=%lu backs=%lu max_back_ns=%lu\n", mono_reads, mono_backs,
+	       mono_max_back);
+}
+
 int kvmclock_poll(uint64_t pending)
 {
 	(void)pending;
+	kvmclock_watch();
 	if (enabled && now_ns() - last_refresh >= 1000000000ULL)
 		kvmclock_refresh_wall();
 	return 0;

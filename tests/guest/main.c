@@ -58,6 +58,12 @@ static void cmd_cpuid(const char *args)
 	       r[3]);
 }
 
+static void cmd_monotonic(const char *args)
+{
+	(void)args;
+	kvmclock_monotonic();
+}
+
 static void cmd_uptime(const char *args)
 {
 	(void)args;
@@ -136,6 +142,7 @@ static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
 	{ "uptime", "print kvmclock in ms", cmd_uptime },
+	{ "monotonic", "count the clock's steps back (polled)", cmd_monotonic },
 	{ "cpuid", "LEAF [SUBLEAF] print what CPUID says", cmd_cpuid },
 	{ "check", "verify the memtest pattern", memtest_check_cmd },
 	{ "net", "network address and link", net_info_cmd },
