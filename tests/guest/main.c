@@ -145,6 +145,7 @@ static const struct command commands[] = {
 	{ "monotonic", "count the clock's steps back (polled)", cmd_monotonic },
 	{ "cpuid", "LEAF [SUBLEAF] print what CPUID says", cmd_cpuid },
 	{ "check", "verify the memtest pattern", memtest_check_cmd },
+	{ "zero", "clear the memtest's odd pages (check wants them zero)", memtest_zero_cmd },
 	{ "net", "network address and link", net_info_cmd },
 	{ "blk", "[read S N|write S N SEED|flush|id] use the virtio-blk disk", virtio_blk_cmd },
 	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },

@@ -3,7 +3,8 @@
  * on each word's address and on a per-page generation (kept in the page's first word), so
  * every page can be checked on its own; "dirty=R" rewrites pages (generation + 1) at R MiB/s
  * so a migration has pages dirtied during every round; the console command "check"
- * verifies everything.
+ * verifies everything. The command "zero" clears every odd page (a migration must then carry
+ * pages that were data once and are zero now); check wants those all zero from then on.
  */
 #include "kvmclock.h"
 #include "bootinfo.h"
@@ -17,6 +18,7 @@ static uint64_t *area;
 static uint64_t npages, next_page, rewritten;
 static uint64_t dirty_rate;		/* bytes per second */
 static uint64_t dirty_t0, dirty_done;	/* pages */
+static int zeroed;			/* the odd pages are all zero, not a pattern */
 
 static inline uint64_t pattern(uint64_t addr, uint64_t gen)
 {
@@ -74,6 +76,35 @@ int memtest_poll(uint64_t pending)
 	return 1;	/* busy: pace by the clock, not by interrupts */
 }
 
+void memtest_zero_cmd(const char *args)
+{
+	(void)args;
+	if (!area || dirty_rate) {
+		printf("memtest: zero wants memtest=MIB without dirty=\n");
+		return;
+	}
+	for (uint64_t i = 1; i < npages; i += 2)
+		for (unsigned w = 0; w < WORDS; w++)
+			area[i * WORDS + w] = 0;
+	zeroed = 1;
+	printf("memtest: zeroed %lu pages\n", npages / 2);
+}
+
+/* 0 if page i of a "zero" holds zeros only; else prints where it does not. */
+static int check_zero_page(uint64_t i)
+{
+	uint64_t *p = area + i * WORDS;
+
+	for (unsigned w = 0; w < WORDS; w++) {
+		if (p[w]) {
+			printf("memtest: BAD at %p (page %lu word %u): %#lx, want 0 (zeroed)\n",
+			       &p[w], i, w, p[w]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void memtest_check_cmd(const char *args)
 {
 	(void)args;
@@ -84,6 +115,11 @@ void memtest_check_cmd(const char *args)
 	for (uint64_t i = 0; i < npages; i++) {
 		uint64_t *p = area + i * WORDS, gen = p[0];
 
+		if (zeroed && i % 2) {
+			if (check_zero_page(i) < 0)
+				return;
+			continue;
+		}
 		for (unsigned w = 1; w < WORDS; w++) {
 			if (p[w] != pattern((uint64_t)(uintptr_t)&p[w], gen)) {
 				printf("memtest: BAD at %p (page %lu word %u gen %lu): %#lx, want %#lx\n",

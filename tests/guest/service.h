@@ -28,6 +28,7 @@ struct command {
 int memtest_start(void);
 int memtest_poll(uint64_t pending);
 void memtest_check_cmd(const char *args);
+void memtest_zero_cmd(const char *args);
 
 /* virtio_blk.c */
 void virtio_blk_cmd(const char *args);

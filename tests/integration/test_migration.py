@@ -463,6 +463,53 @@ def test_max_bandwidth_paces_the_round(tern, socks):
     assert_guest_alive(b, bm)
 
 
+def test_pages_zeroed_after_round0_arrive_zeroed(tern, socks):
+    """Pages round 0 carried as data, which the guest clears before the hand-over, go again
+    as zero pages; the destination must clear what it holds of them (fresh RAM only is zero
+    already). The guest clears every odd page of its 64M while round 0 is a few MiB in, at
+    16 MB/s: the first of them went as data, the rest go as zeros."""
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    a, am, b, bm = slow_pair(tern, socks, uri)
+    am.cmd('migrate -d "%s"' % uri)
+    deadline = time.monotonic() + 30
+    while int(am.info("migrate").get("transferred ram", "0").split()[0]) < 4 << 10:
+        assert time.monotonic() < deadline, am.info("migrate")
+        time.sleep(0.02)
+    guest_cmd(a, "zero", r"memtest: zeroed \d+ pages")
+    assert int(am.info("migrate")["transferred ram"].split()[0]) < 48 << 10, \
+        "round 0 went too far before the guest cleared its pages"
+    wait_status(am, ("completed",), timeout=60)
+    wait_status(bm, ("completed",))
+    m = guest_cmd(b, "check", r"memtest: (ok|BAD)[^\n]*\n")
+    assert m.group(1) == b"ok", m.group(0)
+
+
+def test_destination_that_never_gets_go_never_runs(tern, socks):
+    """The guest runs at one place only: a destination that has loaded the state and said READY
+    but never got GO (here the source's migration is cancelled while READY is held back, so
+    the guest goes on there) discards the guest, never resumes it."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+
+    def hold_answers_from_end(kind, n):
+        if kind == "END":
+            proxy.back_gate.clear()
+        return "pass"
+    proxy = MigProxy(port, hold_answers_from_end)
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+    deadline = time.monotonic() + 20
+    while "END" not in proxy.seen or am.info("status")["VM status"] != "paused (finish-migrate)":
+        assert time.monotonic() < deadline, (proxy.seen, am.info("status"))
+        time.sleep(0.02)
+    time.sleep(0.5)  # the destination has the END: it loads the state and says READY
+    am.cmd("migrate_cancel")
+    info = wait_status(am, ("cancelled", "failed"))
+    assert info["Migration status"] == "cancelled", info
+    assert_guest_alive(a, am)
+    assert b.wait(timeout=15) != 0
+    assert "went away before handing the guest over" in b.text(), b.text()[-2000:]
+
+
 def test_destination_killed_during_round0(tern, socks):
     uri = "tcp:127.0.0.1:%d" % free_port()
     a, am, b, bm = slow_pair(tern, socks, uri)

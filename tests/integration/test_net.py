@@ -136,15 +136,15 @@ def test_tcp_echo_session_stays_open_60s(lab, tmp_path):
         a.kill()
 
 
-def test_announce_self_sends_five_rarps(lab, tmp_path):
-    """announce_self, as after a migration: 5 RARP frames from the guest's MAC on the bridge."""
-    sniff = r"""
+# Counts the RARP frames from MAC (argv[1]) on the lab's bridge for SECONDS (argv[2]), once
+# it has printed "ready".
+SNIFF_RARPS = r"""
 import socket, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
 s.bind(("osvbr0", 0))
 s.settimeout(0.2)
 print("ready", flush=True)
-end, seen = time.time() + 3, []
+end, seen = time.time() + float(sys.argv[2]), []
 while time.time() < end:
     try:
         f = s.recv(2048)
@@ -154,12 +154,21 @@ while time.time() < end:
         seen.append(time.time())
 print("rarps %d" % len(seen))
 """
+
+
+def sniff_rarps(seconds):
+    p = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", SNIFF_RARPS,
+                          PINNED_MAC, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def test_announce_self_sends_five_rarps(lab, tmp_path):
+    """announce_self, as after a migration: 5 RARP frames from the guest's MAC on the bridge."""
     a = run_py(tmp_path / "a.mon", PINNED_MAC, "")
     try:
         guest_ip(a)
-        p = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", sniff,
-                              PINNED_MAC], stdout=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "ready"
+        p = sniff_rarps(3)
         Monitor(str(tmp_path / "a.mon")).cmd("announce_self")
         out = p.communicate(timeout=10)[0]
         assert "rarps 5" in out, out
@@ -255,6 +264,50 @@ def test_migrate_guest_with_two_nics(lab, tmp_path):
         in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
     finally:
         cur.kill()
+
+
+def test_destination_announces_the_guest_after_migration(lab, tmp_path):
+    """Once the guest runs at the destination, its NIC sends the 5 RARP frames of
+    announce_self by itself, so the bridge learns the new port before the guest says
+    anything; the paused source sends none."""
+    cur = tern_in_lab(tmp_path / "m0")
+    try:
+        assert guest_ip(cur) == PINNED_IP
+        p = sniff_rarps(8)
+        cur, cur_mon = hand_over(cur, Monitor(str(tmp_path / "m0")), tmp_path / "m1",
+                                 "tcp:127.0.0.1:%d" % free_port())
+        out = p.communicate(timeout=20)[0]
+        assert "rarps 5" in out, out
+    finally:
+        cur.kill()
+
+
+def test_destination_with_another_mac_refuses(lab, tmp_path):
+    """The hello compares the NICs' MACs: a destination whose NIC has another MAC refuses the
+    guest before any page moves, and the guest runs on at the source."""
+    src = tern_in_lab(tmp_path / "m0")
+    dst = None
+    try:
+        assert guest_ip(src) == PINNED_IP
+        uri = "tcp:127.0.0.1:%d" % free_port()
+        dst = Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+                    "-netdev", "bridge,id=n0,br=osvbr0",
+                    "-device", "virtio-net,netdev=n0,mac=" + OTHER_MAC,
+                    "-monitor", "unix:%s,server,nowait" % (tmp_path / "m1"),
+                    "-incoming", uri], netns=NS)
+        Monitor(str(tmp_path / "m1")).close()
+        mon = Monitor(str(tmp_path / "m0"))
+        out = mon.cmd('migrate "%s"' % uri)
+        assert "destination refused: " in out and \
+            "mac %s != %s" % (PINNED_MAC, OTHER_MAC) in out, out
+        assert mon.info("migrate")["normal"] == "0 pages", "pages were sent before the refusal"
+        assert dst.wait(timeout=15) != 0
+        assert mon.info("status")["VM status"] == "running"
+        in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
+    finally:
+        src.kill()
+        if dst:
+            dst.kill()
 
 
 def test_late_frames_reach_the_nic_with_other_options(lab, tmp_path):
