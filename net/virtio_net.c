@@ -67,6 +67,7 @@ struct virtio_net {
 	bool polling;	/* the tap is in the I/O loop */
 	bool paused;	/* migration's stop-and-copy: no guest memory writes */
 	bool rx_failed; /* a tap read error was printed; later ones are only counted */
+	bool tx_failed; /* the same for writes */
 	bool detach;	/* a persistent tap we put on br: taken off at exit */
 	struct announce announce;
 	uint64_t rx_packets, rx_bytes, rx_dropped, tx_packets, tx_bytes, tx_dropped;
@@ -103,9 +104,20 @@ static void virtio_net_poll_tap(struct virtio_net *n, bool on)
 static int virtio_net_tx_frame(void *opaque, struct virtq_chain *c)
 {
 	struct virtio_net *n = opaque;
+	ssize_t r = 0; /* a chain no longer than the header: dropped unsent */
 
-	if (c->out_len <= n->hdr_len || writev(n->tap, c->iov, c->nout) != (ssize_t)c->out_len) {
-		/* A full tap queue drops the frame, as a busy wire would. */
+	if (c->out_len > n->hdr_len)
+		r = writev(n->tap, c->iov, c->nout);
+	if (r <= 0 || r != (ssize_t)c->out_len) {
+		/*
+		 * A full tap queue drops the frame, as a busy wire would. A tap set down (EIO)
+		 * drops every frame: said once, or the guest's network dies without a word.
+		 */
+		if (r < 0 && errno != EAGAIN && !n->tx_failed) {
+			perrorf("%s: write tap %s (the frame is dropped; further errors are only "
+				"counted)", n->v.name, n->ifname);
+			n->tx_failed = true;
+		}
 		n->tx_dropped++;
 	} else {
 		n->tx_packets++;

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "vmm/chardev.h"
@@ -16,10 +17,16 @@ static int chardev_file_write(struct chardev *c, const uint8_t *buf, size_t len)
 	if (c->fd < 0)
 		return 0;
 	if (chardev_write_fd(c, c->fd, buf, len) < 0) {
-		if (errno != EINTR)
-			perrorf("serial: write");
+		if (errno == EINTR) /* given up on (see give_up): not the file's fault */
+			return -1;
+		/* A full disk fails every write: one line, not one per burst of output. */
+		if (!c->failing)
+			perrorf("-serial file:%s: write (output is dropped until a write works again)",
+				c->path);
+		c->failing = true;
 		return -1;
 	}
+	c->failing = false;
 	return 0;
 }
 
@@ -34,9 +41,11 @@ struct chardev *chardev_file_open(const char *path)
 	c->write = chardev_file_write;
 	c->fd = -1;
 	if (path) {
-		c->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		c->path = strdup(path);
+		c->fd = c->path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
 		if (c->fd < 0) {
 			perrorf("-serial file:%s", path);
+			free(c->path);
 			free(c);
 			return NULL;
 		}
@@ -48,5 +57,7 @@ void chardev_close(struct chardev *c)
 {
 	if (c && c->fd >= 0)
 		close(c->fd);
+	if (c)
+		free(c->path);
 	free(c);
 }

@@ -19,6 +19,8 @@ struct chardev {
 	bool (*give_up)(void *opaque);
 	void *give_up_opaque;
 	int fd;			/* file backend */
+	char *path;		/* its name, for messages */
+	bool failing;		/* its last write failed: said once, until one works again */
 };
 
 /* write_full, or write_full_unless where the front end set give_up. */

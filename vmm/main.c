@@ -253,6 +253,9 @@ static void tern_daemon_ready(struct tern *t)
 {
 	int fd = open("/dev/null", O_RDWR);
 
+	/* Still on the caller's terminal, which would otherwise stay the daemon's stdio. */
+	if (fd < 0)
+		perrorf("-daemonize: open /dev/null");
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);

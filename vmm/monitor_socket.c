@@ -35,7 +35,7 @@ static void mon_client_out(void *opaque, const char *buf, size_t len)
 	/* A client that stops reading loses output rather than stalling the I/O thread. */
 	if (cl->fd >= 0 && send(cl->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
 	    errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
-		perrorf("monitor: send");
+		perrorf("-monitor unix:%s: send", cl->ms->path);
 }
 
 static void mon_client_close(struct mon_client *cl)
@@ -70,7 +70,7 @@ static void mon_socket_accept(void *opaque, uint32_t events)
 
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR)
-			perrorf("monitor: accept");
+			perrorf("-monitor unix:%s: accept", ms->path);
 		return;
 	}
 	for (int i = 0; i < MON_SOCK_CLIENTS && !cl; i++)

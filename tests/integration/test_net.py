@@ -227,6 +227,25 @@ def test_missing_bridge_is_one_line(lab):
     assert not taps_in_lab()
 
 
+def test_tap_set_down_is_said_once(lab, tmp_path):
+    """A tap set down fails every frame the guest sends (EIO): one line that names the tap,
+    not silence (the guest's network dead without a word) and not one line per frame. No
+    bridge, so no DHCP server: the guest's DHCP discovers keep coming."""
+    tap, mon = "terntx0", str(tmp_path / "a.mon")
+    t = Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+              "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
+              "-device", "virtio-net,netdev=n0,mac=" + OTHER_MAC,
+              "-monitor", "unix:%s,server,nowait" % mon], netns=NS)
+    t.expect(r"Booted up", timeout=30)
+    in_ns("ip", "link", "set", tap, "down")
+    t.expect(r"write tap %s \(the frame is dropped; further errors are only counted\): "
+             r"Input/output error" % tap, timeout=60)
+    time.sleep(10)  # more discovers, no more lines
+    assert t.text().count("write tap") == 1, t.text()
+    Monitor(mon).cmd("quit")
+    assert t.wait() == 0
+
+
 def tern_in_lab(mon, *extra):
     return Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
                  "-netdev", "bridge,id=n0,br=osvbr0",

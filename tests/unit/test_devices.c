@@ -5,7 +5,9 @@
  * slow backend. Also the I/O loop's slots and evloop_call() at shutdown.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -782,6 +784,67 @@ static void test_write_gives_up(void)
 	close(p[1]);
 }
 
+/* What fn wrote on stderr, into buf (a temporary file stands in for stderr meanwhile). */
+static const char *stderr_of(void (*fn)(void *), void *arg, char *buf, size_t len)
+{
+	char path[] = "/tmp/tern-test-devices-XXXXXX";
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	unlink(path);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	fn(arg);
+	fflush(stderr);
+	n = pread(fd, buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	return buf;
+}
+
+static void three_writes(void *arg)
+{
+	struct chardev *c = arg;
+
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(c->write(c, (const uint8_t *)"booted\n", 7), -1);
+}
+
+static void one_write(void *arg)
+{
+	struct chardev *c = arg;
+
+	CHECK_EQ(c->write(c, (const uint8_t *)"booted\n", 7), 0);
+}
+
+/*
+ * -serial file: on a full disk every write fails: one line that names the file, not one per
+ * write; said again only after a write has worked in between.
+ */
+static void test_serial_file_full(void)
+{
+	static const char want[] = "tern: -serial file:/dev/full: write (output is dropped until "
+				   "a write works again): No space left on device\n";
+	struct chardev *c = chardev_file_open("/dev/full");
+	int full, null = open("/dev/null", O_WRONLY);
+	char err[1024];
+
+	CHECK(c != NULL && null >= 0);
+	if (!c || null < 0)
+		return;
+	full = dup(c->fd);
+	CHECK_STR(stderr_of(three_writes, c, err, sizeof(err)), want);
+	dup2(null, c->fd);
+	CHECK_STR(stderr_of(one_write, c, err, sizeof(err)), "");
+	dup2(full, c->fd);
+	CHECK_STR(stderr_of(three_writes, c, err, sizeof(err)), want);
+	close(full);
+	close(null);
+	chardev_close(c);
+}
+
 int main(void)
 {
 	struct virtio_mmio v, v2;
@@ -803,6 +866,7 @@ int main(void)
 	test_serial_paste();
 	test_serial_load();
 	test_write_gives_up();
+	test_serial_file_full();
 	test_evloop_slots();
 	test_evloop_call_at_stop();
 	test_evloop_call_before_run();
