@@ -5,7 +5,8 @@ import struct
 import threading
 
 REC = {1: "HELLO", 2: "ACCEPT", 3: "REFUSE", 4: "PAGES", 5: "ZERO", 6: "ROUND", 7: "DEVICES",
-       8: "END", 9: "READY", 10: "GO", 11: "ERROR", 12: "FRAME", 13: "SYNC", 14: "SYNCED"}
+       8: "END", 9: "READY", 10: "GO", 11: "ERROR", 12: "FRAME", 13: "SYNC", 14: "SYNCED",
+       15: "TAKEN"}
 
 
 class MigProxy:

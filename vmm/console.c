@@ -181,6 +181,14 @@ static int console_raw(struct console *c)
 	return 0;
 }
 
+/* Whether the terminal is ours to set: from the background, tcsetattr stops us (SIGTTOU). */
+static bool console_foreground(void)
+{
+	pid_t fg = tcgetpgrp(STDIN_FILENO);
+
+	return fg < 0 || fg == getpgrp();
+}
+
 /*
  * Continued after a stop (kill -STOP, then fg): the shell put the terminal back in its own
  * mode meanwhile, so it is made raw again, as QEMU does; not from the background, where the
@@ -188,9 +196,7 @@ static int console_raw(struct console *c)
  */
 void console_resume(struct console *c)
 {
-	pid_t fg = tcgetpgrp(STDIN_FILENO);
-
-	if (c && c->tty && (fg < 0 || fg == getpgrp()))
+	if (c && c->tty && console_foreground())
 		console_raw(c);
 }
 
@@ -254,7 +260,9 @@ void console_destroy(struct console *c)
 		return;
 	if (c->stdin_open)
 		evloop_del(&c->vm->loop, STDIN_FILENO);
-	if (c->tty)
+	/* Put in the background meanwhile (kill -STOP, bg), tern would stop at its exit: the
+	 * terminal is the shell's then, in the shell's mode. */
+	if (c->tty && console_foreground())
 		tcsetattr(STDIN_FILENO, TCSANOW, &c->saved);
 	if (c->mon)
 		monitor_session_close(c->mon);

@@ -62,20 +62,38 @@ static void tern_signal(void *opaque, uint32_t events)
  * SIGINT/SIGTERM/SIGHUP become events of the loop, so every exit takes the same clean path;
  * SIGCONT too (a blocked SIGCONT still continues tern), to make the terminal raw again.
  */
-static int tern_signals(struct tern *t)
+static void tern_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGCONT);
+}
+
+/*
+ * Before the pidfile: a signal during the set-up (seconds, loading a large initrd) waits for
+ * the loop, which ends tern the clean way, instead of killing it there and leaving the
+ * pidfile behind.
+ */
+static int tern_block_signals(void)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGCONT);
+	tern_signal_set(&set);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL)) {
 		errorf("signals: pthread_sigmask failed");
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static int tern_signals(struct tern *t)
+{
+	sigset_t set;
+
+	tern_signal_set(&set);
 	t->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (t->sigfd < 0) {
 		perrorf("signals: signalfd");
@@ -278,7 +296,7 @@ static int tern_setup(struct tern *t)
 		errorf("-daemonize: the serial console cannot be on stdio (use -serial file:PATH or none)");
 		return -1;
 	}
-	if (t->cfg.daemonize && tern_daemonize(t) < 0)
+	if ((t->cfg.daemonize && tern_daemonize(t) < 0) || tern_block_signals() < 0)
 		return -1;
 	/*
 	 * The pidfile's lock before anything else is made: a second tern given the same command

@@ -8,6 +8,7 @@ import select
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 
@@ -391,6 +392,76 @@ def test_continued_after_a_stop_is_raw_again(tern):
     assert cooked(t)
 
 
+# A shell's job control in small, for tern's command line (argv[2:]): session leader of the
+# pty (stdin), tern in a process group of its own, first in the foreground; at a byte on fd
+# argv[1], in the background (as after kill -STOP and bg). Then it says how tern ended.
+JOB_SHELL = r"""
+import fcntl, os, signal, sys, termios
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+os.setsid()
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)  # an ignored signal stays so over exec
+    os.execv(sys.argv[2], sys.argv[2:])
+try:
+    os.setpgid(pid, pid)
+except PermissionError:  # the child did it itself, before its exec
+    pass
+os.tcsetpgrp(0, pid)
+os.read(int(sys.argv[1]), 1)
+os.tcsetpgrp(0, os.getpgrp())
+print("in the background", flush=True)
+_, status = os.waitpid(pid, os.WUNTRACED)
+if os.WIFSTOPPED(status):
+    print("tern stopped by signal %d" % os.WSTOPSIG(status), flush=True)
+    os.kill(pid, signal.SIGKILL)
+    sys.exit(1)
+print("tern exited %d" % os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+@pytest.mark.kvm
+def test_exit_from_the_background_does_not_stop(tmp_path):
+    """Put in the background (kill -STOP, bg), tern no longer owns the terminal: restoring
+    its mode at exit would stop it with SIGTTOU, a quit that never ends. The shell has put
+    its own mode back; tern leaves it be."""
+    master, slave = pty.openpty()
+    go_r, go_w = os.pipe()
+    mon = str(tmp_path / "mon")
+    p = subprocess.Popen([sys.executable, "-c", JOB_SHELL, str(go_r), TERN, *BOOT, "-append", "ticks",
+                          "-monitor", "unix:%s,server,nowait" % mon],
+                         stdin=slave, stdout=slave, stderr=slave, pass_fds=(go_r,))
+    os.close(slave)
+    os.close(go_r)
+    out = b""
+
+    def until(*what):
+        nonlocal out
+        deadline = time.monotonic() + 30
+        while not any(w in out for w in what):
+            assert time.monotonic() < deadline, out[-2000:]
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:  # every end of the pty closed
+                    assert False, out[-2000:]
+    try:
+        until(b"Booted up")
+        os.write(go_w, b"x")
+        until(b"in the background")
+        Monitor(mon).cmd("quit")
+        until(b"tern exited", b"tern stopped")
+        assert p.wait(timeout=30) == 0, out[-2000:]
+        assert b"tern exited 0" in out, out[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(go_w)
+        os.close(master)
+
+
 @pytest.mark.kvm
 def test_failed_start_restores_terminal(tern, tmp_path):
     """The QMP socket cannot be made, after the console put the terminal in raw mode."""
@@ -672,6 +743,26 @@ def alive(pid):
         return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] not in "ZX"
     except (FileNotFoundError, ProcessLookupError):  # gone, or going while we read (ESRCH)
         return False
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_while_setting_up_exits_cleanly(tern, tmp_path, sig):
+    """A signal while tern still sets up (here loading a large initrd, which takes seconds on
+    the nested host) ends it as one while it runs does: status 0 and the pidfile gone. It used
+    to kill tern by the signal, leaving the pidfile behind."""
+    initrd, pidfile = tmp_path / "initrd", tmp_path / "tern.pid"
+    with open(initrd, "wb") as f:
+        f.truncate(768 << 20)  # sparse: costs no disk
+    t = tern("-kernel", GUEST, "-initrd", str(initrd), "-m", "2G", "-nographic",
+             "-serial", "none", "-pidfile", str(pidfile))
+    deadline = time.monotonic() + 10
+    while not pidfile.exists():
+        assert time.monotonic() < deadline and t.proc.poll() is None, t.text()
+        time.sleep(0.001)
+    t.proc.send_signal(sig)
+    assert t.wait(timeout=60) == 0, t.text()
+    assert not pidfile.exists()
 
 
 @pytest.mark.kvm

@@ -2,6 +2,7 @@
 import os
 import re
 import select
+import signal
 import socket
 import time
 
@@ -669,6 +670,65 @@ def test_destination_killed_after_go_leaves_source_paused(tern, socks):
     assert am.info("status")["VM status"] == "paused (postmigrate)"
     assert "Error" in am.cmd("cont")
     assert am.info("status")["VM status"] == "paused (postmigrate)"
+
+
+@pytest.mark.parametrize("how", ["quit", "SIGTERM"])
+def test_destination_gone_before_go_keeps_the_guest_at_the_source(tern, socks, how):
+    """The destination ends (quit, a signal) after it said READY but before GO reached it (a
+    slow link holds its READY): the guest never ran there, so the source keeps it running.
+    The source's GO used to go into a socket whose other end had closed, the write succeeded,
+    and the source waited paused for a guest that ran nowhere."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    proxy = MigProxy(port)
+
+    def hold_ready(kind, n):
+        if kind == "END":  # every earlier answer has reached the source: READY is next
+            proxy.back_gate.clear()
+        return "pass"
+    proxy.action = hold_ready
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+    deadline = time.monotonic() + 20
+    while "END" not in proxy.seen:
+        assert time.monotonic() < deadline, proxy.seen
+        time.sleep(0.02)
+    time.sleep(1)  # the destination loads the state and says READY, which the proxy holds
+    if how == "quit":
+        bm.cmd("quit")
+    else:
+        b.proc.send_signal(signal.SIGTERM)
+    assert b.wait(timeout=15) is not None
+    proxy.back_gate.set()
+    info = wait_status(am, ("failed", "completed"))
+    assert info["Migration status"] == "failed", info
+    assert "GO" in proxy.seen or "went away" in info["error"], (proxy.seen, info)
+    assert_guest_alive(a, am)
+
+
+def test_cancel_after_go_does_nothing(tern, socks):
+    """migrate_cancel while the source waits for the destination's TAKEN (a slow link holds
+    it) is too late, as a cancel after completion is in QEMU: the guest goes on there, and the
+    source says completed, not cancelled, which would have a management tool resume it here
+    and kill it there."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    proxy = MigProxy(port)
+
+    def hold_taken(kind, n):
+        if kind == "GO":
+            proxy.back_gate.clear()
+        return "pass"
+    proxy.action = hold_taken
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+    deadline = time.monotonic() + 20
+    while "GO" not in proxy.seen:
+        assert time.monotonic() < deadline, proxy.seen
+        time.sleep(0.02)
+    assert am.cmd("migrate_cancel").strip() == ""
+    proxy.back_gate.set()
+    assert wait_status(am, ("completed", "failed", "cancelled"))["Migration status"] == "completed"
+    assert am.info("status")["VM status"] == "paused (postmigrate)"
+    assert_guest_alive(b, bm)
 
 
 def test_fast_dirtier_bounded(tern, socks):

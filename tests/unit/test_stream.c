@@ -94,13 +94,13 @@ static void test_record_types(void)
 
 	socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
 	stream_init(&s, fds[0]);
-	stream_put(&s, REC_SYNCED, 0, NULL, 0);
+	stream_put(&s, REC_TAKEN, 0, NULL, 0);
 	stream_put(&s, REC_COUNT, 0, NULL, 0);
 	stream_flush(&s);
 	stream_free(&s);
 	stream_init(&s, fds[1]);
 	CHECK_EQ(stream_get(&s, &h), 0);
-	CHECK_EQ(h.type, REC_SYNCED);
+	CHECK_EQ(h.type, REC_TAKEN);
 	CHECK_EQ(stream_get_payload(&s, &h, NULL), 0);
 	CHECK_EQ(stream_get(&s, &h), -1);
 	CHECK(strstr(s.err, "corrupt stream: record 2 has type") != NULL);
@@ -258,7 +258,7 @@ static void test_other_version(void)
 {
 	int fds[2];
 	struct mig_stream s;
-	uint32_t v = MIG_VERSION - 1;
+	uint32_t v = MIG_VERSION_OLDEST - 1;
 	char want[100];
 
 	socketpair(AF_UNIX, SOCK_STREAM, 0, fds);

@@ -164,6 +164,25 @@ static int dst_wait_go(struct dst *c)
 	return 0;
 }
 
+/*
+ * Says TAKEN, the source's proof that the guest is ours, unless tern is already exiting (quit
+ * or a signal while it waited): then the source, which hears us hang up without it, keeps the
+ * guest. vm->lock, which an exit request takes, makes the two one decision: an exit asked for
+ * after TAKEN ends a guest that has arrived here.
+ */
+static int dst_take(struct dst *c)
+{
+	int r;
+
+	if (!c->interactive)
+		return 0;
+	pthread_mutex_lock(&c->vm->lock);
+	r = c->vm->exiting ? dst_fail(c, "tern is exiting: the guest stays at the source")
+			   : dst_reply(c, REC_TAKEN, NULL);
+	pthread_mutex_unlock(&c->vm->lock);
+	return r;
+}
+
 static void dst_resume(struct dst *c)
 {
 	/* The guest first: the devices take up their queues and announce it beside it. A guest
@@ -245,7 +264,7 @@ static int dst_run(struct dst *c)
 	if (stream_init(&c->s, fd) < 0 || ram_init(&c->ram, c->vm) < 0)
 		return dst_fail(c, "out of memory");
 	mig_set_status(c->m, MIG_ACTIVE);
-	if (dst_hello(c) < 0 || dst_receive(c) < 0 || dst_wait_go(c) < 0)
+	if (dst_hello(c) < 0 || dst_receive(c) < 0 || dst_wait_go(c) < 0 || dst_take(c) < 0)
 		return -1;
 	pthread_mutex_lock(&c->m->lock);
 	c->m->st.total_ns = now_ns() - c->m->st.start_ns;

@@ -37,6 +37,7 @@ struct migration {
 	char error[256];
 	struct mig_stats st;
 	bool cancel;			/* atomic */
+	bool go_sent;			/* under lock: too late for migrate_cancel, as in QEMU */
 	int cancel_fd;			/* eventfd: wakes a waiting accept */
 	struct mig_uri uri;
 	bool incoming;			/* atomic: waiting for or receiving a guest */

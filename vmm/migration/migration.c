@@ -171,6 +171,7 @@ static int mig_start_thread(struct migration *m, void *(*fn)(void *), pthread_t 
 	if (read(m->cancel_fd, &stale, sizeof(stale)) < 0 && errno != EAGAIN)
 		perrorf("migration: cancel eventfd");
 	__atomic_store_n(&m->cancel, false, __ATOMIC_RELEASE);
+	m->go_sent = false;
 	memset(&m->st, 0, sizeof(m->st));
 	m->st.start_ns = now_ns();
 	m->st.total_ram = m->vm->ram_size;
@@ -245,15 +246,24 @@ static void cmd_migrate(struct mon_session *s, int argc, char **argv)
 	m->progress_timer = evloop_add_timer(&m->vm->loop, PROGRESS_MS, PROGRESS_MS, mig_progress, m);
 }
 
-static void mig_cancel(struct migration *m)
+/*
+ * even_after_go: tern is exiting. A user's cancel once GO is on its way does nothing: it would
+ * cut the wait for the destination's TAKEN, and the source could not tell whether the guest
+ * runs there now. Decided under the lock that the source takes to send GO.
+ */
+static void mig_cancel(struct migration *m, bool even_after_go)
 {
 	uint64_t one = 1;
 
+	pthread_mutex_lock(&m->lock);
+	if (m->go_sent && !even_after_go) {
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
 	__atomic_store_n(&m->cancel, true, __ATOMIC_RELEASE);
 	if (write(m->cancel_fd, &one, sizeof(one)) < 0)
 		perrorf("migration: cancel");
 	/* A thread blocked in send or recv wakes up with an error. */
-	pthread_mutex_lock(&m->lock);
 	if (m->conn_fd >= 0)
 		shutdown(m->conn_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
@@ -268,7 +278,7 @@ int migration_cancel(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	if (mig_busy(m))
-		mig_cancel(m);
+		mig_cancel(m, false);
 	return 0;
 }
 
@@ -549,7 +559,7 @@ void migration_shutdown(struct vm *vm)
 		return;
 	/* Wakes what waits on the streams or an accept; an incoming thread not yet reading stops. */
 	if (m->thread_started || m->in_started)
-		mig_cancel(m);
+		mig_cancel(m, true);
 	mig_reap(m);
 	if (m->in_started) {
 		pthread_mutex_lock(&m->lock);

@@ -283,6 +283,48 @@ static int src_file_close(struct src *c)
 	return -1;
 }
 
+/*
+ * After GO: the destination's TAKEN says the guest is theirs. A GO written into a socket whose
+ * other end had already closed is written all the same, so without it a destination that
+ * ended after READY (quit, a signal) left the guest paused here and running nowhere. The
+ * destination sends TAKEN before the guest runs there, so its hanging up without one (end of
+ * stream, reset) proves the guest never ran there: it goes on here. Silence, or our own cancel
+ * or quit cutting the wait short, proves nothing: the guest stays paused here.
+ */
+static int src_taken(struct src *c)
+{
+	struct rec_hdr h;
+	bool gone;
+
+	errno = 0;
+	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) == 0 && stream_get(&c->s, &h) == 0) {
+		if (h.type == REC_TAKEN && stream_get_payload(&c->s, &h, NULL) == 0)
+			return 0;
+		snprintf(c->err, sizeof(c->err), "waiting for the destination to take the guest: "
+			 "unexpected answer (record type %u)", h.type);
+		return -1;
+	}
+	gone = (errno == EPIPE || errno == ECONNRESET) && !src_cancelled(c);
+	if (gone)
+		c->handed_over = false;
+	snprintf(c->err, sizeof(c->err), "%s (%.150s)",
+		 gone ? "the destination went away before taking the guest"
+		      : "no word from the destination after go", c->s.err);
+	return -1;
+}
+
+/*
+ * The last moment a cancel keeps the guest here: after it, migrate_cancel does nothing. A
+ * snapshot stays cancellable: a file takes no guest before it is whole.
+ */
+static int src_go_allowed(struct src *c)
+{
+	pthread_mutex_lock(&c->m->lock);
+	c->m->go_sent = c->interactive && !src_cancelled(c);
+	pthread_mutex_unlock(&c->m->lock);
+	return src_check_cancel(c);
+}
+
 static int src_stop_and_copy(struct src *c)
 {
 	struct migration *m = c->m;
@@ -318,7 +360,7 @@ static int src_stop_and_copy(struct src *c)
 	if (c->interactive &&
 	    src_answer(c, REC_READY, "the destination to load the state", ANSWER_TIMEOUT_MS) < 0)
 		return -1;
-	if (src_check_cancel(c) < 0)
+	if (src_go_allowed(c) < 0)
 		return -1;
 	/*
 	 * A GO that could not be written never reached the destination whole: it discards what it
@@ -333,9 +375,13 @@ static int src_stop_and_copy(struct src *c)
 	if (!c->interactive && src_file_close(c) < 0)
 		return -1;
 	c->handed_over = true;
+	/* To GO, as QEMU counts it: the guest runs at the destination from there, before TAKEN
+	 * is back. */
 	pthread_mutex_lock(&m->lock);
 	m->st.downtime_ns = now_ns() - t_stop;
 	pthread_mutex_unlock(&m->lock);
+	if (c->interactive && src_taken(c) < 0)
+		return -1;
 	src_stats(c, 0);
 	return 0;
 }

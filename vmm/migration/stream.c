@@ -226,7 +226,7 @@ int stream_get_header(struct mig_stream *s)
 		snprintf(s->err, sizeof(s->err), "not a tern migration stream (bad magic)");
 		return -1;
 	}
-	if (v != MIG_VERSION || ps != MIG_PAGE_SIZE) {
+	if (v < MIG_VERSION_OLDEST || v > MIG_VERSION || ps != MIG_PAGE_SIZE) {
 		snprintf(s->err, sizeof(s->err), "stream format %u with %u-byte pages, expected %u with %u",
 			 v, ps, MIG_VERSION, MIG_PAGE_SIZE);
 		return -1;

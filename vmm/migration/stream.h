@@ -10,8 +10,14 @@
 #include <stdint.h>
 
 #define MIG_MAGIC "TERNMIG\0"
-/* 2: a snapshot (file:) ends with GO too, so that it carries the guest's run state. */
-#define MIG_VERSION 2
+/*
+ * 2: a snapshot (file:) ends with GO too, so that it carries the guest's run state.
+ * 3: the destination answers GO with TAKEN. A version-2 stream (a snapshot, a source that
+ * waits for no TAKEN) is still read; a version-2 destination refuses a version-3 source, which
+ * would wait for a TAKEN that never comes.
+ */
+#define MIG_VERSION 3
+#define MIG_VERSION_OLDEST 2
 #define MIG_PAGE_SIZE 4096
 
 enum mig_rec {
@@ -31,6 +37,7 @@ enum mig_rec {
 			 * only devices with handover_fd from 0; payload = frame */
 	REC_SYNC,	/* src, before the stop: say when you have taken all before this */
 	REC_SYNCED,	/* dst: taken */
+	REC_TAKEN,	/* dst: go taken, the guest is ours; sent before it runs here */
 	REC_COUNT
 };
 
