@@ -7,7 +7,7 @@
  * (net.c): --ip=eth0,ADDR,NETMASK --defaultgw=GW --nameserver=NS (else DHCP),
  * netgarbage[=MS], netversion1; virtio_mmio.device= entries are taken off the cmdline as OSv
  * does (unknown words are ignored). Console commands (a line on COM1): help, time, check,
- * uptime, cpuid, net, blk, fault, bench, serialbench.
+ * uptime, cpuid, net, blk, fault, bench, serialbench, irqs.
  */
 #include "apic.h"
 #include "bootinfo.h"
@@ -24,6 +24,8 @@ extern uint64_t tsc_entry;	/* rdtsc at the first instruction (boot64.S, pvh.S) *
 void kmain(uint64_t kind, uint64_t info) __attribute__((noreturn));
 
 static int echo;
+/* COM1 interrupts seen: input also arrives by the timer's polling, which would hide their loss. */
+static uint64_t com1_irqs;
 
 static void print_ms(const char *prefix, uint64_t ns, const char *suffix)
 {
@@ -138,6 +140,12 @@ static void cmd_panic(const char *args)
 	outb(0x505, 1);
 }
 
+static void cmd_irqs(const char *args)
+{
+	(void)args;
+	printf("irqs: com1 %lu\n", com1_irqs);
+}
+
 static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "time", "print wall clock and kvmclock (ns)", cmd_time },
@@ -149,6 +157,7 @@ static const struct command commands[] = {
 	{ "net", "network address and link", net_info_cmd },
 	{ "blk", "[read S N|write S N SEED|flush|id] use the virtio-blk disk", virtio_blk_cmd },
 	{ "fault", "[pf|gp|ud|de|msr] raise an exception (the guest dies)", cmd_fault },
+	{ "irqs", "count the serial port's interrupts", cmd_irqs },
 	{ "panic", "report a panic through pvpanic (port 0x505)", cmd_panic },
 	{ "bench", "time port I/O, system calls, MMIO, clock reads", cmd_bench },
 	{ "serialbench", "[N] write N bytes, print the time per byte", cmd_serialbench },
@@ -192,6 +201,8 @@ static int console_poll(uint64_t pending)
 	int c;
 
 	/* IRQ 4 normally; the timer tick doubles as a polled fallback. */
+	if (pending & IRQ_BIT(VEC_IRQ(COM1_IRQ)))
+		com1_irqs++;
 	if (!(pending & (IRQ_BIT(VEC_IRQ(COM1_IRQ)) | IRQ_BIT(VEC_TIMER))))
 		return 0;
 	serial_poll();

@@ -58,6 +58,21 @@ def test_echo_reaches_guest(tern):
 
 
 @pytest.mark.kvm
+def test_input_raises_the_serial_interrupt(tern):
+    """Input reaches the guest by IRQ 4, not only by its timer tick's polling, which alone
+    would still deliver every byte and hide an interrupt that is never raised."""
+    t = tern(*BOOT, "-append", "echo")
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    # A first line, so that its interrupt is surely taken before "irqs" counts.
+    t.send("uptime\r")
+    m = t.expect(r"uptime: [0-9.]+ ms", start=m.end())
+    t.send("irqs\r")
+    m = t.expect(r"irqs: com1 (\d+)", start=m.end())
+    assert int(m.group(1)) > 0, t.text()
+
+
+@pytest.mark.kvm
 def test_ctrl_a_help_and_literal_ctrl_a(tern):
     """Ctrl-A in one read and its key in the next are still an escape; Ctrl-A Ctrl-A is one
     Ctrl-A for the guest; Ctrl-A with a key it does not know is dropped, both bytes."""
