@@ -104,6 +104,19 @@ def holding(target_port, kind, timeout=60):
     return proxy
 
 
+def holding_answers(target_port, kind):
+    """A proxy that passes every record, and holds the destination's answers from the source's
+    first record of kind on, until its .back_gate is set."""
+    proxy = MigProxy(target_port)
+
+    def hold(k, n):
+        if k == kind:
+            proxy.back_gate.clear()
+        return "pass"
+    proxy.action = hold
+    return proxy
+
+
 def crc32c(data, crc=0):
     crc ^= 0xffffffff
     for b in data:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import MigProxy, holding
+from migproxy import holding, holding_answers
 
 SECTOR = 512
 
@@ -189,12 +189,8 @@ def test_failed_migration_gives_the_image_lock_back(tern, tmp_path):
     b = tern(*args(str(tmp_path / "b"), *drive, "-incoming", "tcp:127.0.0.1:%d" % port))
     Monitor(str(tmp_path / "b")).close()
     am = Monitor(str(tmp_path / "a"))
-
-    def hold_ready(kind, n):
-        if kind == "END":  # the source let the lock go before it sent the device state
-            proxy.back_gate.clear()
-        return "pass"
-    proxy = MigProxy(port, hold_ready)
+    # The source let the lock go before it sent the device state; READY is held.
+    proxy = holding_answers(port, "END")
     try:
         am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
         deadline = time.monotonic() + 30

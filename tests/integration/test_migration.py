@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import MigProxy, holding, patch_device_state
+from migproxy import MigProxy, holding, holding_answers, patch_device_state
 
 # Every test here boots a guest.
 pytestmark = pytest.mark.kvm
@@ -491,12 +491,7 @@ def test_destination_that_never_gets_go_never_runs(tern, socks):
     the guest goes on there) discards the guest, never resumes it."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
-
-    def hold_answers_from_end(kind, n):
-        if kind == "END":
-            proxy.back_gate.clear()
-        return "pass"
-    proxy = MigProxy(port, hold_answers_from_end)
+    proxy = holding_answers(port, "END")
     am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
     deadline = time.monotonic() + 20
     while "END" not in proxy.seen or am.info("status")["VM status"] != "paused (finish-migrate)":
@@ -680,13 +675,8 @@ def test_destination_gone_before_go_keeps_the_guest_at_the_source(tern, socks, h
     and the source waited paused for a guest that ran nowhere."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
-    proxy = MigProxy(port)
-
-    def hold_ready(kind, n):
-        if kind == "END":  # every earlier answer has reached the source: READY is next
-            proxy.back_gate.clear()
-        return "pass"
-    proxy.action = hold_ready
+    # Every answer before END has reached the source: READY is the next.
+    proxy = holding_answers(port, "END")
     am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
     deadline = time.monotonic() + 20
     while "END" not in proxy.seen:
@@ -712,13 +702,7 @@ def test_cancel_after_go_does_nothing(tern, socks):
     and kill it there."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
-    proxy = MigProxy(port)
-
-    def hold_taken(kind, n):
-        if kind == "GO":
-            proxy.back_gate.clear()
-        return "pass"
-    proxy.action = hold_taken
+    proxy = holding_answers(port, "GO")
     am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
     deadline = time.monotonic() + 20
     while "GO" not in proxy.seen:
