@@ -36,6 +36,7 @@ class MigProxy:
         except OSError:
             self.done.set()
             return
+        self.conns = (a, b)
         threading.Thread(target=self._back, args=(b, a), daemon=True).start()
         try:
             self._forward(a, b)
@@ -63,6 +64,15 @@ class MigProxy:
             a.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+    def hang_up(self):
+        """Ends both connections at once, as a relay (ssh -L, socat) that dies does: each
+        side hears the end of the stream, though the other side said nothing."""
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @staticmethod
     def _read(s, n):

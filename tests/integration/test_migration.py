@@ -695,6 +695,29 @@ def test_destination_gone_before_go_keeps_the_guest_at_the_source(tern, socks, h
     assert_guest_alive(a, am)
 
 
+def test_relay_hanging_up_after_go_leaves_source_paused(tern, socks):
+    """A relay between source and destination (ssh -L, socat) dies after GO, before the
+    destination's TAKEN has reached the source: the end of stream the source hears comes from
+    the relay, not from the destination, which took the guest and runs it. The source took an
+    end of stream for proof that the guest never ran there and ran it too: on both sides."""
+    port = free_port()
+    a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
+    proxy = MigProxy(port)
+
+    def hold_taken(kind, n):
+        if kind == "GO":
+            proxy.back_gate.clear()
+        return "pass"
+    proxy.action = hold_taken
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
+    wait_status(bm, ("completed",))  # the destination has taken the guest
+    proxy.hang_up()
+    info = wait_status(am, ("failed", "completed"))
+    assert info["Migration status"] == "failed", info
+    assert am.info("status")["VM status"] == "paused (postmigrate)", info
+    assert_guest_alive(b, bm)
+
+
 def test_cancel_after_go_does_nothing(tern, socks):
     """migrate_cancel while the source waits for the destination's TAKEN (a slow link holds
     it) is too late, as a cancel after completion is in QEMU: the guest goes on there, and the

@@ -166,21 +166,34 @@ static int dst_wait_go(struct dst *c)
 
 /*
  * Says TAKEN, the source's proof that the guest is ours, unless tern is already exiting (quit
- * or a signal while it waited): then the source, which hears us hang up without it, keeps the
- * guest. vm->lock, which an exit request takes, makes the two one decision: an exit asked for
- * after TAKEN ends a guest that has arrived here.
+ * or a signal while it waited): then dst_decline tells the source to keep the guest. vm->lock,
+ * which an exit request takes, makes the two one decision: an exit asked for after TAKEN ends
+ * a guest that has arrived here.
  */
 static int dst_take(struct dst *c)
 {
 	int r;
 
-	if (!c->interactive)
+	if (!c->interactive || c->s.version < MIG_VERSION_TAKEN)
 		return 0;
 	pthread_mutex_lock(&c->vm->lock);
 	r = c->vm->exiting ? dst_fail(c, "tern is exiting: the guest stays at the source")
 			   : dst_reply(c, REC_TAKEN, NULL);
 	pthread_mutex_unlock(&c->vm->lock);
 	return r;
+}
+
+/*
+ * After READY the source may have sent GO and waits, the guest paused, for our word. Once we
+ * know we will never run the guest, ERROR says so, and the source runs it on: our hanging up
+ * would prove nothing to it (a relay between us may hang up too, while we run the guest).
+ */
+static int dst_decline(struct dst *c)
+{
+	if (c->interactive && c->s.version >= MIG_VERSION_TAKEN &&
+	    stream_put(&c->s, REC_ERROR, 0, c->err, strlen(c->err) + 1) == 0)
+		stream_flush(&c->s);
+	return -1;
 }
 
 static void dst_resume(struct dst *c)
@@ -264,8 +277,10 @@ static int dst_run(struct dst *c)
 	if (stream_init(&c->s, fd) < 0 || ram_init(&c->ram, c->vm) < 0)
 		return dst_fail(c, "out of memory");
 	mig_set_status(c->m, MIG_ACTIVE);
-	if (dst_hello(c) < 0 || dst_receive(c) < 0 || dst_wait_go(c) < 0 || dst_take(c) < 0)
+	if (dst_hello(c) < 0 || dst_receive(c) < 0)
 		return -1;
+	if (dst_wait_go(c) < 0 || dst_take(c) < 0)
+		return dst_decline(c);
 	pthread_mutex_lock(&c->m->lock);
 	c->m->st.total_ns = now_ns() - c->m->st.start_ns;
 	c->m->st.transferred = c->s.received;

@@ -562,9 +562,14 @@ void migration_shutdown(struct vm *vm)
 		mig_cancel(m, true);
 	mig_reap(m);
 	if (m->in_started) {
+		/* Exiting before the incoming thread wakes: it takes no guest now, and says so to
+		 * the source, which needs our writing side open to hear it (dst_decline). */
+		pthread_mutex_lock(&vm->lock);
+		vm->exiting = true;
+		pthread_mutex_unlock(&vm->lock);
 		pthread_mutex_lock(&m->lock);
 		if (m->in_fd >= 0)
-			shutdown(m->in_fd, SHUT_RDWR);
+			shutdown(m->in_fd, SHUT_RD);
 		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->in_thread, NULL);
 		m->in_started = false;

@@ -1,7 +1,7 @@
 /*
  * The source side: hello, rounds of dirty pages, stop-and-copy, hand-over. Until the
  * destination has said READY and we have sent GO, any failure resumes the guest here; after
- * GO the guest is never resumed here, whatever happens.
+ * GO only the destination's word that it will not take the guest does.
  */
 #include <errno.h>
 #include <limits.h>
@@ -284,32 +284,33 @@ static int src_file_close(struct src *c)
 }
 
 /*
- * After GO: the destination's TAKEN says the guest is theirs. A GO written into a socket whose
- * other end had already closed is written all the same, so without it a destination that
- * ended after READY (quit, a signal) left the guest paused here and running nowhere. The
- * destination sends TAKEN before the guest runs there, so its hanging up without one (end of
- * stream, reset) proves the guest never ran there: it goes on here. Silence, or our own cancel
- * or quit cutting the wait short, proves nothing: the guest stays paused here.
+ * After GO: the destination's TAKEN says the guest is theirs; its ERROR, that it will never
+ * run it there (it is exiting, or GO came corrupt or never came), and the guest goes on here.
+ * Only an answer proves anything: an end of stream or a reset may come from a relay between
+ * us (ssh -L, socat) or a middlebox while the destination runs the guest. Those, silence, or
+ * our own cancel or quit cutting the wait short leave the guest paused here.
  */
 static int src_taken(struct src *c)
 {
 	struct rec_hdr h;
-	bool gone;
+	char reason[256];
 
-	errno = 0;
-	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) == 0 && stream_get(&c->s, &h) == 0) {
-		if (h.type == REC_TAKEN && stream_get_payload(&c->s, &h, NULL) == 0)
-			return 0;
-		snprintf(c->err, sizeof(c->err), "waiting for the destination to take the guest: "
-			 "unexpected answer (record type %u)", h.type);
+	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) < 0 || stream_get(&c->s, &h) < 0) {
+		snprintf(c->err, sizeof(c->err), "no word from the destination after go (%.150s)",
+			 c->s.err);
 		return -1;
 	}
-	gone = (errno == EPIPE || errno == ECONNRESET) && !src_cancelled(c);
-	if (gone)
+	if (h.type == REC_TAKEN && stream_get_payload(&c->s, &h, NULL) == 0)
+		return 0;
+	if (h.type == REC_ERROR && h.len < sizeof(reason) &&
+	    stream_get_payload(&c->s, &h, reason) == 0) {
 		c->handed_over = false;
-	snprintf(c->err, sizeof(c->err), "%s (%.150s)",
-		 gone ? "the destination went away before taking the guest"
-		      : "no word from the destination after go", c->s.err);
+		snprintf(c->err, sizeof(c->err), "destination failed: %s",
+			 printable_or(reason, "(a malformed reason)"));
+		return -1;
+	}
+	snprintf(c->err, sizeof(c->err), "waiting for the destination to take the guest: "
+		 "unexpected answer (record type %u)", h.type);
 	return -1;
 }
 

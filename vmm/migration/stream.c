@@ -231,6 +231,7 @@ int stream_get_header(struct mig_stream *s)
 			 v, ps, MIG_VERSION, MIG_PAGE_SIZE);
 		return -1;
 	}
+	s->version = v;
 	return 0;
 }
 

@@ -18,6 +18,7 @@
  */
 #define MIG_VERSION 3
 #define MIG_VERSION_OLDEST 2
+#define MIG_VERSION_TAKEN 3	/* the first whose source waits for TAKEN or ERROR after GO */
 #define MIG_PAGE_SIZE 4096
 
 enum mig_rec {
@@ -32,7 +33,7 @@ enum mig_rec {
 	REC_READY,	/* dst: loaded; waiting for go */
 	REC_GO,		/* src: the guest is yours; arg = enum mig_go, as the user had it.
 			 * A snapshot has it after END, with no READY between them. */
-	REC_ERROR,	/* dst: reason */
+	REC_ERROR,	/* dst: reason; after GO: the guest stays at the source */
 	REC_FRAME,	/* src, after go: a frame that reached a NIC; arg = which one, counting
 			 * only devices with handover_fd from 0; payload = frame */
 	REC_SYNC,	/* src, before the stop: say when you have taken all before this */
@@ -62,6 +63,7 @@ struct mig_stream {
 	size_t in_pos, in_len;
 	uint64_t sent, received;
 	uint64_t nrec;		/* records read, for error messages */
+	uint32_t version;	/* the stream format the header said */
 	char err[200];
 };
 
