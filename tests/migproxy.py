@@ -3,6 +3,7 @@ format, so tests can cut the connection or flip a byte at a chosen record."""
 import socket
 import struct
 import threading
+import time
 
 REC = {1: "HELLO", 2: "ACCEPT", 3: "REFUSE", 4: "PAGES", 5: "ZERO", 6: "ROUND", 7: "DEVICES",
        8: "END", 9: "READY", 10: "GO", 11: "ERROR", 12: "FRAME", 13: "SYNC", 14: "SYNCED",
@@ -64,6 +65,13 @@ class MigProxy:
             a.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+    def wait_seen(self, kind, timeout=20):
+        """Until the source has sent a record of kind."""
+        deadline = time.monotonic() + timeout
+        while kind not in self.seen:
+            assert time.monotonic() < deadline, self.seen
+            time.sleep(0.02)
 
     def hang_up(self):
         """Ends both connections at once, as a relay (ssh -L, socat) that dies does: each

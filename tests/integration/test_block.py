@@ -134,10 +134,7 @@ def test_disk_reads_during_a_migration_reach_the_destination(tern, tmp_path):
     proxy = holding(port, "SYNC")
     try:
         am.cmd('migrate -d "tcp:127.0.0.1:%d"' % proxy.port)
-        deadline = time.monotonic() + 20
-        while "SYNC" not in proxy.seen:
-            assert time.monotonic() < deadline, proxy.seen
-            time.sleep(0.01)
+        proxy.wait_seen("SYNC")
         assert blk(a, "read 0 8", r"sum=([0-9a-f]{8}) status 0") == fnv(head)
     finally:
         proxy.release.set()

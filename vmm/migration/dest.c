@@ -177,8 +177,7 @@ static int dst_take(struct dst *c)
 	if (!c->interactive || c->s.version < MIG_VERSION_TAKEN)
 		return 0;
 	pthread_mutex_lock(&c->vm->lock);
-	r = c->vm->exiting ? dst_fail(c, "tern is exiting: the guest stays at the source")
-			   : dst_reply(c, REC_TAKEN, NULL);
+	r = c->vm->exiting ? -1 : dst_reply(c, REC_TAKEN, NULL);
 	pthread_mutex_unlock(&c->vm->lock);
 	return r;
 }
@@ -190,6 +189,14 @@ static int dst_take(struct dst *c)
  */
 static int dst_decline(struct dst *c)
 {
+	bool exiting;
+
+	pthread_mutex_lock(&c->vm->lock);
+	exiting = c->vm->exiting;
+	pthread_mutex_unlock(&c->vm->lock);
+	/* Not the end of stream that the exit made of our reading side. */
+	if (exiting)
+		dst_fail(c, "tern is exiting: the guest stays at the source");
 	if (c->interactive && c->s.version >= MIG_VERSION_TAKEN &&
 	    stream_put(&c->s, REC_ERROR, 0, c->err, strlen(c->err) + 1) == 0)
 		stream_flush(&c->s);
