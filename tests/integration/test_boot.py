@@ -775,6 +775,8 @@ def test_signal_while_setting_up_exits_cleanly(tern, tmp_path, sig):
     while not pidfile.exists():
         assert time.monotonic() < deadline and t.proc.poll() is None, t.text()
         time.sleep(0.001)
+    # Still setting up, with no vCPU thread yet: else this tests a tern that runs already.
+    assert len(os.listdir("/proc/%d/task" % t.proc.pid)) == 1, "tern was set up already"
     t.proc.send_signal(sig)
     assert t.wait(timeout=60) == 0, t.text()
     assert not pidfile.exists()

@@ -280,8 +280,8 @@ static void test_other_version(void)
 	for (unsigned i = 0; i < ARRAY_SIZE(refused); i++) {
 		CHECK_EQ(header_of_version(&s, fds, refused[i]), -1);
 		snprintf(want, sizeof(want),
-			 "stream format %u with 4096-byte pages, expected %u with 4096", refused[i],
-			 MIG_VERSION);
+			 "stream format %u with 4096-byte pages, expected %u to %u with 4096",
+			 refused[i], MIG_VERSION_OLDEST, MIG_VERSION);
 		CHECK_STR(s.err, want);
 		stream_free(&s);
 		close(fds[0]);

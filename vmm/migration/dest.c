@@ -164,22 +164,27 @@ static int dst_wait_go(struct dst *c)
 	return 0;
 }
 
+/* Whether tern is exiting (quit, a signal): vm->lock is what an exit request takes. */
+static bool dst_exiting(struct dst *c)
+{
+	bool exiting;
+
+	pthread_mutex_lock(&c->vm->lock);
+	exiting = c->vm->exiting;
+	pthread_mutex_unlock(&c->vm->lock);
+	return exiting;
+}
+
 /*
- * Says TAKEN, the source's proof that the guest is ours, unless tern is already exiting (quit
- * or a signal while it waited): then dst_decline tells the source to keep the guest. vm->lock,
- * which an exit request takes, makes the two one decision: an exit asked for after TAKEN ends
- * a guest that has arrived here.
+ * Says TAKEN, the source's proof that the guest is ours, unless tern is already exiting: then
+ * dst_decline tells the source to keep the guest. An exit asked for after this check ends a
+ * guest that has arrived here.
  */
 static int dst_take(struct dst *c)
 {
-	int r;
-
 	if (!c->interactive || c->s.version < MIG_VERSION_TAKEN)
 		return 0;
-	pthread_mutex_lock(&c->vm->lock);
-	r = c->vm->exiting ? -1 : dst_reply(c, REC_TAKEN, NULL);
-	pthread_mutex_unlock(&c->vm->lock);
-	return r;
+	return dst_exiting(c) ? -1 : dst_reply(c, REC_TAKEN, NULL);
 }
 
 /*
@@ -189,13 +194,8 @@ static int dst_take(struct dst *c)
  */
 static int dst_decline(struct dst *c)
 {
-	bool exiting;
-
-	pthread_mutex_lock(&c->vm->lock);
-	exiting = c->vm->exiting;
-	pthread_mutex_unlock(&c->vm->lock);
 	/* Not the end of stream that the exit made of our reading side. */
-	if (exiting)
+	if (dst_exiting(c))
 		dst_fail(c, "tern is exiting: the guest stays at the source");
 	if (c->interactive && c->s.version >= MIG_VERSION_TAKEN &&
 	    stream_put(&c->s, REC_ERROR, 0, c->err, strlen(c->err) + 1) == 0)

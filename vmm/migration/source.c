@@ -18,8 +18,6 @@
 #include "vmm/vm.h"
 
 #define ANSWER_TIMEOUT_MS 10000
-/* A destination that takes nothing for this long has hung: the guest must not wait on it. */
-#define SEND_TIMEOUT_S 10
 /* Catching up may mean reading megabytes of socket buffers over a slow link. */
 #define CATCH_UP_TIMEOUT_MS 60000
 /* How long frames that still reach this side are forwarded after the hand-over. */
@@ -65,7 +63,7 @@ static uint64_t src_param(struct src *c, const uint64_t *p)
 	return v;
 }
 
-/* Reads the destination's answer: want, or REFUSE/ERROR with its reason. */
+/* Reads the destination's answer: want (0), or REFUSE/ERROR with its reason (-2), or -1. */
 static int src_answer(struct src *c, uint32_t want, const char *what, int timeout_ms)
 {
 	struct rec_hdr h;
@@ -81,7 +79,7 @@ static int src_answer(struct src *c, uint32_t want, const char *what, int timeou
 		snprintf(c->err, sizeof(c->err), "destination %s: %s",
 			 h.type == REC_REFUSE ? "refused" : "failed",
 			 printable_or(reason, "(a malformed reason)"));
-		return -1;
+		return -2;
 	}
 	if (h.type != want || stream_get_payload(&c->s, &h, NULL) < 0) {
 		snprintf(c->err, sizeof(c->err), "waiting for %s: unexpected answer (record type %u)",
@@ -292,26 +290,11 @@ static int src_file_close(struct src *c)
  */
 static int src_taken(struct src *c)
 {
-	struct rec_hdr h;
-	char reason[256];
+	int r = src_answer(c, REC_TAKEN, "the destination to take the guest", ANSWER_TIMEOUT_MS);
 
-	if (stream_wait(&c->s, ANSWER_TIMEOUT_MS) < 0 || stream_get(&c->s, &h) < 0) {
-		snprintf(c->err, sizeof(c->err), "no word from the destination after go (%.150s)",
-			 c->s.err);
-		return -1;
-	}
-	if (h.type == REC_TAKEN && stream_get_payload(&c->s, &h, NULL) == 0)
-		return 0;
-	if (h.type == REC_ERROR && h.len < sizeof(reason) &&
-	    stream_get_payload(&c->s, &h, reason) == 0) {
+	if (r == -2)
 		c->handed_over = false;
-		snprintf(c->err, sizeof(c->err), "destination failed: %s",
-			 printable_or(reason, "(a malformed reason)"));
-		return -1;
-	}
-	snprintf(c->err, sizeof(c->err), "waiting for the destination to take the guest: "
-		 "unexpected answer (record type %u)", h.type);
-	return -1;
+	return r < 0 ? -1 : 0;
 }
 
 /*
@@ -376,8 +359,7 @@ static int src_stop_and_copy(struct src *c)
 	if (!c->interactive && src_file_close(c) < 0)
 		return -1;
 	c->handed_over = true;
-	/* To GO, as QEMU counts it: the guest runs at the destination from there, before TAKEN
-	 * is back. */
+	/* To GO, as QEMU counts it: the destination resumes the guest once it has sent TAKEN. */
 	pthread_mutex_lock(&m->lock);
 	m->st.downtime_ns = now_ns() - t_stop;
 	pthread_mutex_unlock(&m->lock);
@@ -477,10 +459,6 @@ void *mig_source_thread(void *arg)
 	c.interactive = c.m->uri.kind != MIG_FILE;
 	/* A cancel (or quit) ends the connect too. */
 	fd = mig_uri_connect(&c.m->uri, c.m->cancel_fd, c.err, sizeof(c.err));
-	if (fd >= 0 && c.interactive &&
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
-		       &(struct timeval){ .tv_sec = SEND_TIMEOUT_S }, sizeof(struct timeval)) < 0)
-		perrorf("migration: SO_SNDTIMEO");
 	if (fd >= 0) {
 		pthread_mutex_lock(&c.m->lock);
 		c.m->conn_fd = fd;

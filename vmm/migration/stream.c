@@ -227,8 +227,9 @@ int stream_get_header(struct mig_stream *s)
 		return -1;
 	}
 	if (v < MIG_VERSION_OLDEST || v > MIG_VERSION || ps != MIG_PAGE_SIZE) {
-		snprintf(s->err, sizeof(s->err), "stream format %u with %u-byte pages, expected %u with %u",
-			 v, ps, MIG_VERSION, MIG_PAGE_SIZE);
+		snprintf(s->err, sizeof(s->err),
+			 "stream format %u with %u-byte pages, expected %u to %u with %u", v, ps,
+			 MIG_VERSION_OLDEST, MIG_VERSION, MIG_PAGE_SIZE);
 		return -1;
 	}
 	s->version = v;

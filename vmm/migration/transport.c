@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include "vmm/migration/transport.h"
@@ -228,13 +229,28 @@ static int mig_file(const struct mig_uri *u, bool reading, char *err, size_t err
 	return fd;
 }
 
+/*
+ * A peer that takes nothing for this long has hung: a send fails, rather than hold the
+ * migration thread, and with it the guest, migrate_cancel, quit and an exiting tern.
+ */
+#define SEND_TIMEOUT_S 10
+
+static int mig_send_timeout(int fd)
+{
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
+				  &(struct timeval){ .tv_sec = SEND_TIMEOUT_S },
+				  sizeof(struct timeval)) < 0)
+		perrorf("migration: SO_SNDTIMEO");
+	return fd;
+}
+
 int mig_uri_connect(const struct mig_uri *u, int stop_fd, char *err, size_t errlen)
 {
 	switch (u->kind) {
 	case MIG_TCP:
-		return mig_tcp(u, false, stop_fd, err, errlen);
+		return mig_send_timeout(mig_tcp(u, false, stop_fd, err, errlen));
 	case MIG_UNIX:
-		return mig_unix(u, false, stop_fd, err, errlen);
+		return mig_send_timeout(mig_unix(u, false, stop_fd, err, errlen));
 	default:
 		return mig_file(u, false, err, errlen);
 	}
@@ -277,5 +293,5 @@ int mig_uri_accept(int lfd, int stop_fd, char *err, size_t errlen)
 		}
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
+	return mig_send_timeout(fd);
 }
