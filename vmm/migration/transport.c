@@ -126,6 +126,15 @@ static int connect_stoppable(int fd, const struct sockaddr *sa, socklen_t len, i
 	return fcntl(fd, F_SETFL, flags);
 }
 
+/* "tcp:HOST:PORT: why", an IPv6 HOST in brackets as it was given. */
+static void tcp_error(const struct mig_uri *u, const char *why, char *err, size_t errlen)
+{
+	bool v6 = strchr(u->host, ':') != NULL;
+
+	snprintf(err, errlen, "tcp:%s%s%s:%s: %s", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
+		 why);
+}
+
 static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0 };
@@ -133,13 +142,11 @@ static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *e
 	/* "tcp:0:4444" and "tcp::4444" mean every address, as QEMU takes them. */
 	const char *host = (!u->host[0] || !strcmp(u->host, "0")) && listening ? NULL : u->host;
 	int fd = -1, e, one = 1;
-	bool v6 = strchr(u->host, ':') != NULL;	/* named in brackets, as given */
 
 	hints.ai_family = host ? AF_UNSPEC : AF_INET;
 	e = getaddrinfo(host, u->port, &hints, &res);
 	if (e) {
-		snprintf(err, errlen, "tcp:%s%s%s:%s: %s", v6 ? "[" : "", u->host, v6 ? "]" : "",
-			 u->port, gai_strerror(e));
+		tcp_error(u, gai_strerror(e), err, errlen);
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -163,8 +170,7 @@ static int mig_tcp(const struct mig_uri *u, bool listening, int stop_fd, char *e
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		snprintf(err, errlen, "tcp:%s%s%s:%s: %s", v6 ? "[" : "", u->host, v6 ? "]" : "",
-			 u->port, strerror(errno));
+		tcp_error(u, strerror(errno), err, errlen);
 	return fd;
 }
 
