@@ -16,7 +16,7 @@ PYTHON  := /usr/bin/python3
 # Debian's source package (apt-get source, unpacked by dpkg-source: dpkg-dev, xz-utils).
 DEPS := build-essential pkg-config libseccomp-dev libfdt-dev libyajl-dev device-tree-compiler \
 	python3 python3-pytest iproute2 dnsmasq-base iputils-ping curl socat qemu-system-x86 \
-	dpkg-dev xz-utils python3-pytest-timeout busybox gdb acpica-tools
+	dpkg-dev xz-utils python3-pytest-timeout busybox gdb acpica-tools clang libclang-rt-14-dev
 
 VMM_SRCS  := $(wildcard vmm/*.c vmm/migration/*.c guest-boot/*.c net/*.c)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/%.o)
@@ -26,7 +26,20 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
 GUEST     := $(BUILD)/guest/guest.elf
 
-.PHONY: all deps guest run test unit bench clean format
+# Fuzzers (clang's libFuzzer, with ASan and UBSan): tests/fuzz/fuzz_NAME.c feeds one input to
+# the code that reads it; tests/fuzz/corpus/fuzz_NAME/ holds its seeds and every input that
+# once found a bug, which `make test` replays. The VMM's objects are built again for them,
+# instrumented, under $(BUILD)/fuzz/obj.
+FUZZ_CC     := clang
+FUZZ_CFLAGS := $(filter-out -O2,$(CFLAGS)) -O1 -fno-omit-frame-pointer \
+	       -Wno-gnu-variable-sized-type-not-at-end \
+	       -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJS   := $(LIB_OBJS:$(BUILD)/%=$(BUILD)/fuzz/obj/%)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_TIME   ?= 60
+
+.PHONY: all deps guest run test unit fuzzers fuzz bench clean format
 
 all: $(BUILD)/tern
 
@@ -47,6 +60,15 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJS)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 # Installs only what is missing, so a machine that has everything needs no network.
 deps:
 	@missing=$$(for p in $(DEPS); do \
@@ -65,6 +87,19 @@ guest:
 
 unit: $(UNIT_BINS)
 
+fuzzers: $(FUZZ_BINS)
+
+# Kept, so that a fuzzer added later does not rebuild them all.
+.SECONDARY: $(FUZZ_OBJS)
+
+# Each fuzzer for FUZZ_TIME seconds; what it learns stays in $(BUILD)/fuzz/corpus, and an input
+# that breaks it is left as $(BUILD)/fuzz/crash-* (copy it into the seeds once it is fixed).
+fuzz: deps fuzzers
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/}; echo "fuzz: $$n for $(FUZZ_TIME) s"; \
+		mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+		$$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(BUILD)/fuzz/ \
+			$(BUILD)/fuzz/corpus/$$n tests/fuzz/corpus/$$n; done
+
 # A test that hangs fails after 5 minutes, with every thread's stack, instead of stalling CI.
 PYTEST := $(PYTHON) -m pytest -p no:cacheprovider --timeout=300 tests
 KVM_OK := $(PYTHON) -c 'import sys; sys.path[:0] = ["tests"]; import conftest; \
@@ -80,7 +115,7 @@ with_kvm = if [ "$(TERN_NESTED)" = 0 ] || $(KVM_OK); then $(1); else \
 run: deps all guest
 	@$(call with_kvm,$(BUILD)/tern -kernel $(GUEST) -append "echo ticks" -m 128M -nographic -serial stdio)
 
-test: deps all guest unit
+test: deps all guest unit fuzzers
 	@$(call with_kvm,$(PYTEST))
 
 # Figures, never assertions; in the nested test host they are emulation's, not a machine's.
@@ -93,4 +128,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(VMM_OBJS:.o=.d)
+-include $(VMM_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
