@@ -13,11 +13,14 @@
 #include "vmm/vm.h"
 
 #define MON_SOCK_CLIENTS 8
+/* A client that reads none of this much output is cut off. */
+#define MON_OUT_MAX (1 << 20)
 
 struct mon_client {
 	struct mon_socket *ms;
 	int fd;
 	struct mon_session *s;
+	struct sock_out out;
 };
 
 struct mon_socket {
@@ -28,14 +31,27 @@ struct mon_socket {
 	struct mon_client client[MON_SOCK_CLIENTS];
 };
 
+static void mon_client_flush(struct mon_client *cl)
+{
+	bool waiting = sock_out_flush(&cl->out, cl->fd);
+
+	evloop_mod(&cl->ms->vm->loop, cl->fd, waiting ? EPOLLOUT : EPOLLIN);
+}
+
 static void mon_client_out(void *opaque, const char *buf, size_t len)
 {
 	struct mon_client *cl = opaque;
 
-	/* A client that stops reading loses output rather than stalling the I/O thread. */
-	if (cl->fd >= 0 && send(cl->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-	    errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
-		perrorf("-monitor unix:%s: send", cl->ms->path);
+	if (cl->fd < 0)
+		return;
+	/* Closing here would free the session a command still runs in: reading ends it later. */
+	if (sock_out_add(&cl->out, buf, len, MON_OUT_MAX) < 0) {
+		errorf("-monitor unix:%s: a client left %zu bytes unread: cut off", cl->ms->path,
+		       cl->out.len - cl->out.off);
+		sock_out_free(&cl->out);
+		shutdown(cl->fd, SHUT_RDWR);
+	}
+	mon_client_flush(cl);
 }
 
 static void mon_client_close(struct mon_client *cl)
@@ -45,14 +61,20 @@ static void mon_client_close(struct mon_client *cl)
 	cl->fd = -1;
 	monitor_session_close(cl->s);
 	cl->s = NULL;
+	sock_out_free(&cl->out);
 }
 
 static void mon_client_readable(void *opaque, uint32_t events)
 {
 	struct mon_client *cl = opaque;
 	char buf[512];
-	ssize_t n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	ssize_t n;
 
+	if (events & EPOLLOUT) {
+		mon_client_flush(cl);
+		return;
+	}
+	n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {

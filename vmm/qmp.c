@@ -42,8 +42,7 @@ struct qmp_client {
 	bool negotiated;
 	char in[QMP_IN_MAX];
 	size_t len;
-	char *out;		/* out[out_off, out_len): what the socket did not take yet */
-	size_t out_off, out_len;
+	struct sock_out out;
 	struct qmp_scan scan;
 };
 
@@ -63,54 +62,26 @@ static void qmp_client_close(struct qmp_client *c)
 	evloop_del(&c->q->vm->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
-	free(c->out);
-	c->out = NULL;
-	c->out_off = c->out_len = 0;
+	sock_out_free(&c->out);
 }
 
-/*
- * Sends what waits. While some still does, the client's input is not read (as QEMU, which
- * stops reading a client whose replies queue up): its replies never get lost or reordered.
- */
 static void qmp_flush(struct qmp_client *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	bool waiting = sock_out_flush(&c->out, c->fd);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		if (n < 0) /* gone: reading the socket now finds that out and closes it */
-			c->out_off = c->out_len;
-		else
-			c->out_off += n;
-	}
-	if (c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
-	evloop_mod(&c->q->vm->loop, c->fd, c->out_len ? EPOLLOUT : EPOLLIN);
+	evloop_mod(&c->q->vm->loop, c->fd, waiting ? EPOLLOUT : EPOLLIN);
 }
 
 static void qmp_send(struct qmp_client *c, const char *json, size_t len)
 {
-	char *out;
-
 	if (c->fd < 0)
 		return;
-	if (c->out_off) { /* what was sent makes room */
-		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-		c->out_len -= c->out_off;
-		c->out_off = 0;
-	}
-	out = c->out_len + len + 2 <= QMP_OUT_MAX ? realloc(c->out, c->out_len + len + 2) : NULL;
-	if (!out) {
-		errorf("qmp: a client left %zu bytes unread: dropped", c->out_len);
+	if (sock_out_add(&c->out, json, len, QMP_OUT_MAX) < 0 ||
+	    sock_out_add(&c->out, "\r\n", 2, QMP_OUT_MAX) < 0) {
+		errorf("qmp: a client left %zu bytes unread: dropped", c->out.len - c->out.off);
 		qmp_client_close(c);
 		return;
 	}
-	memcpy(out + c->out_len, json, len);
-	memcpy(out + c->out_len + len, "\r\n", 2);
-	c->out = out;
-	c->out_len += len + 2;
 	qmp_flush(c);
 }
 
@@ -934,7 +905,7 @@ static void qmp_destroy(void *opaque)
 		struct qmp_client *c = &q->client[i];
 
 		/* The last replies and SHUTDOWN: a moment for a slow reader to take them. */
-		for (int tries = 0; c->fd >= 0 && c->out_len && tries < 10; tries++) {
+		for (int tries = 0; c->fd >= 0 && c->out.len && tries < 10; tries++) {
 			poll(&(struct pollfd){ .fd = c->fd, .events = POLLOUT }, 1, 10);
 			qmp_flush(c);
 		}

@@ -1,5 +1,6 @@
 /* Sockets for the monitor, QMP and migration transports. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -55,3 +56,41 @@ int unix_listen(const char *what, const char *path)
 	return fd;
 }
 
+
+int sock_out_add(struct sock_out *o, const void *data, size_t len, size_t max)
+{
+	size_t waiting = o->len - o->off;
+	char *buf;
+
+	if (o->off) { /* what was sent makes room */
+		memmove(o->buf, o->buf + o->off, waiting);
+		o->len = waiting;
+		o->off = 0;
+	}
+	buf = len <= max && waiting <= max - len ? realloc(o->buf, waiting + len) : NULL;
+	if (!buf)
+		return -1;
+	memcpy(buf + waiting, data, len);
+	o->buf = buf;
+	o->len += len;
+	return 0;
+}
+
+bool sock_out_flush(struct sock_out *o, int fd)
+{
+	while (o->off < o->len) {
+		ssize_t n = send(fd, o->buf + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		o->off = n < 0 ? o->len : o->off + n;
+	}
+	o->off = o->len = 0;
+	return false;
+}
+
+void sock_out_free(struct sock_out *o)
+{
+	free(o->buf);
+	*o = (struct sock_out){ 0 };
+}

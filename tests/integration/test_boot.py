@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import GUEST, TERN, Monitor, run_tern
+from conftest import GUEST, TERN, Monitor, connect_unix, run_tern
 
 BOOT = ["-kernel", GUEST, "-nographic", "-serial", "stdio", "-m", "128M"]
 
@@ -542,6 +542,31 @@ def test_monitor_socket(tern, tmp_path):
     s.sendall(b"quit\n")
     assert t.wait() == 0
     assert not os.path.exists(path), "monitor socket left behind"
+
+
+@pytest.mark.kvm
+def test_monitor_socket_keeps_output_a_client_reads_late(tern, tmp_path):
+    """A client that sends many commands before it reads gets every answer, whole and in
+    order: tern holds what the socket cannot take and reads no more commands meanwhile,
+    instead of dropping output (and prompts a script waits for)."""
+    path = str(tmp_path / "mon.sock")
+    t = tern(*BOOT, "-append", "echo", "-monitor", "unix:%s,server,nowait" % path)
+    t.expect(r"Booted up")
+    s = connect_unix(path)
+    n = 400  # about 1 MB of answers, several times what a unix socket holds
+    s.sendall(b"help\n" * n)
+    time.sleep(1)  # tern answers into a full socket meanwhile
+    buf = b""
+    s.settimeout(30)
+    while buf.count(b"(tern) ") < n + 1:
+        d = s.recv(65536)
+        assert d, "monitor closed after %d prompts" % buf.count(b"(tern) ")
+        buf += d
+    answers = buf.split(b"(tern) ")[1:-1]
+    assert len(answers) == n
+    assert len(set(answers)) == 1 and b"info migrate" in answers[0]
+    s.sendall(b"quit\n")
+    assert t.wait() == 0
 
 
 @pytest.mark.kvm

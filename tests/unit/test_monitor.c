@@ -1,8 +1,11 @@
 /* The monitor's line editor, as a terminal drives it: keys in, echo and output out. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #include "tests/unit/unit.h"
+#include "vmm/sock.h"
 #include "vmm/monitor.h"
 #include "vmm/vm.h"
 
@@ -101,6 +104,45 @@ static void test_lines(struct monitor *m)
 	CHECK(strstr(type(m, &c, "hx\x7fx\belp stop\r"), "stop -- pause the guest\n") != NULL);
 }
 
+/* A client's answers wait whole and in order while its socket is full, up to the limit. */
+static void test_sock_out(void)
+{
+	struct sock_out o = { 0 };
+	char chunk[4096], got[sizeof(chunk)];
+	size_t queued = 0, read_back = 0;
+	bool order = true;
+	int sv[2];
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	while (queued < (4u << 20)) { /* far past what the socket holds */
+		memset(chunk, 'a' + (queued / sizeof(chunk)) % 26, sizeof(chunk));
+		if (sock_out_add(&o, chunk, sizeof(chunk), 1 << 20) < 0)
+			break;
+		queued += sizeof(chunk);
+		sock_out_flush(&o, sv[0]);
+	}
+	CHECK(o.len - o.off == 1 << 20);	/* refused only once a whole MiB waits */
+	CHECK(sock_out_flush(&o, sv[0]));
+	while (read_back < queued) {
+		ssize_t n = recv(sv[1], got, sizeof(got), MSG_DONTWAIT);
+
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			order &= got[i] == (char)('a' + ((read_back + i) / sizeof(chunk)) % 26);
+		read_back += n;
+		sock_out_flush(&o, sv[0]);
+	}
+	CHECK_EQ(read_back, queued);
+	CHECK(order);
+	CHECK(!sock_out_flush(&o, sv[0]));
+	close(sv[1]);
+	CHECK(sock_out_add(&o, "x", 1, 1 << 20) == 0);
+	CHECK(!sock_out_flush(&o, sv[0])); /* a gone client: dropped, not kept */
+	sock_out_free(&o);
+	close(sv[0]);
+}
+
 int main(void)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -109,6 +151,7 @@ int main(void)
 	test_escape_sequences(m);
 	test_backspace_utf8(m);
 	test_lines(m);
+	test_sock_out();
 	monitor_destroy(m);
 	free(vm);
 	return unit_summary();
