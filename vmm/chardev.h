@@ -13,6 +13,7 @@ struct chardev {
 	/* 0, or -1 when the bytes were dropped (a write error, or give_up said so). */
 	int (*write)(struct chardev *c, const uint8_t *buf, size_t len);
 	void (*input)(void *opaque, const uint8_t *buf, size_t len);
+	void (*brk)(void *opaque);	/* a line break (Ctrl-A b); same opaque as input */
 	void *input_opaque;
 	/* Set by a front end that writes from vCPU threads: while the backend takes nothing,
 	 * whether to give up on the bytes (see write_full_unless). */

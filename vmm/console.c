@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -25,6 +26,12 @@ struct console {
 	bool escape;		/* Ctrl-A seen */
 	bool tty, stdin_open;
 	bool write_failed;	/* an error writing stdout was printed (any thread: atomic) */
+	/*
+	 * Ctrl-A t: when the guest's lines began to be stamped (now_ns(), atomic; 0: they are
+	 * not). The rest belongs to the one thread at a time that writes the guest's output.
+	 */
+	uint64_t stamp_start, stamp_seen;
+	bool stamp_line;	/* the next byte begins a line */
 	struct termios saved;
 	/* Monitor output while the guest's console is shown (a blocking migrate's progress and
 	 * summary), shown at the switch back, as QEMU's mux does: not mixed into the guest's. */
@@ -47,10 +54,46 @@ static int console_out(struct console *c, struct chardev *chr, const uint8_t *bu
 	return -1;
 }
 
+/* The guest's output with each line after the first stamped, as QEMU's "[hh:mm:ss.mmm] ". */
+static int console_write_stamped(struct console *c, struct chardev *chr, const uint8_t *buf,
+				 size_t len, uint64_t start)
+{
+	if (c->stamp_seen != start) { /* turned on anew: stamps begin at the next line */
+		c->stamp_seen = start;
+		c->stamp_line = false;
+	}
+	while (len) {
+		const uint8_t *nl = memchr(buf, '\n', len);
+		size_t n = nl ? (size_t)(nl - buf) + 1 : len;
+
+		if (c->stamp_line) {
+			uint64_t ms = (now_ns() - start) / 1000000;
+			char stamp[40];
+			int k = snprintf(stamp, sizeof(stamp), "[%02llu:%02llu:%02llu.%03llu] ",
+					 (unsigned long long)(ms / 3600000),
+					 (unsigned long long)(ms / 60000 % 60),
+					 (unsigned long long)(ms / 1000 % 60),
+					 (unsigned long long)(ms % 1000));
+
+			if (console_out(c, chr, (const uint8_t *)stamp, k) < 0)
+				return -1;
+		}
+		if (console_out(c, chr, buf, n) < 0)
+			return -1;
+		c->stamp_line = nl != NULL;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int console_write(struct chardev *chr, const uint8_t *buf, size_t len)
 {
 	struct console *c = (struct console *)((char *)chr - offsetof(struct console, chr));
+	uint64_t start = __atomic_load_n(&c->stamp_start, __ATOMIC_RELAXED);
 
+	if (start)
+		return console_write_stamped(c, chr, buf, len, start);
 	return console_out(c, chr, buf, len);
 }
 
@@ -83,6 +126,8 @@ static void console_help(struct console *c)
 		"C-a h    print this help\n"
 		"C-a x    exit tern\n"
 		"C-a c    switch between console and monitor\n"
+		"C-a t    toggle console timestamps\n"
+		"C-a b    send break (magic sysrq in Linux)\n"
 		"C-a C-a  sends C-a\n";
 
 	console_out(c, NULL, (const uint8_t *)help, sizeof(help) - 1);
@@ -110,6 +155,15 @@ static void console_escape(struct console *c, uint8_t ch)
 	case 'h':
 	case '?':
 		console_help(c);
+		break;
+	case 't':
+		__atomic_store_n(&c->stamp_start,
+				 __atomic_load_n(&c->stamp_start, __ATOMIC_RELAXED) ? 0 : now_ns(),
+				 __ATOMIC_RELAXED);
+		break;
+	case 'b':
+		if (c->serial && !c->focus_monitor && c->chr.brk)
+			c->chr.brk(c->chr.input_opaque);
 		break;
 	case 'c':
 		if (!c->serial)

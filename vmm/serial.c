@@ -29,14 +29,17 @@ enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_
 
 #define IER_RDI 0x01
 #define IER_THRI 0x02
+#define IER_RLSI 0x04
 #define IIR_NONE 0x01
 #define IIR_THRI 0x02
 #define IIR_RDI 0x04
+#define IIR_RLSI 0x06
 #define IIR_FIFO 0xc0
 #define LCR_DLAB 0x80
 #define MCR_MASK 0x1f /* a 16550A's MCR has no bits 5-7 */
 #define MCR_LOOP 0x10
 #define LSR_DR 0x01
+#define LSR_BI 0x10
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 #define MSR_DCD_DSR_CTS 0xb0
@@ -55,6 +58,12 @@ struct serial {
 	uint8_t rx[SERIAL_RX_SIZE];
 	unsigned rx_head, rx_len;
 	/*
+	 * A break (Ctrl-A b) is a NUL in the FIFO that LSR flags (BI) once it is next to read:
+	 * brk is its place from the head, 1 for next, 0 for none. It is not carried by a
+	 * migration (its NUL arrives as a plain one): a break is a moment, not a state.
+	 */
+	unsigned brk;
+	/*
 	 * Bytes written to THR, on their way to the backend: one thread at a time (flushing)
 	 * writes them out, in order. Empty whenever no vCPU is in serial_io(), so a migration
 	 * has nothing to carry.
@@ -67,6 +76,8 @@ struct serial {
 
 static uint8_t serial_iir(struct serial *s)
 {
+	if ((s->r.ier & IER_RLSI) && s->brk == 1)
+		return IIR_RLSI | IIR_FIFO;
 	if ((s->r.ier & IER_RDI) && s->rx_len)
 		return IIR_RDI | IIR_FIFO;
 	if ((s->r.ier & IER_THRI) && s->r.thri_pending)
@@ -95,6 +106,8 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
 			return s->r.dll;
 		if (!s->rx_len)
 			return 0;
+		if (s->brk)
+			s->brk--;
 		v = s->rx[s->rx_head];
 		s->rx_head = (s->rx_head + 1) % SERIAL_RX_SIZE;
 		s->rx_len--;
@@ -112,7 +125,7 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
 	case UART_MCR:
 		return s->r.mcr;
 	case UART_LSR:
-		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0);
+		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0) | (s->brk == 1 ? LSR_BI : 0);
 	case UART_MSR:
 		if (!(s->r.mcr & MCR_LOOP))
 			return MSR_DCD_DSR_CTS;
@@ -207,7 +220,7 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 	case UART_IIR_FCR:
 		s->r.fcr = v;
 		if (v & 0x02)
-			s->rx_len = 0;
+			s->rx_len = s->brk = 0;
 		return;
 	case UART_LCR:
 		s->r.lcr = v;
@@ -245,6 +258,20 @@ static void serial_input(void *opaque, const uint8_t *buf, size_t len)
 	for (size_t i = 0; i < len && s->rx_len < SERIAL_RX_SIZE; i++)
 		serial_rx_put(s, buf[i]);
 	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A line break from the console (Ctrl-A b): Linux's 8250 driver takes it as magic SysRq. */
+static void serial_break(void *opaque)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->brk && s->rx_len < SERIAL_RX_SIZE) {
+		serial_rx_put(s, 0);
+		s->brk = s->rx_len;
+		serial_update_irq(s);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -293,6 +320,7 @@ static int serial_load(void *opaque, const void *fdt, int node)
 	memcpy(s->rx, rx, n);
 	s->rx_head = 0;
 	s->rx_len = n;
+	s->brk = 0;
 	/* The irqchip's state travels on its own; just resync our view of the line. */
 	s->irq_level = -1;
 	serial_update_irq(s);
@@ -330,6 +358,7 @@ struct serial *serial_create(struct vm *vm, struct chardev *chr)
 	pthread_cond_init(&s->tx_room, NULL);
 	chr->input = serial_input;
 	chr->input_opaque = s;
+	chr->brk = serial_break;
 	chr->give_up = serial_give_up;
 	chr->give_up_opaque = s->vm;
 	if (iobus_register(&vm->pio, SERIAL_BASE, 8, serial_io, s) < 0 ||

@@ -90,6 +90,25 @@ def test_ctrl_a_help_and_literal_ctrl_a(tern):
 
 
 @pytest.mark.kvm
+def test_ctrl_a_t_stamps_the_guest_lines(tern):
+    """Ctrl-A t, as in QEMU: from the next line on, each line of the guest's begins with the
+    time since the key, as [hh:mm:ss.mmm]; Ctrl-A t again ends it."""
+    t = tern(*BOOT, "-append", "echo")
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    t.send(b"\x01tuptime\r")
+    m = t.expect(rb"\n\[00:00:0\d\.\d{3}\] uptime: [0-9.]+ ms", start=m.end())
+    t.send(b"uptime\r")
+    m = t.expect(rb"\n\[00:00:0\d\.\d{3}\] uptime: [0-9.]+ ms", start=m.end())
+    t.send(b"\x01t")
+    t.drain(0.2)
+    mark = len(t.out)
+    t.send(b"uptime\r")
+    t.expect(rb"\nuptime: [0-9.]+ ms", start=mark)
+    assert b"[00:" not in t.out[mark:], t.text()[-500:]
+
+
+@pytest.mark.kvm
 def test_monitor_info_status_and_quit(tern):
     t = tern(*BOOT, "-append", "echo")
     t.expect(r"Booted up")

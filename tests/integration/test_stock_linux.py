@@ -131,3 +131,16 @@ def test_stock_linux_live_migrates(tern, bridge, tmp_path):
     p = subprocess.run(["ip", "netns", "exec", NS, "ping", "-c", "3", "-W", "5", "10.9.9.2"],
                        stdout=subprocess.PIPE, text=True, timeout=60)
     assert p.returncode == 0, p.stdout
+
+
+def test_ctrl_a_b_is_magic_sysrq(tern, bridge):
+    """Ctrl-A b sends a break on the serial line, which Linux's 8250 driver takes as the start
+    of a magic SysRq: the key after it (h) makes the kernel print its SysRq help."""
+    t = tern(*stock_args(bridge, append="stock.stay"), netns=NS)
+    m = t.expect(r"stock: tick", timeout=180)
+    t.send(b"\x01b")
+    t.drain(0.5)
+    t.send(b"h")
+    t.expect(r"sysrq: HELP : ", start=m.end(), timeout=30)
+    t.send(b"\x01x")
+    assert t.wait(timeout=30) == 0

@@ -718,6 +718,31 @@ static void test_serial_paste(void)
 }
 
 /*
+ * Ctrl-A b: a NUL behind what waits, flagged by LSR.BI (and the line-status interrupt) only
+ * once it is next to read, as Linux's 8250 driver expects for magic SysRq; one at a time.
+ */
+static void test_serial_break(void)
+{
+	slow.chr.input(slow.chr.input_opaque, (const uint8_t *)"ab", 2);
+	uart_out_reg(1, 0x05); /* IER: RDI | RLSI */
+	slow.chr.brk(slow.chr.input_opaque);
+	slow.chr.brk(slow.chr.input_opaque);
+	CHECK_EQ(uart_in(5) & 0x11, 0x01);
+	CHECK_EQ(uart_in(2) & 0x0f, 0x04); /* data, not yet the break */
+	CHECK_EQ(uart_in(0), 'a');
+	CHECK_EQ(uart_in(0), 'b');
+	CHECK_EQ(uart_in(5) & 0x11, 0x11);
+	CHECK_EQ(uart_in(2) & 0x0f, 0x06);
+	CHECK_EQ(uart_in(0), 0);
+	CHECK_EQ(uart_in(5) & 0x11, 0x00); /* the second break came while one waited */
+	CHECK_EQ(uart_in(2) & 0x0f, 0x01);
+	slow.chr.brk(slow.chr.input_opaque);
+	uart_out_reg(2, 0x02); /* FCR: clear the receive FIFO, the break's NUL with it */
+	CHECK_EQ(uart_in(5) & 0x11, 0x00);
+	uart_out_reg(1, 0);
+}
+
+/*
  * A stream is trusted no more than the guest: registers the guest could never have set (IER's
  * or MCR's missing bits, a THR-empty flag other than 0 or 1) are refused, and a refused state
  * leaves the device as it was. A good one brings the registers and the receive FIFO.
@@ -864,6 +889,7 @@ int main(void)
 	test_serial_loopback();
 	test_serial_wide_read();
 	test_serial_paste();
+	test_serial_break();
 	test_serial_load();
 	test_write_gives_up();
 	test_serial_file_full();
