@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ void config_usage(void)
 	       "  -S                    do not run the guest until cont (with -incoming: once there)\n"
 	       "  -gdb tcp:[HOST]:PORT  wait for gdb (target remote) there; -s: -gdb tcp::1234\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
+	       "  -echr N               the console's escape key (1 = C-a, the default; 20 = C-t)\n"
 	       "  -config FILE.json     options from a JSON object: {\"m\": \"256M\", ...}\n"
 	       "  -name NAME[,process=P]  the guest's name (guest=NAME too), the process's\n"
 	       "  -pidfile FILE         tern's pid, locked while it runs\n"
@@ -700,6 +702,23 @@ static int config_name(struct tern_config *c, const char *arg)
 	return 0;
 }
 
+/* As QEMU: a character code, decimal or 0x hex; 1 to 26 are Ctrl-A to Ctrl-Z. */
+static int config_echr(struct tern_config *c, const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 0);
+	if (end == arg || *end || errno || v < 0 || v > 255) {
+		errorf("-echr: '%s': expected a character code from 0 to 255 (20 or 0x14: Ctrl-T)",
+		       arg);
+		return -1;
+	}
+	c->echr = v;
+	return 0;
+}
+
 static int config_sandbox(struct tern_config *c, const char *arg)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off")) {
@@ -733,6 +752,7 @@ static const struct config_opt {
 	{ "-incoming", config_incoming, 0, true },
 	{ "-name", config_name, 0, false },
 	{ "-sandbox", config_sandbox, 0, false },
+	{ "-echr", config_echr, 0, false },
 	{ "-config", config_json, 0, false },
 	{ "-netdev", config_netdev, 0, false },
 	{ "-device", config_device, 0, false },
@@ -959,6 +979,7 @@ int config_parse(struct tern_config *c, int argc, char **argv)
 	memset(c, 0, sizeof(*c));
 	c->mem_size = DEFAULT_MEM;
 	c->smp = 1;
+	c->echr = 0x01;
 
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i];

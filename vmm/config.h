@@ -63,6 +63,7 @@ struct tern_config {
 	bool nographic, daemonize, pvh;
 	bool start_paused;	/* -S: the guest waits for cont (or, incoming, arrives paused) */
 	bool no_sandbox;	/* -sandbox off: no system call filters */
+	unsigned char echr;	/* -echr: the console's escape key (Ctrl-A unless set) */
 	void *json;		/* -config FILE's tree: the strings above may point into it */
 	struct netdev_cfg netdev[CONFIG_MAX_NICS];
 	int n_netdev;

@@ -14,7 +14,6 @@
 #include "vmm/util.h"
 #include "vmm/vm.h"
 
-#define CTRL_A 0x01
 #define CONSOLE_MON_HELD 16384
 
 struct console {
@@ -23,7 +22,8 @@ struct console {
 	struct mon_session *mon;
 	bool serial;		/* the serial console lives here */
 	bool focus_monitor;
-	bool escape;		/* Ctrl-A seen */
+	unsigned char echr;	/* the escape key: Ctrl-A unless -echr says otherwise */
+	bool escape;		/* the escape key seen */
 	bool tty, stdin_open;
 	bool write_failed;	/* an error writing stdout was printed (any thread: atomic) */
 	/*
@@ -120,17 +120,26 @@ static void console_mon_flush(struct console *c)
 	c->mon_held_len = c->mon_dropped = 0;
 }
 
+/* The help, with the escape key as QEMU names it: C-a for Ctrl-A, else its code. */
 static void console_help(struct console *c)
 {
-	static const char help[] = "\n"
-		"C-a h    print this help\n"
-		"C-a x    exit tern\n"
-		"C-a c    switch between console and monitor\n"
-		"C-a t    toggle console timestamps\n"
-		"C-a b    send break (magic sysrq in Linux)\n"
-		"C-a C-a  sends C-a\n";
+	char key[8], help[512];
+	int n;
 
-	console_out(c, NULL, (const uint8_t *)help, sizeof(help) - 1);
+	if (c->echr >= 1 && c->echr <= 26)
+		snprintf(key, sizeof(key), "C-%c", 'a' + c->echr - 1);
+	else
+		snprintf(key, sizeof(key), "0x%02x", c->echr);
+	n = snprintf(help, sizeof(help),
+		     "\n"
+		     "%s h    print this help\n"
+		     "%s x    exit tern\n"
+		     "%s c    switch between console and monitor\n"
+		     "%s t    toggle console timestamps\n"
+		     "%s b    send break (magic sysrq in Linux)\n"
+		     "%s %s  sends %s\n",
+		     key, key, key, key, key, key, key, key);
+	console_out(c, NULL, (const uint8_t *)help, MIN((size_t)n, sizeof(help) - 1));
 }
 
 static void console_deliver(struct console *c, const uint8_t *buf, size_t len)
@@ -145,8 +154,10 @@ static void console_deliver(struct console *c, const uint8_t *buf, size_t len)
 
 static void console_escape(struct console *c, uint8_t ch)
 {
-	static const uint8_t ctrl_a = CTRL_A;
-
+	if (ch == c->echr) {
+		console_deliver(c, &ch, 1);
+		return;
+	}
 	switch (ch) {
 	case 'x':
 		errorf("terminated");
@@ -176,13 +187,10 @@ static void console_escape(struct console *c, uint8_t ch)
 			monitor_prompt(c->mon);
 		}
 		break;
-	case CTRL_A:
-		console_deliver(c, &ctrl_a, 1);
-		break;
 	}
 }
 
-/* Splits input at Ctrl-A escapes; everything else goes to whichever side has focus. */
+/* Splits input at escapes (Ctrl-A unless -echr); the rest goes to the side that has focus. */
 static void console_input(struct console *c, const uint8_t *buf, size_t len)
 {
 	size_t start = 0;
@@ -192,7 +200,7 @@ static void console_input(struct console *c, const uint8_t *buf, size_t len)
 			c->escape = false;
 			console_escape(c, buf[i]);
 			start = i + 1;
-		} else if (buf[i] == CTRL_A) {
+		} else if (buf[i] == c->echr) {
 			console_deliver(c, buf + start, i - start);
 			c->escape = true;
 			start = i + 1;
@@ -264,7 +272,8 @@ static bool console_pollable(void)
 	return !S_ISREG(st.st_mode) && (!S_ISCHR(st.st_mode) || isatty(STDIN_FILENO));
 }
 
-struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
+struct console *console_create(struct vm *vm, struct monitor *mon, bool serial,
+			       unsigned char echr)
 {
 	struct console *c = calloc(1, sizeof(*c));
 
@@ -274,6 +283,7 @@ struct console *console_create(struct vm *vm, struct monitor *mon, bool serial)
 	}
 	c->vm = vm;
 	c->serial = serial;
+	c->echr = echr;
 	c->focus_monitor = !serial;
 	c->chr.write = console_write;
 	c->chr.fd = -1;

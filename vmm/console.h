@@ -1,7 +1,7 @@
 /*
  * stdin/stdout as the guest's serial console, multiplexed with the monitor as QEMU's
  * `-nographic` does: Ctrl-A c switches, Ctrl-A x quits, Ctrl-A h helps, Ctrl-A Ctrl-A sends
- * Ctrl-A. A terminal is put in raw mode and restored on every way out.
+ * Ctrl-A (or another key than Ctrl-A, with -echr). A terminal is put in raw mode and restored on every way out.
  */
 #ifndef TERN_CONSOLE_H
 #define TERN_CONSOLE_H
@@ -13,8 +13,10 @@ struct console;
 struct monitor;
 struct chardev;
 
-/* serial: whether the guest's serial console lives on stdio (else stdio is the monitor). */
-struct console *console_create(struct vm *vm, struct monitor *mon, bool serial);
+/* serial: whether the guest's serial console lives on stdio (else stdio is the monitor);
+ * echr: the escape key (-echr), Ctrl-A unless set. */
+struct console *console_create(struct vm *vm, struct monitor *mon, bool serial,
+			       unsigned char echr);
 /* The backend the UART writes to and reads from. */
 struct chardev *console_chardev(struct console *c);
 /* SIGCONT: raw mode again, if tern has the terminal. */

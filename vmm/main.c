@@ -109,7 +109,7 @@ static int tern_console(struct tern *t)
 	struct chardev *chr;
 
 	if (!c->daemonize) {
-		t->console = console_create(vm, vm->monitor, c->serial == SERIAL_STDIO);
+		t->console = console_create(vm, vm->monitor, c->serial == SERIAL_STDIO, c->echr);
 		if (!t->console)
 			return -1;
 	}

@@ -90,6 +90,23 @@ def test_ctrl_a_help_and_literal_ctrl_a(tern):
 
 
 @pytest.mark.kvm
+def test_echr_moves_the_escape_key(tern):
+    """-echr 20, as in QEMU: Ctrl-T is the escape key (for tern inside screen, whose own is
+    Ctrl-A); the help names it, Ctrl-A reaches the guest as it is, and Ctrl-T x quits."""
+    t = tern(*BOOT, "-append", "echo", "-echr", "20")
+    m = t.expect(r"Booted up")
+    t.drain(0.2)
+    t.send(b"\x14h")
+    t.expect(r"C-t x    exit tern\n", start=m.end())
+    t.expect(r"C-t C-t  sends C-t\n", start=m.end())
+    mark = len(t.out)
+    t.send(b"p\x01q\x14\x14r")
+    t.expect(rb"p\x01q\x14r", start=mark)
+    t.send(b"\x14x")
+    assert t.wait() == 0
+
+
+@pytest.mark.kvm
 def test_ctrl_a_t_stamps_the_guest_lines(tern):
     """Ctrl-A t, as in QEMU: from the next line on, each line of the guest's begins with the
     time since the key, as [hh:mm:ss.mmm]; Ctrl-A t again ends it."""

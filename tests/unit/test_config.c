@@ -33,6 +33,16 @@ static void test_basic(void)
 	CHECK_EQ(c.mem_size, 64ULL << 20);
 	CHECK_EQ(PARSE(&c, "-kernel", "k"), 0);
 	CHECK_EQ(c.mem_size, 128ULL << 20);
+	/* The console's escape key: Ctrl-A unless -echr, in decimal or hex, as QEMU takes it. */
+	CHECK_EQ(c.echr, 0x01);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "20"), 0);
+	CHECK_EQ(c.echr, 0x14);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "0x1d"), 0);
+	CHECK_EQ(c.echr, 0x1d);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "256"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "-1"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "t"), -1);
+	CHECK_EQ(PARSE(&c, "-kernel", "k", "-echr", "20x"), -1);
 }
 
 static void test_serial_monitor(void)
