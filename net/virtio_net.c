@@ -422,10 +422,19 @@ static int virtio_net_load(void *opaque, const void *fdt, int node)
 	uint32_t status;
 	int r, len;
 
+	/*
+	 * The link status is the device's alone (the guest cannot write it) and always up: a
+	 * stream that says otherwise would take the guest's network down for good.
+	 */
+	if (state_get_u32(fdt, node, "status", &status) < 0)
+		return -1;
+	if (status != NET_S_LINK_UP) {
+		errorf("%s: the stream's link status %#x is not this device's (%d: link up)",
+		       n->v.name, status, NET_S_LINK_UP);
+		return -1;
+	}
 	pthread_mutex_lock(&n->v.lock);
 	r = virtio_mmio_load(&n->v, fdt, node);
-	if (!r)
-		r = state_get_u32(fdt, node, "status", &status);
 	if (!r) {
 		len = state_get_var(fdt, node, "rx-frame", n->frame, sizeof(n->frame));
 		n->frame_len = len > 0 ? len : 0;

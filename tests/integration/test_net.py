@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from conftest import GUEST, ROOT, Monitor, Tern, free_port
+from migproxy import patch_device_state
 
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 RUN_PY = os.path.join(ROOT, "scripts", "run.py")
@@ -388,6 +389,30 @@ def test_snapshot_then_cont_keeps_the_network(lab, tmp_path):
         in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
     finally:
         t.kill()
+
+
+def test_snapshot_with_link_down_refused(lab, tmp_path):
+    """The NIC's link status is the device's own, always up: a snapshot that says down (the
+    last byte of the big-endian "status") is refused with one line, and the guest does not run
+    there with its network dead, as it used to."""
+    t = tern_in_lab(tmp_path / "m0")
+    try:
+        assert guest_ip(t) == PINNED_IP
+        mon = Monitor(str(tmp_path / "m0"))
+        assert "completed" in mon.cmd('migrate "file:%s"' % (tmp_path / "snap"))
+    finally:
+        t.kill()
+    path = str(tmp_path / "down.snap")
+    patch_device_state(str(tmp_path / "snap"), path, "virtio-net", "status", 3, 0)
+    dst = tern_in_lab(tmp_path / "m1", "-incoming", "file:" + path)
+    try:
+        assert dst.wait(timeout=30) != 0
+        out = dst.text()
+        assert "the stream's link status 0 is not this device's (1: link up)" in out, out
+        line = [l for l in out.splitlines() if l.startswith("tern:")][-1]
+        assert line.endswith("incoming migration failed: device virtio-net refused its state"), out
+    finally:
+        dst.kill()
 
 
 def test_migrations_keep_a_busy_tcp_connection(lab, tmp_path):

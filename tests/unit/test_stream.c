@@ -545,6 +545,49 @@ static void test_hello_bad_lengths(void)
 	}
 }
 
+static int fake_load(void *opaque, const void *fdt, int node)
+{
+	uint32_t v;
+
+	return state_get_u32(fdt, node, "v", &v);
+}
+
+static const struct device_ops loaded_ops = { .name = "disk", .load = fake_load };
+
+/* A device-state tree with one node of that name, with property v (4 bytes). */
+static int state_tree(char *fdt, int size, const char *node)
+{
+	fdt_create(fdt, size);
+	fdt_finish_reservemap(fdt);
+	fdt_begin_node(fdt, "");
+	fdt_begin_node(fdt, node);
+	fdt_property_u32(fdt, "v", 1);
+	fdt_end_node(fdt);
+	fdt_end_node(fdt);
+	fdt_finish(fdt);
+	return fdt_totalsize(fdt);
+}
+
+/*
+ * A device's state is its node's, by the exact name: libfdt would take "disk@anything" for
+ * "disk", and hand the stream's name, unprintable as it may be, to the device's messages.
+ */
+static void test_load_node_names(void)
+{
+	static struct vm vm;
+	char why[200] = "", fdt[1024];
+	int len;
+
+	vm.dev[0] = (struct device){ &loaded_ops, NULL };
+	vm.ndev = 1;
+	vm.loop.thread = pthread_self(); /* the load runs here, as on the I/O thread */
+	len = state_tree(fdt, sizeof(fdt), "disk");
+	CHECK_EQ(mig_load_devices(&vm, fdt, len, why, sizeof(why)), 0);
+	len = state_tree(fdt, sizeof(fdt), "disk@\n\033[2J");
+	CHECK_EQ(mig_load_devices(&vm, fdt, len, why, sizeof(why)), -1);
+	CHECK_STR(why, "no state for device disk in the stream");
+}
+
 /* One record through ram_receive, as the destination reads it; why gets the error. */
 static int receive_one(struct mig_ram *r, uint32_t type, uint64_t arg, const void *p, size_t len,
 		       char *why, size_t wlen)
@@ -734,6 +777,7 @@ int main(void)
 	test_hello_check();
 	test_hello_hostile();
 	test_hello_bad_lengths();
+	test_load_node_names();
 	test_ram_receive();
 	test_dirty();
 	test_touched_pages();

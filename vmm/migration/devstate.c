@@ -234,6 +234,23 @@ struct load_call {
 	int r;
 };
 
+/*
+ * The root's subnode of exactly that name: libfdt's lookup takes "name@anything" for "name", and
+ * would load a device from a node the source never wrote (its name then in the messages).
+ */
+static int exact_subnode(const void *fdt, const char *name)
+{
+	int node;
+
+	fdt_for_each_subnode(node, fdt, 0) {
+		const char *n = fdt_get_name(fdt, node, NULL);
+
+		if (n && !strcmp(n, name))
+			return node;
+	}
+	return -1;
+}
+
 static void load_on_io_thread(void *arg)
 {
 	struct load_call *c = arg;
@@ -248,7 +265,7 @@ static void load_on_io_thread(void *arg)
 
 		if (!d->ops->load)
 			continue;
-		node = fdt_subnode_offset(c->fdt, 0, name);
+		node = exact_subnode(c->fdt, name);
 		if (node < 0) {
 			snprintf(c->err, c->errlen, "no state for device %s in the stream", name);
 			c->r = -1;
