@@ -179,6 +179,27 @@ void mem_populate(void *p, size_t len)
 		madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
+bool ratelimit_pass(struct ratelimit *rl, const char *what)
+{
+	const uint64_t window = RATELIMIT_WINDOW_S * 1000000000ULL;
+	uint64_t now = now_ns();
+
+	if (!rl->start || now - rl->start >= window) {
+		rl->start = now;
+		rl->said = 0;
+	}
+	if (rl->said < RATELIMIT_BURST) {
+		rl->said++;
+		return true;
+	}
+	if (rl->said == RATELIMIT_BURST) {
+		rl->said++;
+		errorf("%s: more such lines in the next %llu s are not shown", what,
+		       (unsigned long long)((rl->start + window - now) / 1000000000ULL + 1));
+	}
+	return false;
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;

@@ -28,6 +28,21 @@ void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void perrorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
+ * For lines a guest can make tern say as often as it likes (a driver that breaks its device
+ * in a loop): a few each RATELIMIT_WINDOW_S, so that stderr, often a log file, cannot be
+ * flooded. The caller serialises calls on one ratelimit.
+ */
+#define RATELIMIT_BURST 5
+#define RATELIMIT_WINDOW_S 10
+struct ratelimit {
+	uint64_t start;
+	unsigned said;
+};
+/* Whether the next line may be said; the first time in a window it may not, says so for
+ * what ("what: more such lines in the next 8 s are not shown"). */
+bool ratelimit_pass(struct ratelimit *rl, const char *what);
+
+/*
  * Whether len bytes are a string a message may show as it is: printable, ending with the only
  * NUL. What came from a migration stream could hold a newline, or a terminal's escapes.
  */

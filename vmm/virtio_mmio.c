@@ -100,8 +100,9 @@ void virtio_mmio_broken(struct virtio_mmio *v, unsigned q)
 {
 	if (v->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
-	errorf("%s: queue %u: %s; device marked NEEDS_RESET", v->name, q,
-	       v->vq[q].error ? v->vq[q].error : "malformed ring");
+	if (ratelimit_pass(&v->broken_lines, v->name))
+		errorf("%s: queue %u: %s; device marked NEEDS_RESET", v->name, q,
+		       v->vq[q].error ? v->vq[q].error : "malformed ring");
 	v->status |= VIRTIO_STATUS_NEEDS_RESET;
 	v->ops->reset(v->opaque);
 	virtio_mmio_config_changed(v);
@@ -135,7 +136,7 @@ static void virtio_mmio_set_status(struct virtio_mmio *v, uint32_t status)
 		status &= ~VIRTIO_STATUS_FEATURES_OK;
 	/* Without agreed features the device cannot run (virtio 1.x 3.1.1): it needs a reset. */
 	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_FEATURES_OK)) {
-		if (!(was & VIRTIO_STATUS_NEEDS_RESET))
+		if (!(was & VIRTIO_STATUS_NEEDS_RESET) && ratelimit_pass(&v->broken_lines, v->name))
 			errorf("%s: DRIVER_OK without FEATURES_OK; device marked NEEDS_RESET",
 			       v->name);
 		status = (status & ~VIRTIO_STATUS_DRIVER_OK) | VIRTIO_STATUS_NEEDS_RESET;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/util.h"
 #include "vmm/virtq.h"
 
 struct vm;
@@ -88,6 +89,7 @@ struct virtio_mmio {
 	uint64_t base;
 	uint32_t irq;
 	pthread_mutex_t lock;
+	struct ratelimit broken_lines;	/* a driver may break the device in a loop */
 
 	/* Registers; these and vq[] are what a migration saves. */
 	uint32_t status, isr, dev_features_sel, drv_features_sel, queue_sel, config_gen;

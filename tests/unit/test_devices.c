@@ -829,6 +829,30 @@ static const char *stderr_of(void (*fn)(void *), void *arg, char *buf, size_t le
 	return buf;
 }
 
+static void break_in_a_loop(void *arg)
+{
+	struct virtio_mmio *v = arg;
+
+	for (int i = 0; i < 50; i++) {
+		handshake(v, OFFERED, S_ACK | S_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+		wr(v, REG_STATUS, 0);
+	}
+}
+
+/* A driver that breaks its device in a loop cannot flood stderr (often a log file). */
+static void test_broken_lines_limited(struct virtio_mmio *v)
+{
+	char err[2048], *p = err;
+	int lines = 0;
+
+	v->broken_lines = (struct ratelimit){ 0 };
+	stderr_of(break_in_a_loop, v, err, sizeof(err));
+	while ((p = strchr(p, '\n')) && ++p)
+		lines++;
+	CHECK_EQ(lines, RATELIMIT_BURST + 1);
+	CHECK(strstr(err, "tern: test@0xd0000000: more such lines in the next 10 s are not shown\n"));
+}
+
 static void three_writes(void *arg)
 {
 	struct chardev *c = arg;
@@ -893,6 +917,7 @@ int main(void)
 	test_serial_load();
 	test_write_gives_up();
 	test_serial_file_full();
+	test_broken_lines_limited(&v);
 	test_evloop_slots();
 	test_evloop_call_at_stop();
 	test_evloop_call_before_run();
