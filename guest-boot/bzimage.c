@@ -132,8 +132,11 @@ int bzimage_load(struct guest_mem *mem, const struct boot_file *f, struct kernel
 	hdr_end = MIN((size_t)HDR_MAGIC + f->data[HDR_JUMP + 1], (size_t)HDR_END_MAX);
 	ki->setup_hdr_len = hdr_end - HDR_START;
 	memcpy(ki->setup_hdr, f->data + HDR_START, ki->setup_hdr_len);
-	/* The loader's fields (bzimage_check() found them in the header) are ours: none here. */
-	memset(ki->setup_hdr + HDR_HARDWARE_SUBARCH - HDR_START, 0, 12);
-	memset(ki->setup_hdr + HDR_SETUP_DATA - HDR_START, 0, 8);
+	/*
+	 * The loader's fields (bzimage_check() found them in the header) are ours: none here.
+	 * The offset first: setup_hdr + 0x23c alone would point far past the array (UB).
+	 */
+	memset(ki->setup_hdr + (HDR_HARDWARE_SUBARCH - HDR_START), 0, 12);
+	memset(ki->setup_hdr + (HDR_SETUP_DATA - HDR_START), 0, 8);
 	return 0;
 }

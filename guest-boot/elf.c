@@ -70,6 +70,19 @@ static int elf_check_header(const struct boot_file *f, const Elf64_Ehdr *eh)
 	return 0;
 }
 
+/*
+ * Every PT_LOAD, even one of memsz 0 that loads nothing: elf_in_segment() takes the file bytes
+ * as loaded, and an entry there would run whatever RAM holds.
+ */
+static int elf_check_sizes(const struct boot_file *f, int i, const Elf64_Phdr *ph)
+{
+	if (ph->p_filesz > ph->p_memsz) {
+		errorf("%s: %s: segment %d has filesz > memsz", f->what, f->path, i);
+		return -1;
+	}
+	return 0;
+}
+
 static int elf_check_segment(const struct guest_mem *mem, const struct boot_file *f, int i,
 			     const Elf64_Phdr *ph)
 {
@@ -78,10 +91,6 @@ static int elf_check_segment(const struct guest_mem *mem, const struct boot_file
 	if (ph->p_offset > f->size || ph->p_filesz > f->size - ph->p_offset) {
 		errorf("%s: %s: truncated ELF: segment %d ends past the end of the file", f->what,
 		       f->path, i);
-		return -1;
-	}
-	if (ph->p_filesz > ph->p_memsz) {
-		errorf("%s: %s: segment %d has filesz > memsz", f->what, f->path, i);
 		return -1;
 	}
 	if (!mem_fits(mem, start, ph->p_memsz)) {
@@ -165,7 +174,11 @@ static int elf_load_segments(struct guest_mem *mem, const struct boot_file *f,
 	for (int i = 0; i < n; i++) {
 		if (ph[i].p_type == PT_NOTE && elf_note(f, &ph[i], ki) < 0)
 			return -1;
-		if (ph[i].p_type != PT_LOAD || ph[i].p_memsz == 0)
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		if (elf_check_sizes(f, i, &ph[i]) < 0)
+			return -1;
+		if (ph[i].p_memsz == 0)
 			continue;
 		if (elf_check_segment(mem, f, i, &ph[i]) < 0 ||
 		    file_pread(f, mem->base + ph[i].p_paddr, ph[i].p_filesz, ph[i].p_offset) < 0)

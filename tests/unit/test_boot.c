@@ -161,6 +161,9 @@ static void test_elf_bad(void)
 	cfg.kernel = path;
 	EXPECT_FAIL(&cfg, "kernel: ");
 	EXPECT_FAIL(&cfg, "missing.elf: No such file or directory");
+	/* The path quoted as it is would end the line early: still one line. */
+	cfg.kernel = "/nonexistent/a\nb\x1b[2J.elf";
+	EXPECT_FAIL(&cfg, "kernel: /nonexistent/a?b?[2J.elf: No such file or directory");
 	cfg.kernel = tmp_file("empty", "", 0);
 	EXPECT_FAIL(&cfg, "empty: empty file");
 	cfg.kernel = tmp_file("text", "hello, world\n", 13);
@@ -255,6 +258,19 @@ static void test_elf_bad(void)
 	ph[0].p_memsz = 0x100001;
 	cfg.kernel = tmp_file("overlap-bss.elf", elfbuf, len);
 	EXPECT_FAIL(&cfg, "segments 0 (0x200000-0x300001) and 1 (0x300000-0x400000) overlap");
+
+	/*
+	 * A PT_LOAD with file bytes but no memsz loads nothing: an entry in its file bytes
+	 * would start the kernel on whatever RAM holds there.
+	 */
+	len = build_elf(elfbuf, sizeof(elfbuf), &t);
+	ph[1] = ph[0];
+	ph[1].p_paddr = 0x300000;
+	ph[1].p_memsz = 0;
+	eh->e_phnum = 2;
+	eh->e_entry = 0x300000;
+	cfg.kernel = tmp_file("nomemsz.elf", elfbuf, len);
+	EXPECT_FAIL(&cfg, "segment 1 has filesz > memsz");
 }
 
 /* A kernel file of 20 GiB (sparse): only its headers and segments are read, not all of it. */
