@@ -10,7 +10,8 @@ from conftest import ROOT
 
 FUZZ_DIR = os.path.join(ROOT, "build", "fuzz")
 CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
-NAMES = sorted(os.path.basename(s)[:-2] for s in glob.glob(os.path.join(ROOT, "tests", "fuzz", "fuzz_*.c")))
+NAMES = sorted(os.path.basename(s)[:-2]
+               for s in glob.glob(os.path.join(ROOT, "tests", "fuzz", "fuzz_*.c")))
 
 
 @pytest.mark.parametrize("name", NAMES)
