@@ -1,7 +1,8 @@
 /*
  * stdin/stdout as the guest's serial console, multiplexed with the monitor as QEMU's
  * `-nographic` does: Ctrl-A c switches, Ctrl-A x quits, Ctrl-A h helps, Ctrl-A Ctrl-A sends
- * Ctrl-A (or another key than Ctrl-A, with -echr). A terminal is put in raw mode and restored on every way out.
+ * Ctrl-A (another key than Ctrl-A with -echr). A terminal is put in raw mode and restored on
+ * every way out.
  */
 #ifndef TERN_CONSOLE_H
 #define TERN_CONSOLE_H

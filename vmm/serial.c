@@ -58,9 +58,9 @@ struct serial {
 	uint8_t rx[SERIAL_RX_SIZE];
 	unsigned rx_head, rx_len;
 	/*
-	 * A break (Ctrl-A b) is a NUL in the FIFO that LSR flags (BI) once it is next to read:
-	 * brk is its place from the head, 1 for next, 0 for none. It is not carried by a
-	 * migration (its NUL arrives as a plain one): a break is a moment, not a state.
+	 * A break (Ctrl-A b) is a NUL in the FIFO that LSR flags (BI) once it is next to read,
+	 * until LSR is read: brk is its place from the head, 1 for next, 0 for none. It is not
+	 * carried by a migration (its NUL arrives as a plain one): a break is a moment.
 	 */
 	unsigned brk;
 	/*
@@ -125,7 +125,14 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
 	case UART_MCR:
 		return s->r.mcr;
 	case UART_LSR:
-		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0) | (s->brk == 1 ? LSR_BI : 0);
+		v = LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0);
+		/* Read, BI goes, and the line-status interrupt with it (its NUL stays), as on
+		 * a 16550: Linux keeps BI in lsr_saved_flags until it reads the NUL. */
+		if (s->brk == 1) {
+			v |= LSR_BI;
+			s->brk = 0;
+		}
+		return v;
 	case UART_MSR:
 		if (!(s->r.mcr & MCR_LOOP))
 			return MSR_DCD_DSR_CTS;

@@ -62,6 +62,8 @@ int sock_out_add(struct sock_out *o, const void *data, size_t len, size_t max)
 	size_t waiting = o->len - o->off;
 	char *buf;
 
+	if (!len) /* realloc(buf, 0) would free what o->buf still points to */
+		return 0;
 	if (o->off) { /* what was sent makes room */
 		memmove(o->buf, o->buf + o->off, waiting);
 		o->len = waiting;

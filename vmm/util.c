@@ -22,10 +22,10 @@ static void vlinef(const char *fmt, va_list ap, int err)
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ": %s", strerror(err));
 	/*
 	 * One line, whatever the user's input that it quotes holds (a path or a -config string
-	 * with a newline or an escape): a control character shows as '?'.
+	 * with a newline or an escape): a control character but a tab shows as '?'.
 	 */
 	for (char *p = buf; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
 			*p = '?';
 	/* One write, so lines from different threads never interleave. */
 	dprintf(STDERR_FILENO, "tern: %s\n", buf);

@@ -164,6 +164,9 @@ static void test_elf_bad(void)
 	/* The path quoted as it is would end the line early: still one line. */
 	cfg.kernel = "/nonexistent/a\nb\x1b[2J.elf";
 	EXPECT_FAIL(&cfg, "kernel: /nonexistent/a?b?[2J.elf: No such file or directory");
+	/* A tab keeps it one line, and UTF-8 is not control characters: both shown as they are. */
+	cfg.kernel = "/nonexistent/caf\xc3\xa9\tb.elf";
+	EXPECT_FAIL(&cfg, "kernel: /nonexistent/caf\xc3\xa9\tb.elf: No such file or directory");
 	cfg.kernel = tmp_file("empty", "", 0);
 	EXPECT_FAIL(&cfg, "empty: empty file");
 	cfg.kernel = tmp_file("text", "hello, world\n", 13);

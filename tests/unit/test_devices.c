@@ -731,8 +731,15 @@ static void test_serial_break(void)
 	CHECK_EQ(uart_in(2) & 0x0f, 0x04); /* data, not yet the break */
 	CHECK_EQ(uart_in(0), 'a');
 	CHECK_EQ(uart_in(0), 'b');
-	CHECK_EQ(uart_in(5) & 0x11, 0x11);
 	CHECK_EQ(uart_in(2) & 0x0f, 0x06);
+	CHECK_EQ(uart_in(5) & 0x11, 0x11);
+	/*
+	 * As a 16550's: reading LSR ends BI and the line-status interrupt, the NUL stays as data.
+	 * A driver that answers that interrupt by reading LSR alone, as the datasheet says, is
+	 * not interrupted again and again.
+	 */
+	CHECK_EQ(uart_in(2) & 0x0f, 0x04);
+	CHECK_EQ(uart_in(5) & 0x11, 0x01);
 	CHECK_EQ(uart_in(0), 0);
 	CHECK_EQ(uart_in(5) & 0x11, 0x00); /* the second break came while one waited */
 	CHECK_EQ(uart_in(2) & 0x0f, 0x01);

@@ -140,6 +140,11 @@ static void test_sock_out(void)
 	CHECK(sock_out_add(&o, "x", 1, 1 << 20) == 0);
 	CHECK(!sock_out_flush(&o, sv[0])); /* a gone client: dropped, not kept */
 	sock_out_free(&o);
+	/* Nothing to add once all was sent (the buffer kept): not a refusal, nor a free. */
+	CHECK(sock_out_add(&o, "y", 1, 1 << 20) == 0);
+	CHECK(!sock_out_flush(&o, sv[0]));
+	CHECK(sock_out_add(&o, "", 0, 1 << 20) == 0);
+	sock_out_free(&o);
 	close(sv[0]);
 }
 
