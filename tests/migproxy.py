@@ -188,3 +188,39 @@ def patch_device_state(src, dst, node, prop, at, value):
             return
         pos += 16 + length + 4
     raise KeyError("no DEVICES record in %s" % src)
+
+
+def record(rtype, payload=b"", arg=0):
+    """One record as tern writes it: header, payload, CRC32C over both."""
+    hdr = struct.pack("<IIQ", rtype, len(payload), arg)
+    return hdr + payload + struct.pack("<I", crc32c(hdr + payload))
+
+
+class FakeDestination:
+    """A destination that is only a socket on 127.0.0.1:port: it reads the source's records
+    and answers each one of a kind in answers (e.g. {"HELLO": record(2)}) with those bytes as
+    they are, torn or wrong as a test wants them. It keeps the connection open until the
+    source closes it."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.seen = []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            s, _ = self.lsock.accept()
+            MigProxy._read(s, 16)  # stream header
+            while True:
+                rtype, length, _arg = struct.unpack("<IIQ", MigProxy._read(s, 16))
+                MigProxy._read(s, length + 4)
+                kind = REC.get(rtype, str(rtype))
+                self.seen.append(kind)
+                if kind in self.answers:
+                    s.sendall(self.answers[kind])
+        except OSError:
+            pass

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conftest import GUEST, Monitor, free_port, run_tern
-from migproxy import MigProxy, holding, holding_answers, patch_device_state
+from migproxy import (FakeDestination, MigProxy, holding, holding_answers, patch_device_state,
+                      record)
 
 # Every test here boots a guest.
 pytestmark = pytest.mark.kvm
@@ -707,6 +708,42 @@ def test_relay_hanging_up_after_go_leaves_source_paused(tern, socks):
     assert info["Migration status"] == "failed", info
     assert am.info("status")["VM status"] == "paused (postmigrate)", info
     assert_guest_alive(b, bm)
+
+
+# The destination's answers, as migproxy.REC numbers them.
+ACCEPT, REFUSE, READY, SYNCED = 2, 3, 9, 14
+
+
+def test_destination_answer_torn_off_times_out(tern, socks):
+    """A destination (or the link to it) that sends the first bytes of its READY and then
+    nothing: the source waited for the rest for ever, the guest paused in stop-and-copy and
+    `migrate` never returning. The answer's timeout holds for the whole record: the migration
+    fails and the guest runs on at the source."""
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    dest = FakeDestination({"HELLO": record(ACCEPT), "SYNC": record(SYNCED),
+                            "END": record(READY)[:8]})
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % dest.port)
+    info = wait_status(am, ("failed", "completed"), timeout=40)
+    assert "timed out in the header" in info["error"], (dest.seen, info)
+    assert "GO" not in dest.seen, dest.seen
+    assert_guest_alive(a, am)
+
+
+def test_destination_refusing_after_go_leaves_source_paused(tern, socks):
+    """After GO only the destination's ERROR gives the guest back to the source: a REFUSE
+    there (an answer to a hello, out of place) proves nothing, and the guest stays paused."""
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    dest = FakeDestination({"HELLO": record(ACCEPT), "SYNC": record(SYNCED),
+                            "END": record(READY), "GO": record(REFUSE, b"no\0")})
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % dest.port)
+    info = wait_status(am, ("failed", "completed"), timeout=30)
+    assert "destination refused: no" in info["error"], (dest.seen, info)
+    assert am.info("status")["VM status"] == "paused (postmigrate)", info
+    assert "Error" in am.cmd("cont")
 
 
 def test_cancel_after_go_does_nothing(tern, socks):

@@ -223,6 +223,29 @@ static void test_trickle(void)
 	waitpid(pid, NULL, 0);
 }
 
+/*
+ * An answer torn off mid-way, then silence: with a receive timeout on the socket (the source
+ * sets one for each answer it waits for) the read ends with a reason, not a wait for ever.
+ */
+static void test_torn_answer_times_out(void)
+{
+	struct timeval tv = { .tv_usec = 50000 };
+	struct mig_stream s;
+	struct rec_hdr h;
+	int fds[2];
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	CHECK_EQ(setsockopt(fds[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	CHECK_EQ(write(fds[0], "\x09\0\0\0\0", 5), 5);	/* 5 bytes of a READY's header */
+	stream_init(&s, fds[1]);
+	CHECK_EQ(stream_wait(&s, 1000), 0);
+	CHECK_EQ(stream_get(&s, &h), -1);
+	CHECK(strstr(s.err, "timed out in the header of record 1") != NULL);
+	stream_free(&s);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 static void test_crc32c(void)
 {
 	/* The standard check value of CRC-32C. */
@@ -769,6 +792,7 @@ int main(void)
 	test_flipped_header_and_magic();
 	test_truncated();
 	test_trickle();
+	test_torn_answer_times_out();
 	test_crc32c();
 	test_uri();
 	test_other_version();

@@ -63,12 +63,24 @@ static uint64_t src_param(struct src *c, const uint64_t *p)
 	return v;
 }
 
-/* Reads the destination's answer: want (0), or REFUSE/ERROR with its reason (-2), or -1. */
+/*
+ * Reads the destination's answer: want (0), its ERROR (-2), or -1 for anything else, a REFUSE
+ * included: after GO only an ERROR is its word that it will never run the guest. A REFUSE or
+ * an ERROR is shown with its reason. The timeout holds for every read, not the first byte
+ * only: an answer torn off mid-way (a link that went silent) would wait for ever, the guest
+ * paused during stop-and-copy.
+ */
 static int src_answer(struct src *c, uint32_t want, const char *what, int timeout_ms)
 {
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
 	struct rec_hdr h;
 	char reason[256] = "";
 
+	if (setsockopt(c->s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		snprintf(c->err, sizeof(c->err), "waiting for %s: SO_RCVTIMEO: %s", what,
+			 strerror(errno));
+		return -1;
+	}
 	if (stream_wait(&c->s, timeout_ms) < 0 || stream_get(&c->s, &h) < 0) {
 		snprintf(c->err, sizeof(c->err), "waiting for %s: %s", what, c->s.err);
 		return -1;
@@ -79,7 +91,7 @@ static int src_answer(struct src *c, uint32_t want, const char *what, int timeou
 		snprintf(c->err, sizeof(c->err), "destination %s: %s",
 			 h.type == REC_REFUSE ? "refused" : "failed",
 			 printable_or(reason, "(a malformed reason)"));
-		return -2;
+		return h.type == REC_ERROR ? -2 : -1;
 	}
 	if (h.type != want || stream_get_payload(&c->s, &h, NULL) < 0) {
 		snprintf(c->err, sizeof(c->err), "waiting for %s: unexpected answer (record type %u)",

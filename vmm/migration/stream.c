@@ -208,6 +208,10 @@ fail:
 	if (errno == EPIPE)
 		snprintf(s->err, sizeof(s->err), "stream ends early, in %s of record %llu", what,
 			 (unsigned long long)s->nrec);
+	else if (errno == EAGAIN) /* SO_RCVTIMEO */
+		snprintf(s->err, sizeof(s->err),
+			 "timed out in %s of record %llu: the other side sends no more", what,
+			 (unsigned long long)s->nrec);
 	else
 		snprintf(s->err, sizeof(s->err), "read: %s", strerror(errno));
 	return -1;
