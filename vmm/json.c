@@ -39,18 +39,3 @@ const char *json_check(const char *text)
 	}
 	return NULL;
 }
-
-size_t utf8_cut(const char *s, size_t len)
-{
-	/* Back over continuation bytes to the last character's lead byte: is it all there? */
-	for (size_t k = 1; k <= 3 && k <= len; k++) {
-		unsigned char b = s[len - k];
-
-		if ((b & 0xc0) == 0x80)
-			continue;
-		if (b >= 0xc0 && (b >= 0xf0 ? 4u : b >= 0xe0 ? 3u : 2u) > k)
-			return len - k;
-		return len;
-	}
-	return len;
-}

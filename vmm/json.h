@@ -1,6 +1,6 @@
 /*
  * Checks shared by the two readers of JSON, -config and QMP: what yajl would take but tern
- * must refuse, and cutting text short without breaking a character.
+ * must refuse.
  */
 #ifndef TERN_JSON_H
 #define TERN_JSON_H
@@ -16,8 +16,5 @@
  * early ("stop\u0000junk" read as "stop"). Comments are skipped, as yajl_tree_parse takes them.
  */
 const char *json_check(const char *text);
-
-/* The longest part of s[0, len), valid UTF-8, that does not end inside a character. */
-size_t utf8_cut(const char *s, size_t len);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/json.h"
 #include "vmm/monitor.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"

@@ -11,15 +11,37 @@
 
 #include "vmm/util.h"
 
+size_t utf8_cut(const char *s, size_t len)
+{
+	/* Back over continuation bytes to the last character's lead byte: is it all there? */
+	for (size_t k = 1; k <= 3 && k <= len; k++) {
+		unsigned char b = s[len - k];
+
+		if ((b & 0xc0) == 0x80)
+			continue;
+		if (b >= 0xc0 && (b >= 0xf0 ? 4u : b >= 0xe0 ? 3u : 2u) > k)
+			return len - k;
+		return len;
+	}
+	return len;
+}
+
 static void vlinef(const char *fmt, va_list ap, int err)
 {
-	char buf[512];
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	char buf[4096], why[128] = "";
+	size_t room, len;
+	int n;
 
+	if (err)
+		snprintf(why, sizeof(why), ": %s", strerror(err));
+	room = sizeof(buf) - strlen(why);
+	n = vsnprintf(buf, room, fmt, ap);
 	if (n < 0)
 		return;
-	if (err)
-		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ": %s", strerror(err));
+	/* Too long (a path of thousands of characters): cut, never inside a character, and
+	 * the reason kept. */
+	len = (size_t)n < room ? (size_t)n : utf8_cut(buf, room - 1);
+	memcpy(buf + len, why, strlen(why) + 1);
 	/*
 	 * One line, whatever the user's input that it quotes holds (a path or a -config string
 	 * with a newline or an escape): a control character but a tab shows as '?'.

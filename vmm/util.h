@@ -26,6 +26,8 @@
 void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, with ": strerror(errno)" appended. */
 void perrorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The longest part of s[0, len), valid UTF-8, that does not end inside a character. */
+size_t utf8_cut(const char *s, size_t len);
 
 /*
  * For lines a guest can make tern say as often as it likes (a driver that breaks its device

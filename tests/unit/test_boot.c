@@ -167,6 +167,16 @@ static void test_elf_bad(void)
 	/* A tab keeps it one line, and UTF-8 is not control characters: both shown as they are. */
 	cfg.kernel = "/nonexistent/caf\xc3\xa9\tb.elf";
 	EXPECT_FAIL(&cfg, "kernel: /nonexistent/caf\xc3\xa9\tb.elf: No such file or directory");
+	/* A path of thousands of characters: the line is cut, but still says why. */
+	{
+		static char longpath[3100] = "/nonexistent/";
+
+		for (size_t i = strlen(longpath); i + 2 < sizeof(longpath) - 10; i += 2)
+			memcpy(longpath + i, "d/", 2);
+		strcat(longpath, "k.elf");
+		cfg.kernel = longpath;
+		EXPECT_FAIL(&cfg, "d/d/d/k.elf: No such file or directory");
+	}
 	cfg.kernel = tmp_file("empty", "", 0);
 	EXPECT_FAIL(&cfg, "empty: empty file");
 	cfg.kernel = tmp_file("text", "hello, world\n", 13);

@@ -8,6 +8,7 @@
 #include "tests/unit/unit.h"
 #include "vmm/config.h"
 #include "vmm/json.h"
+#include "vmm/util.h"
 
 /* prefix, then n times open, then n times close, then suffix: a fresh string. */
 static char *nested(const char *prefix, size_t n, const char *open, const char *close,
