@@ -746,6 +746,18 @@ def test_destination_refusing_after_go_leaves_source_paused(tern, socks):
     assert "Error" in am.cmd("cont")
 
 
+def test_destination_refusing_without_a_reason(tern, socks):
+    """A refusal with an empty reason still says something, and the guest runs on here."""
+    a = tern(*guest_args(socks("a.mon")))
+    a.expect(r"memtest: filled")
+    am = Monitor(socks("a.mon"))
+    dest = FakeDestination({"HELLO": record(REFUSE, b"\0")})
+    am.cmd('migrate -d "tcp:127.0.0.1:%d"' % dest.port)
+    info = wait_status(am, ("failed", "completed"), timeout=30)
+    assert info["error"] == "destination refused: (no reason given)", (dest.seen, info)
+    assert am.info("status")["VM status"] == "running", info
+
+
 def test_cancel_after_go_does_nothing(tern, socks):
     """migrate_cancel while the source waits for the destination's TAKEN (a slow link holds
     it) is too late, as a cancel after completion is in QEMU: the guest goes on there, and the

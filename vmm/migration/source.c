@@ -88,9 +88,11 @@ static int src_answer(struct src *c, uint32_t want, const char *what, int timeou
 	if ((h.type == REC_REFUSE || h.type == REC_ERROR) && h.len < sizeof(reason) &&
 	    stream_get_payload(&c->s, &h, reason) == 0) {
 		/* Shown as one line on the source's terminal: no escapes from the far side. */
+		const char *why = !reason[0] ? "(no reason given)"
+					     : printable_or(reason, "(a malformed reason)");
+
 		snprintf(c->err, sizeof(c->err), "destination %s: %s",
-			 h.type == REC_REFUSE ? "refused" : "failed",
-			 printable_or(reason, "(a malformed reason)"));
+			 h.type == REC_REFUSE ? "refused" : "failed", why);
 		return h.type == REC_ERROR ? -2 : -1;
 	}
 	if (h.type != want || stream_get_payload(&c->s, &h, NULL) < 0) {
