@@ -33,6 +33,7 @@ struct mon_session {
 	mon_out_fn out;
 	void *opaque;
 	bool echo, held, closed;
+	bool quit;		/* quit ran: tern is going; no prompt, nor more of the input */
 	bool hidden;		/* the console shows the guest: no prompt until focused again */
 	bool too_long;		/* the line being typed outgrew line[]: refuse it, do not cut it */
 	bool cr;		/* the last character read was '\r': a '\n' now ends no line */
@@ -234,6 +235,8 @@ static void monitor_backspace(struct mon_session *s)
 
 void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 {
+	if (s->quit)
+		return;
 	for (size_t i = 0; i < len; i++) {
 		char ch = buf[i];
 		bool after_cr = s->cr;
@@ -257,7 +260,7 @@ void monitor_session_input(struct mon_session *s, const char *buf, size_t len)
 				continue;
 			} else {
 				monitor_execute(s, s->line);
-				if (s->closed)
+				if (s->closed || s->quit)
 					return;
 			}
 			monitor_prompt(s);
@@ -444,8 +447,10 @@ static void cmd_cont(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
+/* As QEMU's quit, which suspends the monitor: no prompt after it, and no line after it runs. */
 static void cmd_quit(struct mon_session *s, int argc, char **argv)
 {
+	s->quit = true;
 	vm_request_exit(monitor_session_vm(s), 0, "host-qmp-quit", NULL);
 }
 

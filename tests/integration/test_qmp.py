@@ -362,7 +362,8 @@ def test_migrate_over_qmp(tern, tmp_path):
     qb.ok("cont")
     assert qb.ok("query-status")["status"] == "inmigrate"
     qb.ok("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
-    assert "defer" in qb.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    again = qb.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    assert again == "the incoming migration has already been started", again
     qa.ok("migrate", uri="tcp:127.0.0.1:%d" % port)
     qa.event("MIGRATION", status="setup")
     qa.event("MIGRATION", status="completed")

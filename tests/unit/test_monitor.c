@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include "tests/unit/unit.h"
@@ -104,6 +105,14 @@ static void test_lines(struct monitor *m)
 	CHECK(strstr(type(m, &c, "hx\x7fx\belp stop\r"), "stop -- pause the guest\n") != NULL);
 }
 
+/* quit, as QEMU's: no prompt after it, and what was typed after it never runs. */
+static void test_quit(struct monitor *m)
+{
+	struct capture c;
+
+	CHECK_STR(type(m, &c, "quit\rhelp stop\r"), "quit\n");
+}
+
 /* A client's answers wait whole and in order while its socket is full, up to the limit. */
 static void test_sock_out(void)
 {
@@ -153,11 +162,15 @@ int main(void)
 	struct vm *vm = calloc(1, sizeof(*vm));
 	struct monitor *m = monitor_create(vm);
 
+	vm->loop.wakefd = eventfd(0, EFD_CLOEXEC);	/* quit stops the loop: wakes it */
+
 	test_escape_sequences(m);
 	test_backspace_utf8(m);
 	test_lines(m);
+	test_quit(m);
 	test_sock_out();
 	monitor_destroy(m);
+	close(vm->loop.wakefd);
 	free(vm);
 	return unit_summary();
 }

@@ -534,8 +534,13 @@ int migration_listen(struct vm *vm, const char *uri, char *err, size_t errlen)
 {
 	struct migration *m = vm->migration;
 
-	if (vm_state(vm) != RUN_STATE_INMIGRATE || m->in_started) {
+	if (!m->deferred) {
 		snprintf(err, errlen, "migrate_incoming needs tern started with -incoming defer");
+		return -1;
+	}
+	/* QEMU's words: a second migrate_incoming, or one after the guest arrived. */
+	if (vm_state(vm) != RUN_STATE_INMIGRATE || m->in_started) {
+		snprintf(err, errlen, "the incoming migration has already been started");
 		return -1;
 	}
 	return mig_listen(m, uri, err, errlen);
@@ -666,8 +671,10 @@ int migration_incoming(struct vm *vm, const char *uri)
 {
 	char err[256];
 
-	if (!strcmp(uri, "defer"))
+	if (!strcmp(uri, "defer")) {
+		vm->migration->deferred = true;
 		return 0;
+	}
 	if (mig_listen(vm->migration, uri, err, sizeof(err)) < 0) {
 		errorf("-incoming: %s", err);
 		return -1;
