@@ -36,7 +36,8 @@ void config_usage(void)
 	       "  -nic tap|bridge,...[,mac=MAC][,model=virtio]   the two above in one\n"
 	       "  -drive file=IMAGE[,if=virtio|none][,id=ID][,format=raw][,readonly=on]\n"
 	       "  -device virtio-blk,drive=ID[,serial=S]   a raw disk image as virtio-blk\n"
-	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH)\n"
+	       "  -incoming URI         wait for a migration (tcp:HOST:PORT, unix:PATH, file:PATH;\n"
+	       "                        defer: the URI comes later, by migrate_incoming)\n"
 	       "  -S                    do not run the guest until cont (with -incoming: once there)\n"
 	       "  -gdb tcp:[HOST]:PORT  wait for gdb (target remote) there; -s: -gdb tcp::1234\n"
 	       "  -sandbox on|off       per-thread system call filters (default on)\n"
@@ -177,19 +178,21 @@ int config_parse_mac(const char *s, uint8_t mac[6])
 }
 
 /* script= and downscript=: tern runs no scripts, it makes and attaches the tap itself. */
-static int netdev_no_script(const char *arg, const char *key)
+static int netdev_no_script(const char *opt, const char *arg, const char *key)
 {
 	char buf[64];
-	int r = opt_get("-netdev", arg, key, buf, sizeof(buf));
+	int r = opt_get(opt, arg, key, buf, sizeof(buf));
 
 	if (r > 0 && strcmp(buf, "no")) {
-		errorf("-netdev: %s=%s: tern runs no scripts (use %s=no, or br=)", key, buf, key);
+		errorf("%s: %s=%s: tern runs no scripts (use %s=no, or br=)", opt, key, buf, key);
 		return -1;
 	}
 	return r < 0 ? -1 : 0;
 }
 
-static int config_netdev(struct tern_config *c, const char *arg)
+/* A backend from arg, for opt (-netdev, or -nic whose own words, shown, made arg). */
+static int netdev_parse(struct tern_config *c, const char *opt, const char *arg,
+			const char *shown)
 {
 	static const char *const tap_keys[] = { "id", "ifname", "br", "script", "downscript",
 						"vhost", NULL };
@@ -200,52 +203,57 @@ static int config_netdev(struct tern_config *c, const char *arg)
 	int r;
 
 	if (c->n_netdev == CONFIG_MAX_NICS) {
-		errorf("-netdev: at most %d network backends", CONFIG_MAX_NICS);
+		errorf("%s: at most %d network backends", opt, CONFIG_MAX_NICS);
 		return -1;
 	}
 	memset(n, 0, sizeof(*n));
 	if (!strncmp(arg, "tap,", 4) || !strcmp(arg, "tap")) {
 		n->type = NETDEV_TAP;
-		if (opt_check_keys("-netdev", arg, tap_keys) < 0 ||
-		    netdev_no_script(arg, "script") < 0 || netdev_no_script(arg, "downscript") < 0 ||
-		    opt_check_value("-netdev", arg, "vhost", off, "off: tern has no vhost-net") < 0)
+		if (opt_check_keys(opt, arg, tap_keys) < 0 || netdev_no_script(opt, arg, "script") < 0 ||
+		    netdev_no_script(opt, arg, "downscript") < 0 ||
+		    opt_check_value(opt, arg, "vhost", off, "off: tern has no vhost-net") < 0)
 			return -1;
 	} else if (!strncmp(arg, "bridge,", 7)) {
 		n->type = NETDEV_BRIDGE;
-		if (opt_check_keys("-netdev", arg, br_keys) < 0)
+		if (opt_check_keys(opt, arg, br_keys) < 0)
 			return -1;
 	} else {
-		errorf("-netdev: '%s': only tap and bridge backends are supported", arg);
+		errorf("%s: '%s': only tap and bridge backends are supported", opt, shown);
 		return -1;
 	}
-	r = opt_get("-netdev", arg, "id", n->id, sizeof(n->id));
+	r = opt_get(opt, arg, "id", n->id, sizeof(n->id));
 	if (r <= 0 || !n->id[0]) {
 		if (r >= 0)
-			errorf("-netdev: '%s': missing id=", arg);
+			errorf("%s: '%s': missing id=", opt, shown);
 		return -1;
 	}
 	for (int i = 0; i < c->n_netdev; i++)
 		if (!strcmp(c->netdev[i].id, n->id)) {
-			errorf("-netdev: Duplicate ID '%s'", n->id);
+			errorf("%s: Duplicate ID '%s'", opt, n->id);
 			return -1;
 		}
-	if (opt_get("-netdev", arg, "ifname", n->ifname, sizeof(n->ifname)) < 0 ||
-	    opt_get("-netdev", arg, "br", n->br, sizeof(n->br)) < 0)
+	if (opt_get(opt, arg, "ifname", n->ifname, sizeof(n->ifname)) < 0 ||
+	    opt_get(opt, arg, "br", n->br, sizeof(n->br)) < 0)
 		return -1;
 	if (n->type == NETDEV_BRIDGE && !n->br[0]) {
-		errorf("-netdev bridge: missing br=");
+		errorf("%s bridge: missing br=", opt);
 		return -1;
 	}
 	/* One tap, one NIC: the second would find it busy, and blame another process. */
 	for (int i = 0; i < c->n_netdev; i++)
 		if (n->ifname[0] && !strchr(n->ifname, '%') &&
 		    !strcmp(c->netdev[i].ifname, n->ifname)) {
-			errorf("-netdev: ifname=%s: -netdev '%s' has that tap already", n->ifname,
+			errorf("%s: ifname=%s: -netdev '%s' has that tap already", opt, n->ifname,
 			       c->netdev[i].id);
 			return -1;
 		}
 	c->n_netdev++;
 	return 0;
+}
+
+static int config_netdev(struct tern_config *c, const char *arg)
+{
+	return netdev_parse(c, "-netdev", arg, arg);
 }
 
 /* The first word of a -device: KIND, KIND-device or KIND-pci (all virtio-mmio here). */
@@ -441,7 +449,7 @@ static int config_nic(struct tern_config *c, const char *arg)
 		sprintf(netdev + len, ",id=%s", id);
 	snprintf(device, sizeof(device), "virtio-net,netdev=%s%s%s", id, mac[0] ? ",mac=" : "",
 		 mac);
-	return config_netdev(c, netdev) < 0 ? -1 : config_device(c, device);
+	return netdev_parse(c, "-nic", netdev, arg) < 0 ? -1 : config_device(c, device);
 }
 
 static int config_serial(struct tern_config *c, const char *arg)

@@ -686,6 +686,14 @@ def test_unknown_option():
     bad(["-kernel", GUEST, "-frobnicate"], "unknown option '-frobnicate'")
 
 
+def test_nic_errors_name_the_nic():
+    """-nic's errors quote what the user typed, not the -netdev tern made of it."""
+    line = bad(["-kernel", GUEST, "-nic", "user"], "-nic: 'user': only tap and bridge")
+    assert "_nic" not in line, line
+    bad(["-kernel", GUEST, "-nic", "bridge"], "-nic bridge: missing br=")
+    bad(["-kernel", GUEST, "-nic", "tap,bogus=1"], "-nic: unknown parameter 'bogus'")
+
+
 def test_smp_out_of_range():
     bad(["-kernel", GUEST, "-smp", "65"], "-smp 65", "1 to 64")
     bad(["-kernel", GUEST, "-smp", "0"], "-smp 0")
