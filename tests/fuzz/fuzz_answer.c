@@ -22,34 +22,17 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
-#include <linux/kvm.h>
 
-#include "vmm/chardev.h"
-#include "vmm/config.h"
-#include "vmm/cpu_state.h"
+#include "tests/fuzz/mig_vm.h"
 #include "vmm/migration/internal.h"
-#include "vmm/monitor.h"
-#include "vmm/serial.h"
 #include "vmm/state.h"
 #include "vmm/util.h"
-#include "vmm/virtio_blk.h"
-#include "vmm/vm.h"
 
-#define RAM_PAGES 64
-#define DISK_BYTES (64 << 10)
 #define ANSWER_PATH "fuzz-answer-peer"	/* not a file: connect() below hands over a socketpair */
 #define MAX_RECS 64
 
@@ -57,40 +40,10 @@ enum { MODE_CRC = 1, MODE_DEST = 2 };	/* bits 2-3: the source guest's run state 
 
 /* Harness-local: built once, reset per input. */
 static struct vm *vm;
-static int kvm_stub_fd = -1;
 static int cancel_fd = -1;
 static int listen_fd = -1;		/* destination mode: an abstract unix socket */
 static struct sockaddr_un listen_sa;
 static int next_conn = -1;		/* the source's end of the socketpair, for connect() */
-static struct chardev serial_chr;
-
-int ioctl(int fd, unsigned long req, ...)
-{
-	va_list ap;
-	void *arg;
-
-	va_start(ap, req);
-	arg = va_arg(ap, void *);
-	va_end(ap);
-	if (fd != kvm_stub_fd || fd < 0)
-		return syscall(SYS_ioctl, fd, req, arg);
-	if ((_IOC_DIR(req) & _IOC_READ) && arg)
-		memset(arg, 0, _IOC_SIZE(req));
-	if (req == KVM_SET_MSRS || req == KVM_GET_MSRS)
-		return ((struct kvm_msrs *)arg)->nmsrs;
-	if (req == KVM_GET_IRQCHIP) {
-		struct kvm_irqchip *c = arg;
-		uint32_t id = c->chip_id;
-
-		memset(c, 0, sizeof(*c));
-		c->chip_id = id;
-		if (id == KVM_IRQCHIP_IOAPIC)
-			c->chip.ioapic.base_address = VM_IOAPIC_BASE;
-		else
-			c->chip.pic.elcr_mask = id == KVM_IRQCHIP_PIC_MASTER ? 0xf8 : 0xde;
-	}
-	return 0;
-}
 
 /* The source's connect to ANSWER_PATH gets our socketpair's end; anything else is real. */
 int connect(int fd, const struct sockaddr *sa, socklen_t len)
@@ -102,53 +55,20 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return syscall(SYS_connect, fd, sa, len);
 }
 
-static int discard_write(struct chardev *c, const uint8_t *buf, size_t len)
-{
-	(void)c, (void)buf, (void)len;
-	return 0;
-}
-
 static int setup(void)
 {
-	static struct tern_config cfg;
-	static char drive[64];
-	char *argv[] = { "tern", "-kernel", "none", "-sandbox", "off", "-drive", drive,
-			 "-device", "virtio-blk,drive=d0,serial=fuzz", NULL };
-	int img = memfd_create("fuzz-answer-disk", 0);
-
-	vm = calloc(1, sizeof(*vm));
-	kvm_stub_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	vm = mig_vm_create(NULL);
 	cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!vm || img < 0 || kvm_stub_fd < 0 || cancel_fd < 0 || listen_fd < 0 ||
-	    ftruncate(img, DISK_BYTES) < 0)
+	if (!vm || cancel_fd < 0 || listen_fd < 0)
 		return -1;
 	listen_sa.sun_family = AF_UNIX;
 	snprintf(listen_sa.sun_path + 1, sizeof(listen_sa.sun_path) - 1, "fuzz-answer-%d",
 		 (int)getpid());
-	if (bind(listen_fd, (struct sockaddr *)&listen_sa, sizeof(listen_sa)) < 0 ||
-	    listen(listen_fd, 1) < 0)
-		return -1;
-	snprintf(drive, sizeof(drive), "file=/proc/self/fd/%d,if=none,id=d0", img);
-	vm->fd = vm->kvm_fd = kvm_stub_fd;
-	vm->cfg = &cfg;
-	vm->ram_size = RAM_PAGES * 4096;
-	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	serial_chr = (struct chardev){ .write = discard_write, .fd = -1 };
-	if (vm->ram == MAP_FAILED || dirty_init(&vm->dirty, vm->ram_size) < 0 ||
-	    evloop_init(&vm->loop) < 0 || config_parse(&cfg, 9, argv) != 0 || !monitor_create(vm) ||
-	    !serial_create(vm, &serial_chr) || virtio_blk_create_all(vm) < 0 ||
-	    kvmclock_register(vm) < 0 || irqchip_state_register(vm) < 0)
-		return -1;
-	vm->nvcpu = 1;
-	vm->vcpu[0].fd = kvm_stub_fd;
-	if (cpu_state_register(vm) < 0)
-		return -1;
-	vm->nvcpu = 0;
-	/* evloop_call from here runs the hook here: this thread is the I/O thread. */
-	vm->loop.thread = pthread_self();
-	return 0;
+	return bind(listen_fd, (struct sockaddr *)&listen_sa, sizeof(listen_sa)) < 0 ||
+		       listen(listen_fd, 1) < 0
+		       ? -1
+		       : 0;
 }
 
 /* Each input starts from the same guest: a few pages touched, in the given state. */
@@ -158,12 +78,7 @@ static void reset(enum vm_runstate state)
 	memcpy(vm->ram + 0x1000, "guest text", 10);
 	vm->ram[0x5000] = 1;
 	vm->ram[0x9000] = 0;	/* touched, zero: sent as a marker */
-	vm->exiting = false;
-	vm->exit_code = 0;
-	vm->state = state;
-	vm->autostart = true;
-	vm->stop_pending = false;
-	__atomic_store_n(&vm->loop.stop, false, __ATOMIC_RELEASE);
+	mig_vm_reset(vm, state);
 }
 
 /* --- the far side --------------------------------------------------------------------- */

@@ -15,73 +15,17 @@
  *
  * FUZZ_STREAM_SEEDS=DIR writes seed streams (a real source's records) into DIR and exits.
  */
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <linux/kvm.h>
 
-#include "vmm/chardev.h"
-#include "vmm/config.h"
-#include "vmm/cpu_state.h"
+#include "tests/fuzz/mig_vm.h"
 #include "vmm/migration/internal.h"
-#include "vmm/monitor.h"
-#include "vmm/serial.h"
 #include "vmm/state.h"
 #include "vmm/util.h"
-#include "vmm/virtio_blk.h"
 #include "vmm/virtio_mmio.h"
-#include "vmm/vm.h"
-
-#define RAM_PAGES 64
-#define DISK_BYTES (64 << 10)
 
 /* Harness-local: built once, reset per input. */
 static struct vm *vm;
-static int kvm_stub_fd = -1;
-static struct chardev serial_chr;
 static struct virtio_mmio tq;	/* a virtio-mmio device of two queues, kicked by the harness */
-
-int ioctl(int fd, unsigned long req, ...)
-{
-	va_list ap;
-	void *arg;
-
-	va_start(ap, req);
-	arg = va_arg(ap, void *);
-	va_end(ap);
-	if (fd != kvm_stub_fd || fd < 0)
-		return syscall(SYS_ioctl, fd, req, arg);
-	/* What KVM would hand back: zeros, but for what irqchip_check compares. */
-	if ((_IOC_DIR(req) & _IOC_READ) && arg)
-		memset(arg, 0, _IOC_SIZE(req));
-	/* Every MSR taken or given, as KVM does for the ones it has. */
-	if (req == KVM_SET_MSRS || req == KVM_GET_MSRS)
-		return ((struct kvm_msrs *)arg)->nmsrs;
-	if (req == KVM_GET_IRQCHIP) {
-		struct kvm_irqchip *c = arg;
-		uint32_t id = c->chip_id;
-
-		memset(c, 0, sizeof(*c));
-		c->chip_id = id;
-		if (id == KVM_IRQCHIP_IOAPIC)
-			c->chip.ioapic.base_address = VM_IOAPIC_BASE;
-		else
-			c->chip.pic.elcr_mask = id == KVM_IRQCHIP_PIC_MASTER ? 0xf8 : 0xde;
-	}
-	return 0;
-}
-
-static int discard_write(struct chardev *c, const uint8_t *buf, size_t len)
-{
-	(void)c, (void)buf, (void)len;
-	return 0;
-}
 
 static const struct virtio_dev_ops tq_dev_ops = {
 	.device_id = 0x7e57,
@@ -102,53 +46,19 @@ static int tq_load(void *opaque, const void *fdt, int node)
 
 static const struct device_ops tq_ops = { .name = "virtio-test", .save = tq_save, .load = tq_load };
 
-static int setup(void)
+static int tq_add(struct vm *vm)
 {
-	static struct tern_config cfg;
-	static char drive[64];
-	char *argv[] = { "tern", "-kernel", "none", "-sandbox", "off", "-drive", drive,
-			 "-device", "virtio-blk,drive=d0,serial=fuzz", NULL };
-	int img = memfd_create("fuzz-stream-disk", 0);
-
-	vm = calloc(1, sizeof(*vm));
-	kvm_stub_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (!vm || img < 0 || kvm_stub_fd < 0 || ftruncate(img, DISK_BYTES) < 0)
-		return -1;
-	snprintf(drive, sizeof(drive), "file=/proc/self/fd/%d,if=none,id=d0", img);
-	vm->fd = vm->kvm_fd = kvm_stub_fd;
-	vm->cfg = &cfg;
-	vm->ram_size = RAM_PAGES * 4096;
-	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	serial_chr = (struct chardev){ .write = discard_write, .fd = -1 };
-	if (vm->ram == MAP_FAILED || dirty_init(&vm->dirty, vm->ram_size) < 0 ||
-	    evloop_init(&vm->loop) < 0 || config_parse(&cfg, 9, argv) != 0 || !monitor_create(vm) ||
-	    !serial_create(vm, &serial_chr) || virtio_blk_create_all(vm) < 0 ||
-	    virtio_mmio_init(&tq, vm, &tq_dev_ops, NULL, "virtio-test") < 0 ||
-	    vm_register_device(vm, &tq_ops, &tq) < 0 || kvmclock_register(vm) < 0 ||
-	    irqchip_state_register(vm) < 0)
-		return -1;
-	/* A vCPU's state device, but no vCPU thread: arriving pauses and resumes none. */
-	vm->nvcpu = 1;
-	vm->vcpu[0].fd = kvm_stub_fd;
-	if (cpu_state_register(vm) < 0)
-		return -1;
-	vm->nvcpu = 0;
-	/* evloop_call from here runs the hook here: this thread is the I/O thread. */
-	vm->loop.thread = pthread_self();
-	return 0;
+	return virtio_mmio_init(&tq, vm, &tq_dev_ops, NULL, "virtio-test") < 0 ||
+			       vm_register_device(vm, &tq_ops, &tq) < 0
+		       ? -1
+		       : 0;
 }
 
 /* Each input starts from the same destination: waiting, with zeroed RAM. */
 static void reset(void)
 {
 	memset(vm->ram, 0, vm->ram_size);
-	vm->exiting = false;
-	vm->exit_code = 0;
-	vm->state = RUN_STATE_INMIGRATE;
-	vm->autostart = true;
-	vm->stop_pending = false;
-	__atomic_store_n(&vm->loop.stop, false, __ATOMIC_RELEASE);
+	mig_vm_reset(vm, RUN_STATE_INMIGRATE);
 }
 
 /* The guest's view of what arrived: every register, every queue's chains taken and returned. */
@@ -188,7 +98,8 @@ static void write_seeds(const char *dir);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	if (setup() < 0) {
+	vm = mig_vm_create(tq_add);
+	if (!vm) {
 		fprintf(stderr, "fuzz_stream: cannot set up the destination VM\n");
 		abort();
 	}
