@@ -240,7 +240,17 @@ class Monitor:
     def cmd(self, line, timeout=30):
         self.s.settimeout(timeout)
         self.s.sendall(line.encode() + b"\n")
+        if line.strip() in ("quit", "q"):
+            return self._until_closed()  # as QEMU's: no prompt after it, tern goes
         return self._until(b"(tern) ")
+
+    def _until_closed(self):
+        while True:
+            d = self.s.recv(65536)
+            if not d:
+                out, self.buf = self.buf, b""
+                return out.decode(errors="replace")
+            self.buf += d
 
     def info(self, what):
         """`info migrate` and the like as a dict of 'key: value' lines."""
