@@ -26,31 +26,41 @@ size_t utf8_cut(const char *s, size_t len)
 	return len;
 }
 
+/*
+ * One write() of the whole line, at most PIPE_BUF bytes, so that lines from different threads
+ * never interleave (dprintf() writes a long one in pieces, its buffer's size each).
+ */
 static void vlinef(const char *fmt, va_list ap, int err)
 {
-	char buf[4096], why[128] = "";
+	static const char prefix[] = "tern: ";
+	const size_t pre = sizeof(prefix) - 1;
+	char line[4096], why[128] = "";
 	size_t room, len;
 	int n;
 
 	if (err)
 		snprintf(why, sizeof(why), ": %s", strerror(err));
-	room = sizeof(buf) - strlen(why);
-	n = vsnprintf(buf, room, fmt, ap);
+	/* For the message: what the prefix, the reason and the newline leave. */
+	room = sizeof(line) - pre - strlen(why) - 1;
+	memcpy(line, prefix, pre);
+	n = vsnprintf(line + pre, room, fmt, ap);
 	if (n < 0)
 		return;
 	/* Too long (a path of thousands of characters): cut, never inside a character, and
 	 * the reason kept. */
-	len = (size_t)n < room ? (size_t)n : utf8_cut(buf, room - 1);
-	memcpy(buf + len, why, strlen(why) + 1);
+	len = (size_t)n < room ? (size_t)n : utf8_cut(line + pre, room - 1);
+	memcpy(line + pre + len, why, strlen(why));
+	len += pre + strlen(why);
 	/*
 	 * One line, whatever the user's input that it quotes holds (a path or a -config string
 	 * with a newline or an escape): a control character but a tab shows as '?'.
 	 */
-	for (char *p = buf; *p; p++)
+	for (char *p = line + pre; p < line + len; p++)
 		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
 			*p = '?';
-	/* One write, so lines from different threads never interleave. */
-	dprintf(STDERR_FILENO, "tern: %s\n", buf);
+	line[len++] = '\n';
+	if (write(STDERR_FILENO, line, len) < 0)
+		return; /* nowhere left to say it */
 }
 
 void errorf(const char *fmt, ...)
@@ -224,7 +234,7 @@ bool ratelimit_pass(struct ratelimit *rl, const char *what)
 	if (rl->said == RATELIMIT_BURST) {
 		rl->said++;
 		errorf("%s: more such lines in the next %llu s are not shown", what,
-		       (unsigned long long)((rl->start + window - now) / 1000000000ULL + 1));
+		       (unsigned long long)((rl->start + window - now + 999999999) / 1000000000ULL));
 	}
 	return false;
 }

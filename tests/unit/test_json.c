@@ -1,8 +1,10 @@
 /* What -config and QMP check before yajl reads JSON, and text cut without breaking UTF-8. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <yajl/yajl_tree.h>
 
 #include "tests/unit/unit.h"
@@ -142,6 +144,35 @@ static int config_file(const char *text)
 	return r;
 }
 
+/*
+ * An error line, however long, is one write() of at most PIPE_BUF bytes, so lines from two
+ * threads never interleave: a SOCK_SEQPACKET stderr shows each write as one packet (a line
+ * of 4 KiB or more once went out in two, the stream buffer's size).
+ */
+static void test_error_line_one_write(void)
+{
+	static char big[5000], got[8192];
+	int sv[2], saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	memset(big, 'd', sizeof(big) - 1);
+	dup2(sv[0], STDERR_FILENO);
+	close(sv[0]);
+	errno = ENOENT;
+	perrorf("kernel: %s", big);
+	errorf("short");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = recv(sv[1], got, sizeof(got), MSG_DONTWAIT);
+	CHECK(n > 4000 && n <= 4096);
+	CHECK(n > 0 && !memcmp(got, "tern: kernel: ddd", 17));
+	CHECK(n > 40 && !memcmp(got + n - 29, "d: No such file or directory\n", 29));
+	n = recv(sv[1], got, sizeof(got), MSG_DONTWAIT);
+	CHECK(n == 12 && !memcmp(got, "tern: short\n", 12));
+	close(sv[1]);
+}
+
 static void test_config_file(void)
 {
 	char *s = nested("{\"kernel\": ", 300000, "[", "]", "}");
@@ -161,6 +192,7 @@ int main(void)
 	test_yajl_at_limit();
 	test_nul();
 	test_utf8_cut();
+	test_error_line_one_write();
 	test_config_file();
 	return unit_summary();
 }

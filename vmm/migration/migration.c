@@ -523,7 +523,11 @@ static int mig_listen(struct migration *m, const char *uri, char *err, size_t er
 		return -1;
 	m->incoming = true;
 	if (mig_start_thread(m, mig_dest_thread, &m->in_thread) < 0) {
+		/* As before: a later migrate_incoming may try again. */
 		snprintf(err, errlen, "%s", m->error);
+		close(m->listen_fd);
+		m->listen_fd = -1;
+		m->incoming = false;
 		return -1;
 	}
 	m->in_started = true;
