@@ -338,22 +338,6 @@ static void check_dest(const struct migration *m, const struct peer *p, bool v2)
 
 /* --- one input -------------------------------------------------------------------------- */
 
-/* Every record's checksum made right, from off on (the source's stream has its header). */
-static void fix_checksums(uint8_t *p, size_t size, size_t off)
-{
-	while (off <= size && size - off >= sizeof(struct rec_hdr)) {
-		struct rec_hdr h;
-		uint32_t crc;
-
-		memcpy(&h, p + off, sizeof(h));
-		if (h.len > size - off - sizeof(h) || size - off - sizeof(h) - h.len < 4)
-			return;
-		crc = crc32c(0, p + off, sizeof(h) + h.len);
-		memcpy(p + off + sizeof(h) + h.len, &crc, 4);
-		off += sizeof(h) + h.len + 4;
-	}
-}
-
 static void migration_reset(struct migration *m)
 {
 	uint64_t stale;
@@ -463,7 +447,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
 	if (data[0] & MODE_CRC)
-		fix_checksums(copy, size - 1, dest ? 16 : 0);
+		mig_fix_checksums(copy, size - 1, dest ? 16 : 0);
 	if (dest)
 		run_dest(copy, size - 1);
 	else

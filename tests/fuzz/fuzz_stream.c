@@ -110,28 +110,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/*
- * A mutated record fails its checksum, and the fuzzer would never get past it: with MODE_CRC
- * the harness recomputes every record's checksum first, so that what lies behind (the tree,
- * the pages) is fuzzed too. The stream reader still reads exactly these bytes.
- */
-static void fix_checksums(uint8_t *p, size_t size)
-{
-	size_t off = 16;	/* the stream header */
-
-	while (size - off >= sizeof(struct rec_hdr) && off <= size) {
-		struct rec_hdr h;
-		uint32_t crc;
-
-		memcpy(&h, p + off, sizeof(h));
-		if (h.len > size - off - sizeof(h) || size - off - sizeof(h) - h.len < 4)
-			return;
-		crc = crc32c(0, p + off, sizeof(h) + h.len);
-		memcpy(p + off + sizeof(h) + h.len, &crc, 4);
-		off += sizeof(h) + h.len + 4;
-	}
-}
-
 /* The whole destination thread on a snapshot file of these bytes. */
 static void receive(const uint8_t *data, size_t size)
 {
@@ -185,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		trees(copy, size - 1);
 	} else {
 		if (data[0] & MODE_CRC)
-			fix_checksums(copy, size - 1);
+			mig_fix_checksums(copy, size - 1, 16); /* after the stream header */
 		receive(copy, size - 1);
 	}
 	free(copy);
