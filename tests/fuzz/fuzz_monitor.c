@@ -12,11 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-#include "vmm/cpu_state.h"
-#include "vmm/monitor.h"
-#include "vmm/vm.h"
-
+#include "tests/fuzz/idle_vm.h"
 
 /* The output must be what was asked for: it is only counted. */
 static void out(void *opaque, const char *buf, size_t len)
@@ -37,18 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	memset(&vm, 0, sizeof(vm));
-	vm.kvm_fd = vm.fd = -1;
-	vm.cfg = &cfg;
-	vm.nvcpu = 2;
-	for (int i = 0; i < vm.nvcpu; i++)
-		vm.vcpu[i] = (struct vcpu){ .vm = &vm, .fd = -1 };
-	pthread_mutex_init(&vm.lock, NULL);
-	pthread_mutex_init(&vm.run_lock, NULL);
+	idle_vm_init(&vm, &cfg);
 	if (evloop_init(&vm.loop) < 0)
-		abort();
-	vm.monitor = monitor_create(&vm);
-	if (!vm.monitor || cpu_info_register(&vm) < 0)
 		abort();
 	s = monitor_session_new(vm.monitor, out, &n, data[0] & 1);
 	for (size_t i = 1; i < size;) {

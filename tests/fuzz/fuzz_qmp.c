@@ -42,7 +42,7 @@ int fuzz_close(int fd);
 #undef recv
 #undef close
 
-#include "vmm/cpu_state.h"
+#include "tests/fuzz/idle_vm.h"
 
 static const uint8_t *in_p;
 static size_t in_left;
@@ -144,19 +144,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct qmp *q;
 	struct qmp_client *c;
 
-	memset(&vm, 0, sizeof(vm));
-	vm.kvm_fd = vm.fd = -1;
-	vm.cfg = &cfg;
-	vm.nvcpu = 2;
-	for (int i = 0; i < vm.nvcpu; i++)
-		vm.vcpu[i] = (struct vcpu){ .vm = &vm, .fd = -1 };
-	pthread_mutex_init(&vm.lock, NULL);
-	pthread_mutex_init(&vm.run_lock, NULL);
-	vm.monitor = monitor_create(&vm);
+	idle_vm_init(&vm, &cfg);
 	/* Made once: a client's 64 KiB input buffer need not be cleared, only emptied. */
 	if (!q)
 		q = calloc(1, sizeof(*q));
-	if (!vm.monitor || cpu_info_register(&vm) < 0 || !q)
+	if (!q)
 		abort();
 	q->vm = &vm;
 	q->fd = q->evfd = -1;
