@@ -32,7 +32,6 @@ struct migration {
 	bool thread_done;		/* atomic: the thread's last act, so joining never waits */
 	pthread_t in_thread;		/* incoming: may still take forwarded frames meanwhile */
 	bool in_started;
-	bool deferred;			/* -incoming defer: migrate_incoming names the URI */
 	int in_fd;			/* its stream, shut down when tern exits */
 	enum mig_status status;
 	char error[256];

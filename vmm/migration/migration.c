@@ -538,7 +538,7 @@ int migration_listen(struct vm *vm, const char *uri, char *err, size_t errlen)
 {
 	struct migration *m = vm->migration;
 
-	if (!m->deferred) {
+	if (!vm->cfg->incoming || strcmp(vm->cfg->incoming, "defer")) {
 		snprintf(err, errlen, "migrate_incoming needs tern started with -incoming defer");
 		return -1;
 	}
@@ -675,10 +675,8 @@ int migration_incoming(struct vm *vm, const char *uri)
 {
 	char err[256];
 
-	if (!strcmp(uri, "defer")) {
-		vm->migration->deferred = true;
+	if (!strcmp(uri, "defer"))
 		return 0;
-	}
 	if (mig_listen(vm->migration, uri, err, sizeof(err)) < 0) {
 		errorf("-incoming: %s", err);
 		return -1;
