@@ -236,13 +236,23 @@ static bool virtio_net_tap_error(struct virtio_net *n)
 	return true;
 }
 
+/*
+ * Whether the device may write guest memory now: not while a migration copies it, and not
+ * while the guest is stopped, whose memory stays as it was (frames wait in the tap meanwhile,
+ * as in QEMU).
+ */
+static bool virtio_net_may_write(struct virtio_net *n)
+{
+	return !n->paused && vm_state(n->vm) == RUN_STATE_RUNNING && virtio_mmio_running(&n->v);
+}
+
 /* Moves frames from the tap into the guest until one side runs dry. */
 static void virtio_net_rx(struct virtio_net *n)
 {
 	unsigned budget = NET_BURST;
 	ssize_t r;
 
-	if (n->paused || !virtio_mmio_running(&n->v))
+	if (!virtio_net_may_write(n))
 		return;
 	/* Past the budget the tap stays readable: the loop comes back after its other work. */
 	while (budget--) {
@@ -277,7 +287,7 @@ static void virtio_net_tap_ready(void *opaque, uint32_t events)
 
 	pthread_mutex_lock(&n->v.lock);
 	/* A reset on a vCPU thread leaves the loop alone; the handler retires itself here. */
-	if (!virtio_mmio_running(&n->v))
+	if (!virtio_net_may_write(n))
 		virtio_net_poll_tap(n, false);
 	else
 		virtio_net_rx(n);
@@ -288,7 +298,7 @@ static void virtio_net_notify(void *opaque, unsigned q)
 {
 	struct virtio_net *n = opaque;
 
-	if (n->paused)
+	if (!virtio_net_may_write(n))
 		return;
 	if (q == TXQ) {
 		virtio_net_tx(n);
@@ -465,17 +475,34 @@ static void virtio_net_pause(void *opaque)
 	pthread_mutex_unlock(&n->v.lock);
 }
 
+/* Takes up what waited while the device held back: the tap, and buffers on either queue. */
+static void virtio_net_go_on(struct virtio_net *n)
+{
+	if (virtio_net_may_write(n)) {
+		virtio_net_poll_tap(n, true);
+		virtio_net_tx(n);
+		virtio_net_rx(n);
+	}
+}
+
 static void virtio_net_resume(void *opaque)
 {
 	struct virtio_net *n = opaque;
 
 	pthread_mutex_lock(&n->v.lock);
 	n->paused = false;
-	if (virtio_mmio_running(&n->v)) {
-		virtio_net_poll_tap(n, true);
-		virtio_net_tx(n);
-		virtio_net_rx(n);
-	}
+	virtio_net_go_on(n);
+	pthread_mutex_unlock(&n->v.lock);
+}
+
+/* Stopping needs nothing here: on the I/O thread we come after any burst under way, and the
+ * next readable tap finds the guest stopped and leaves the tap alone. */
+static void virtio_net_runstate(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->v.lock);
+	virtio_net_go_on(n);
 	pthread_mutex_unlock(&n->v.lock);
 }
 
@@ -508,10 +535,11 @@ static void virtio_net_inject(void *opaque, const void *buf, size_t len)
 	struct virtio_net *n = opaque;
 
 	pthread_mutex_lock(&n->v.lock);
-	/* Paused, the guest is on its way on (A->B->C): its RAM is being copied. */
-	if (n->paused) {
+	/* Paused, the guest is on its way on (A->B->C): its RAM is being copied. Stopped (it
+	 * arrived so), its memory stays as it is: dropped, as by a tap whose queue is full. */
+	if (!virtio_net_may_write(n) || len <= n->hdr_len || len > sizeof(n->frame)) {
 		n->rx_dropped++;
-	} else if (len > n->hdr_len && len <= sizeof(n->frame) && virtio_mmio_running(&n->v)) {
+	} else {
 		uint8_t *copy = malloc(len);
 
 		/* frame[] may hold a frame of our own tap that still waits. */
@@ -567,6 +595,7 @@ static const struct device_ops virtio_net_ops = {
     .load = virtio_net_load,
     .pause = virtio_net_pause,
     .resume = virtio_net_resume,
+    .runstate = virtio_net_runstate,
     .post_migrate = virtio_net_post_migrate,
     .handover_fd = virtio_net_handover_fd,
     .inject = virtio_net_inject,

@@ -25,6 +25,12 @@ struct device_ops {
 	/* Stop and restart processing (host I/O, timers) around a migration's stop-and-copy. */
 	void (*pause)(void *opaque);
 	void (*resume)(void *opaque);
+	/*
+	 * The guest stopped or went on (stop, cont, a debugger, a migration): a device that writes
+	 * guest memory by itself looks at vm_state() and holds back unless it is running, as in
+	 * QEMU. On the I/O thread, after the change; a device may hear of two changes at once.
+	 */
+	void (*runstate)(void *opaque);
 	/* After the guest has resumed on a migration's destination (e.g. announce the NIC). */
 	void (*post_migrate)(void *opaque);
 	/*

@@ -16,6 +16,14 @@ static void evloop_wake(void *opaque, uint32_t events)
 	if (read(l->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		perrorf("evloop: read wake eventfd");
 	pthread_mutex_lock(&l->call_lock);
+	if (l->post_fn) {
+		void (*fn)(void *) = l->post_fn;
+
+		l->post_fn = NULL;
+		pthread_mutex_unlock(&l->call_lock);
+		fn(l->post_arg);
+		pthread_mutex_lock(&l->call_lock);
+	}
 	if (l->call_pending) {
 		void (*fn)(void *) = l->call_fn;
 		void *arg = l->call_arg;
@@ -72,6 +80,27 @@ void evloop_call(struct evloop *l, void (*fn)(void *), void *arg)
 		return;
 	}
 	pthread_mutex_unlock(&l->call_lock);
+}
+
+void evloop_post(struct evloop *l, void (*fn)(void *), void *arg)
+{
+	bool ended;
+
+	if (pthread_equal(pthread_self(), l->thread)) {
+		fn(arg);
+		return;
+	}
+	pthread_mutex_lock(&l->call_lock);
+	ended = l->finished;
+	if (!ended) {
+		l->post_fn = fn;
+		l->post_arg = arg;
+	}
+	pthread_mutex_unlock(&l->call_lock);
+	if (ended)
+		fn(arg); /* the loop has ended: nobody else will */
+	else
+		evloop_kick(l);
 }
 
 int evloop_init(struct evloop *l)

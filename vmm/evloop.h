@@ -32,6 +32,9 @@ struct evloop {
 	void *call_arg;
 	bool call_pending;
 	unsigned long call_seq; /* of the request last posted: whose is pending */
+	/* evloop_post(): the one call that waits, or NULL. */
+	void (*post_fn)(void *);
+	void *post_arg;
 	pthread_t thread;	/* the one that runs it (until it does: the one that made it) */
 	bool finished;		/* evloop_run() returned, or never will: calls run inline */
 };
@@ -54,6 +57,12 @@ void evloop_finish(struct evloop *l);
  * for it to start (set-up has not finished: the devices are not ready for fn yet).
  */
 void evloop_call(struct evloop *l, void (*fn)(void *), void *arg);
+/*
+ * Runs fn(arg) on the loop's thread soon, without waiting for it: news from a thread that
+ * must not wait for the loop (it may hold what the loop waits for). Posted again before it
+ * ran, it runs once. One fn per loop (the VM's run-state news).
+ */
+void evloop_post(struct evloop *l, void (*fn)(void *), void *arg);
 /* A timerfd that fires after first_ms then every period_ms (0 = once). Returns the fd. */
 int evloop_add_timer(struct evloop *l, unsigned first_ms, unsigned period_ms, ev_fn fn,
 		     void *opaque);

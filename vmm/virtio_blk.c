@@ -470,7 +470,8 @@ static void *virtio_blk_worker(void *opaque)
 	b->worker_state = r < 0 ? -1 : 1;
 	pthread_cond_broadcast(&b->idle);
 	while (r == 0 && !b->stopping) {
-		if (b->paused || b->quiescers || !b->kicked)
+		if (b->paused || b->quiescers || !b->kicked ||
+		    vm_state(b->vm) != RUN_STATE_RUNNING)
 			pthread_cond_wait(&b->wake, &b->v.lock);
 		else if (b->locked || !blk_relock(b))
 			virtio_blk_serve(b);
@@ -587,6 +588,22 @@ static void virtio_blk_go_on(void *opaque)
 	pthread_mutex_unlock(&b->v.lock);
 }
 
+/*
+ * A stopped guest's memory stays as it was, as in QEMU: the request at hand ends, and the
+ * worker waits for cont (or takes up requests that a kick left while it was stopped).
+ */
+static void virtio_blk_runstate(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	pthread_mutex_lock(&b->v.lock);
+	if (vm_state(b->vm) == RUN_STATE_RUNNING)
+		pthread_cond_signal(&b->wake);
+	else
+		virtio_blk_quiesce(b);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
 static void virtio_blk_info(void *opaque, const char *what, char *buf, unsigned len)
 {
 	struct virtio_blk *b = opaque;
@@ -632,6 +649,7 @@ static const struct device_ops virtio_blk_ops = {
     .load = virtio_blk_load,
     .pause = virtio_blk_pause,
     .resume = virtio_blk_go_on,
+    .runstate = virtio_blk_runstate,
     .post_migrate = virtio_blk_go_on,
     .info = virtio_blk_info,
     .destroy = virtio_blk_destroy,

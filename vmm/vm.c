@@ -176,6 +176,8 @@ int vm_register_device(struct vm *vm, const struct device_ops *ops, void *opaque
 		return -1;
 	}
 	vm->dev[vm->ndev++] = (struct device){ ops, opaque };
+	if (ops->runstate)
+		vm->run_listeners++;
 	return 0;
 }
 
@@ -317,9 +319,36 @@ static enum vm_runstate vm_enter_state_locked(struct vm *vm, enum vm_runstate s)
 		vcpus_release_debug(vm);
 		vm_resume_vcpus(vm, 0, vm->nvcpu);
 	}
-	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING))
+	if ((old == RUN_STATE_RUNNING) != (s == RUN_STATE_RUNNING)) {
+		vm->run_changed = true;
 		vm_event(vm, s == RUN_STATE_RUNNING ? "RESUME" : "STOP", NULL);
+	}
 	return old;
+}
+
+static void vm_tell_devices(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	for (int i = 0; i < vm->ndev; i++)
+		if (vm->dev[i].ops->runstate)
+			vm->dev[i].ops->runstate(vm->dev[i].opaque);
+}
+
+/*
+ * Lets run_lock go, then tells the devices of a change, on the I/O thread. From another
+ * (migration) without waiting for it: the I/O thread may be waiting for run_lock meanwhile,
+ * and a destination's news must not wait behind the monitors. Each device reads the state
+ * when it hears, so a change heard late still leaves it right.
+ */
+static void vm_run_unlock(struct vm *vm)
+{
+	bool tell = vm->run_changed && vm->run_listeners;
+
+	vm->run_changed = false;
+	pthread_mutex_unlock(&vm->run_lock);
+	if (tell)
+		evloop_post(&vm->loop, vm_tell_devices, vm);
 }
 
 enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s)
@@ -328,7 +357,7 @@ enum vm_runstate vm_enter_state(struct vm *vm, enum vm_runstate s)
 
 	pthread_mutex_lock(&vm->run_lock);
 	old = vm_enter_state_locked(vm, s);
-	pthread_mutex_unlock(&vm->run_lock);
+	vm_run_unlock(vm);
 	return old;
 }
 
@@ -351,7 +380,7 @@ void vm_stop(struct vm *vm)
 		vm->stop_pending = true;
 	else if (s == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_PAUSED);
-	pthread_mutex_unlock(&vm->run_lock);
+	vm_run_unlock(vm);
 }
 
 void vm_debug_stop(struct vm *vm)
@@ -359,7 +388,7 @@ void vm_debug_stop(struct vm *vm)
 	pthread_mutex_lock(&vm->run_lock);
 	if (vm_state(vm) == RUN_STATE_RUNNING)
 		vm_enter_state_locked(vm, RUN_STATE_DEBUG);
-	pthread_mutex_unlock(&vm->run_lock);
+	vm_run_unlock(vm);
 }
 
 void vm_with_vcpus_parked(struct vm *vm, int first, int n, void (*fn)(void *), void *arg)
@@ -384,7 +413,7 @@ void vm_arrive(struct vm *vm, enum vm_runstate as_at_source)
 	if (s == RUN_STATE_RUNNING && !vm->autostart)
 		s = RUN_STATE_PAUSED;
 	vm_enter_state_locked(vm, s);
-	pthread_mutex_unlock(&vm->run_lock);
+	vm_run_unlock(vm);
 }
 
 /* Why the guest may not run here, or NULL; with run_lock held. */
@@ -417,7 +446,7 @@ int vm_cont(struct vm *vm, char *err, size_t errlen)
 	else if (!why && (s == RUN_STATE_PAUSED || s == RUN_STATE_POSTMIGRATE ||
 			  s == RUN_STATE_PRELAUNCH || s == RUN_STATE_DEBUG))
 		vm_enter_state_locked(vm, RUN_STATE_RUNNING);
-	pthread_mutex_unlock(&vm->run_lock);
+	vm_run_unlock(vm);
 	if (why) {
 		snprintf(err, errlen, "%s", why);
 		return -1;

@@ -85,6 +85,10 @@ struct vm {
 	/* A stop while a migration holds the guest (finish-migrate): should the migration fail,
 	 * the guest stays stopped rather than run on. Guarded by run_lock. */
 	bool stop_pending;
+	/* The guest stopped or went on since run_lock was taken: the devices hear of it once it
+	 * is let go (vm_run_unlock). Guarded by run_lock. */
+	bool run_changed;
+	int run_listeners; /* devices with a runstate hook */
 	bool exiting;
 	int exit_code;
 	const char *exit_cause;

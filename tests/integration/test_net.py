@@ -391,6 +391,33 @@ def test_snapshot_then_cont_keeps_the_network(lab, tmp_path):
         t.kill()
 
 
+def rx_packets(mon):
+    return int(re.search(r"rx (\d+) packets", mon.cmd("info network")).group(1))
+
+
+def test_stopped_guest_gets_frames_only_at_cont(lab, tmp_path):
+    """A stopped guest's memory stays as it was, as in QEMU: frames for it wait in the tap
+    (they used to land in its rings while it was stopped) and reach it at cont."""
+    t = tern_in_lab(tmp_path / "m")
+    assert guest_ip(t) == PINNED_IP
+    mon = Monitor(str(tmp_path / "m"))
+    try:
+        in_ns("ping", "-c", "1", "-W", "5", PINNED_IP)
+        mon.cmd("stop")
+        before = rx_packets(mon)
+        p = in_ns("ping", "-c", "3", "-i", "0.2", "-W", "1", PINNED_IP, check=False)
+        assert p.returncode != 0, p.stdout
+        assert rx_packets(mon) == before
+        assert "Error" not in mon.cmd("cont")
+        deadline = time.time() + 10
+        while rx_packets(mon) < before + 3 and time.time() < deadline:
+            time.sleep(0.1)
+        assert rx_packets(mon) >= before + 3
+        in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
+    finally:
+        t.kill()
+
+
 def test_snapshot_with_link_down_refused(lab, tmp_path):
     """The NIC's link status is the device's own, always up: a snapshot that says down (the
     last byte of the big-endian "status") is refused with one line, and the guest does not run

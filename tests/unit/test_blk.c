@@ -106,16 +106,12 @@ struct seg {
 	uint16_t flags;
 };
 
-/*
- * Puts the header at HDR and the chain of segs (in order, from descriptor 0) on the ring and
- * kicks. The used length, or -1 if the device returned nothing (a broken ring, say).
- */
-static long request(uint32_t type, uint64_t sector, const struct seg *segs, unsigned n)
+/* Puts the header at HDR and the chain of segs (in order, from descriptor 0) on the ring and
+ * kicks. The used index before it, for answer(). */
+static uint16_t kick(uint32_t type, uint64_t sector, const struct seg *segs, unsigned n)
 {
-	volatile uint16_t *used_idx = ram(USED + 2);
-	uint16_t before = *used_idx;
+	uint16_t before = *(volatile uint16_t *)ram(USED + 2);
 	uint8_t *desc = ram(DESC);
-	struct timespec t0, now;
 
 	memcpy(ram(HDR), &type, 4);
 	memset(ram(HDR + 4), 0, 4);
@@ -132,15 +128,34 @@ static long request(uint32_t type, uint64_t sector, const struct seg *segs, unsi
 	*(uint16_t *)ram(AVAIL + 4 + 2 * (avail_idx % NUM)) = 0;
 	__atomic_store_n((uint16_t *)ram(AVAIL + 2), ++avail_idx, __ATOMIC_RELEASE);
 	wr(REG_QUEUE_NOTIFY, 0);
+	return before;
+}
+
+static uint16_t used_idx(void)
+{
+	return __atomic_load_n((uint16_t *)ram(USED + 2), __ATOMIC_ACQUIRE);
+}
+
+/* The used length of the request kicked at used index before, or -1 if the device returned
+ * nothing (a broken ring, say). */
+static long answer(uint16_t before)
+{
+	struct timespec t0, now;
+
 	/* Not a timed check: a bound on waiting for an answer that never comes. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (__atomic_load_n(used_idx, __ATOMIC_ACQUIRE) == before) {
+	while (used_idx() == before) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - t0.tv_sec > 10 || (rd(REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET))
 			return -1;
 		usleep(1000);
 	}
-	return *(uint32_t *)ram(USED + 4 + 8 * ((uint16_t)(*used_idx - 1) % NUM) + 4);
+	return *(uint32_t *)ram(USED + 4 + 8 * ((uint16_t)(used_idx() - 1) % NUM) + 4);
+}
+
+static long request(uint32_t type, uint64_t sector, const struct seg *segs, unsigned n)
+{
+	return answer(kick(type, sector, segs, n));
 }
 
 /* The usual layout: header, data (if any), status byte. */
@@ -340,6 +355,25 @@ static void test_broken_requests(void)
 	CHECK_EQ(status(), S_OK);
 }
 
+/* A stopped guest's memory stays as it was, as in QEMU: a request it kicked waits for cont. */
+static void test_stopped_guest_waits_for_cont(void)
+{
+	struct seg s[] = {{HDR, 16, 0}, {DATA, 512, W}, {STATUS, 1, W}};
+	char err[128];
+	uint16_t before;
+
+	start(F_VERSION_1);
+	fill(DATA, 0x5a, 512);
+	vm_stop(&vm);
+	before = kick(T_IN, 0, s, 3);
+	usleep(200000);
+	CHECK_EQ(used_idx(), before);
+	CHECK_EQ(*(uint8_t *)ram(DATA), 0x5a);
+	CHECK_EQ(vm_cont(&vm, err, sizeof(err)), 0);
+	CHECK_EQ(answer(before), 513);
+	CHECK_EQ(*(uint8_t *)ram(DATA), 0);
+}
+
 static void *io_thread(void *arg)
 {
 	evloop_run(&vm.loop);
@@ -374,6 +408,7 @@ int main(void)
 	test_unknown_types_and_get_id();
 	test_layouts();
 	test_broken_requests();
+	test_stopped_guest_waits_for_cont();
 	evloop_stop(&vm.loop);
 	pthread_join(io, NULL);
 	unlink(path);
