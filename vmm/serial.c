@@ -35,6 +35,8 @@ enum { UART_RBR_THR, UART_IER, UART_IIR_FCR, UART_LCR, UART_MCR, UART_LSR, UART_
 #define IIR_RDI 0x04
 #define IIR_RLSI 0x06
 #define IIR_FIFO 0xc0
+#define FCR_ENABLE 0x01
+#define FCR_CLEAR_RX 0x02
 #define LCR_DLAB 0x80
 #define MCR_MASK 0x1f /* a 16550A's MCR has no bits 5-7 */
 #define MCR_LOOP 0x10
@@ -74,15 +76,18 @@ struct serial {
 	pthread_cond_t tx_room;
 };
 
+/* Bits 7-6 say the FIFOs are on, as the driver's FCR asked: Linux tells a 16550A by them. */
 static uint8_t serial_iir(struct serial *s)
 {
+	uint8_t fifo = s->r.fcr & FCR_ENABLE ? IIR_FIFO : 0;
+
 	if ((s->r.ier & IER_RLSI) && s->brk == 1)
-		return IIR_RLSI | IIR_FIFO;
+		return IIR_RLSI | fifo;
 	if ((s->r.ier & IER_RDI) && s->rx_len)
-		return IIR_RDI | IIR_FIFO;
+		return IIR_RDI | fifo;
 	if ((s->r.ier & IER_THRI) && s->r.thri_pending)
-		return IIR_THRI | IIR_FIFO;
-	return IIR_NONE | IIR_FIFO;
+		return IIR_THRI | fifo;
+	return IIR_NONE | fifo;
 }
 
 /* Called with the lock held whenever something that feeds IIR changed. */
@@ -226,7 +231,7 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 		return;
 	case UART_IIR_FCR:
 		s->r.fcr = v;
-		if (v & 0x02)
+		if (v & FCR_CLEAR_RX)
 			s->rx_len = s->brk = 0;
 		return;
 	case UART_LCR:

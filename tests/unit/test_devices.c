@@ -749,6 +749,15 @@ static void test_serial_break(void)
 	uart_out_reg(1, 0);
 }
 
+/* IIR's bits 7-6 say whether the FIFOs are on, as FCR set them: Linux's probe reads them. */
+static void test_serial_fifo_bits(void)
+{
+	uart_out_reg(2, 0x00);
+	CHECK_EQ(uart_in(2), 0x01);
+	uart_out_reg(2, 0x01);
+	CHECK_EQ(uart_in(2), 0xc1);
+}
+
 /*
  * A stream is trusted no more than the guest: registers the guest could never have set (IER's
  * or MCR's missing bits, a THR-empty flag other than 0 or 1) are refused, and a refused state
@@ -921,6 +930,7 @@ int main(void)
 	test_serial_wide_read();
 	test_serial_paste();
 	test_serial_break();
+	test_serial_fifo_bits();
 	test_serial_load();
 	test_write_gives_up();
 	test_serial_file_full();
