@@ -26,6 +26,54 @@ size_t utf8_cut(const char *s, size_t len)
 	return len;
 }
 
+/* The length of the well-formed UTF-8 character at s (RFC 3629), or 0 if it is none. */
+static size_t utf8_char(const unsigned char *s, size_t left)
+{
+	unsigned char b = s[0], lo = 0x80, hi = 0xbf;
+	size_t n = b < 0x80 ? 1 : b < 0xc2 ? 0 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf5 ? 4 : 0;
+
+	/* The second byte's range rules out overlong forms, surrogates and past U+10FFFF. */
+	if (b == 0xe0)
+		lo = 0xa0;
+	else if (b == 0xed)
+		hi = 0x9f;
+	else if (b == 0xf0)
+		lo = 0x90;
+	else if (b == 0xf4)
+		hi = 0x8f;
+	if (n > left || (n > 1 && (s[1] < lo || s[1] > hi)))
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * One line, whatever the user's input that it quotes holds (a path or a -config string with a
+ * newline or an escape): a '?' for each control character but tab (C0, DEL, and C1, which a
+ * terminal may obey as well) and for each byte that is not UTF-8 (to a terminal that is not,
+ * 0x9b is a C1 control too). The new length.
+ */
+static size_t line_clean(char *s, size_t len)
+{
+	size_t o = 0, n;
+
+	for (size_t i = 0; i < len; i += n ? n : 1) {
+		const unsigned char *c = (const unsigned char *)s + i;
+
+		n = utf8_char(c, len - i);
+		if (!n || (n == 1 && ((c[0] < 0x20 && c[0] != '\t') || c[0] == 0x7f)) ||
+		    (n == 2 && c[0] == 0xc2 && c[1] < 0xa0)) {
+			s[o++] = '?';
+			continue;
+		}
+		memmove(s + o, c, n);
+		o += n;
+	}
+	return o;
+}
+
 /*
  * One write() of the whole line, at most PIPE_BUF bytes, so that lines from different threads
  * never interleave (dprintf() writes a long one in pieces, its buffer's size each).
@@ -50,14 +98,7 @@ static void vlinef(const char *fmt, va_list ap, int err)
 	 * the reason kept. */
 	len = (size_t)n < room ? (size_t)n : utf8_cut(line + pre, room - 1);
 	memcpy(line + pre + len, why, strlen(why));
-	len += pre + strlen(why);
-	/*
-	 * One line, whatever the user's input that it quotes holds (a path or a -config string
-	 * with a newline or an escape): a control character but a tab shows as '?'.
-	 */
-	for (char *p = line + pre; p < line + len; p++)
-		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-			*p = '?';
+	len = pre + line_clean(line + pre, len + strlen(why));
 	line[len++] = '\n';
 	if (write(STDERR_FILENO, line, len) < 0)
 		return; /* nowhere left to say it */

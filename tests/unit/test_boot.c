@@ -167,6 +167,9 @@ static void test_elf_bad(void)
 	/* A tab keeps it one line, and UTF-8 is not control characters: both shown as they are. */
 	cfg.kernel = "/nonexistent/caf\xc3\xa9\tb.elf";
 	EXPECT_FAIL(&cfg, "kernel: /nonexistent/caf\xc3\xa9\tb.elf: No such file or directory");
+	/* C1 controls (CSI here), as UTF-8 or as a lone byte, and bytes that are no UTF-8: '?'. */
+	cfg.kernel = "/nonexistent/\xc2\x9b" "2J\x9b" "2J\xc0\xaf\xed\xa0\x80\xe2\x82\xac\xf0\x9f\x90.elf";
+	EXPECT_FAIL(&cfg, "kernel: /nonexistent/?2J?2J?????\xe2\x82\xac???.elf: No such file");
 	/* A path of thousands of characters: the line is cut, but still says why. */
 	{
 		static char longpath[3100] = "/nonexistent/";
