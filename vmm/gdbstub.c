@@ -261,7 +261,7 @@ static void gdb_resume_orphan(struct gdbstub *g)
 	char ignored[160];
 
 	if (vm_state(g->vm) == RUN_STATE_DEBUG)
-		vm_cont(g->vm, ignored, sizeof(ignored));
+		vm_cont(g->vm, false, ignored, sizeof(ignored));
 }
 
 /* The breakpoint that stopped the guest: an int3's, or the debug register DR6 names. */
@@ -308,7 +308,7 @@ static void gdb_resume(struct gdbstub *g, bool step)
 		gdb_send(g, "E01");
 		return;
 	}
-	if (vm_cont(g->vm, err, sizeof(err)) < 0) {
+	if (vm_cont(g->vm, false, err, sizeof(err)) < 0) {
 		errorf("gdb: cannot resume the guest: %s", err);
 		gdb_send(g, "E01");
 		return;

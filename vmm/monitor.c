@@ -441,9 +441,12 @@ static void cmd_stop(struct mon_session *s, int argc, char **argv)
 
 static void cmd_cont(struct mon_session *s, int argc, char **argv)
 {
-	char err[128];
+	bool force = argc == 2 && !strcmp(argv[1], "-f");
+	char err[160];
 
-	if (vm_cont(monitor_session_vm(s), err, sizeof(err)) < 0)
+	if (argc > 1 && !force)
+		monitor_printf(s, "Error: usage: cont [-f]\n");
+	else if (vm_cont(monitor_session_vm(s), force, err, sizeof(err)) < 0)
 		monitor_printf(s, "Error: %s\n", err);
 }
 
@@ -471,7 +474,10 @@ struct monitor *monitor_create(struct vm *vm)
 	monitor_add_command(m, "info name", NULL, "show the guest's -name", cmd_info_name);
 	monitor_add_command(m, "info kvm", NULL, "show KVM information", cmd_info_kvm);
 	monitor_add_command(m, "stop", NULL, "pause the guest", cmd_stop);
-	monitor_add_command(m, "cont", NULL, "resume the guest", cmd_cont);
+	monitor_add_command(m, "cont", "[-f]",
+			    "resume the guest (-f: also after a hand-over the destination never "
+			    "confirmed)",
+			    cmd_cont);
 	monitor_add_command(m, "quit", NULL, "quit tern (alias q)", cmd_quit);
 	return m;
 }

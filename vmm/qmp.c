@@ -349,9 +349,15 @@ static int qmp_stop(struct qmp_call *q)
 	return 0;
 }
 
+/* force, tern's own: as the monitor's cont -f. */
 static int qmp_cont(struct qmp_call *q)
 {
-	return vm_cont(q->vm, q->err, sizeof(q->err));
+	const char *path[] = { "force", NULL };
+	yajl_val f = yajl_tree_get(q->args, path, yajl_t_any);
+
+	if (f && !YAJL_IS_TRUE(f) && !YAJL_IS_FALSE(f))
+		return qmp_fail(q, "Invalid parameter type for '%s', expected: boolean", "force");
+	return vm_cont(q->vm, f && YAJL_IS_TRUE(f), q->err, sizeof(q->err));
 }
 
 static int qmp_quit(struct qmp_call *q)
@@ -560,7 +566,7 @@ static const struct qmp_cmd {
 	{ "query-cpus-fast", "", NULL, fill_cpus },
 	{ "query-commands", "", NULL, fill_commands },
 	{ "stop", "", qmp_stop, NULL },
-	{ "cont", "", qmp_cont, NULL },
+	{ "cont", "force", qmp_cont, NULL },
 	{ "quit", "", qmp_quit, NULL },
 	/* detach: QEMU takes it and ignores it (migrate always detaches); libvirt sends it. */
 	{ "migrate", "uri detach", qmp_migrate, NULL },

@@ -417,29 +417,26 @@ void vm_arrive(struct vm *vm, enum vm_runstate as_at_source)
 }
 
 /* Why the guest may not run here, or NULL; with run_lock held. */
-static const char *vm_cont_refused(struct vm *vm, enum vm_runstate s)
+static const char *vm_cont_refused(struct vm *vm, enum vm_runstate s, bool force)
 {
 	switch (s) {
 	case RUN_STATE_FINISH_MIGRATE:
 		return "the guest is being handed over by a migration (migrate_cancel stops it)";
 	case RUN_STATE_POSTMIGRATE:
-		/* After a snapshot to a file the guest may go on here; after a hand-over never. */
-		return migration_snapshot_taken(vm)
-			   ? NULL
-			   : "the guest is migrated away: it runs on the other side";
+		return migration_reclaim(vm, force);
 	default:
 		return NULL;
 	}
 }
 
-int vm_cont(struct vm *vm, char *err, size_t errlen)
+int vm_cont(struct vm *vm, bool force, char *err, size_t errlen)
 {
 	enum vm_runstate s;
 	const char *why;
 
 	pthread_mutex_lock(&vm->run_lock);
 	s = vm_state(vm);
-	why = vm_cont_refused(vm, s);
+	why = vm_cont_refused(vm, s, force);
 	/* As QEMU: on a waiting destination, cont means "run it when it arrives". */
 	if (s == RUN_STATE_INMIGRATE)
 		vm->autostart = true;

@@ -145,8 +145,11 @@ void vm_event(struct vm *vm, const char *name, const char *data_json);
 
 /* stop/cont as the monitor means them. */
 void vm_stop(struct vm *vm);
-/* -1 with the reason where the guest may not run here (it has moved or is arriving). */
-int vm_cont(struct vm *vm, char *err, size_t errlen);
+/*
+ * -1 with the reason where the guest may not run here (it has moved or is arriving). force:
+ * after a hand-over that the destination never confirmed as well (migration_reclaim()).
+ */
+int vm_cont(struct vm *vm, bool force, char *err, size_t errlen);
 const char *vm_state_name(enum vm_runstate s);
 enum vm_runstate vm_state(struct vm *vm);
 /* Moves to s, the vCPU running only in RUN_STATE_RUNNING, with a STOP or RESUME event where

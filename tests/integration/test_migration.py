@@ -666,16 +666,21 @@ def test_destination_killed_after_go_leaves_source_paused(tern, socks):
     b.kill()
     time.sleep(0.2)
     assert am.info("status")["VM status"] == "paused (postmigrate)"
-    assert "Error" in am.cmd("cont")
+    # The destination said it took the guest: not even a forced cont runs it here again.
+    for cont in ("cont", "cont -f"):
+        assert "Error: the guest is migrated away" in am.cmd(cont)
     assert am.info("status")["VM status"] == "paused (postmigrate)"
 
 
-@pytest.mark.parametrize("how", ["quit", "SIGTERM"])
+@pytest.mark.parametrize("how", ["quit", "SIGTERM", "SIGKILL"])
 def test_destination_gone_before_go_keeps_the_guest_at_the_source(tern, socks, how):
     """The destination ends (quit, a signal) after it said READY but before GO reached it (a
     slow link holds its READY): the guest never ran there, so the source keeps it running.
     The source's GO used to go into a socket whose other end had closed, the write succeeded,
-    and the source waited paused for a guest that ran nowhere."""
+    and the source waited paused for a guest that ran nowhere.
+    Killed (SIGKILL), the destination says nothing: the source cannot tell that from one that
+    took the guest and whose answer was lost, so the guest stays paused, and the user, who can
+    know, runs it here with cont -f (it used to be lost: cont was refused for good)."""
     port = free_port()
     a, am, b, bm = start_pair(tern, socks, "tcp:127.0.0.1:%d" % port)
     # Every answer before END has reached the source: READY is the next.
@@ -686,12 +691,20 @@ def test_destination_gone_before_go_keeps_the_guest_at_the_source(tern, socks, h
     if how == "quit":
         bm.cmd("quit")
     else:
-        b.proc.send_signal(signal.SIGTERM)
+        b.proc.send_signal(getattr(signal, how))
     assert b.wait(timeout=15) is not None
     proxy.back_gate.set()
     info = wait_status(am, ("failed", "completed"))
     assert info["Migration status"] == "failed", info
-    assert "destination failed: tern is exiting" in info["error"], (proxy.seen, info)
+    if how == "SIGKILL":
+        assert "after hand-over" in info["error"], info
+        out = am.cmd("cont")
+        assert "Error: the destination never confirmed that it took the guest" in out, out
+        assert "Error: usage: cont [-f]" in am.cmd("cont -x")
+        assert am.info("status")["VM status"] == "paused (postmigrate)"
+        assert am.cmd("cont -f").strip() == ""
+    else:
+        assert "destination failed: tern is exiting" in info["error"], (proxy.seen, info)
     assert_guest_alive(a, am)
 
 

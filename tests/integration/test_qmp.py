@@ -382,6 +382,11 @@ def test_migrate_over_qmp(tern, tmp_path):
                                      "running": False}
     r = qa.cmd("cont")
     assert "migrated away" in r["error"]["desc"], r
+    # force (tern's, as the monitor's cont -f) is for a hand-over never confirmed: not this one.
+    r = qa.cmd("cont", force=True)
+    assert "migrated away" in r["error"]["desc"], r
+    r = qa.cmd("cont", force="yes")
+    assert r["error"]["desc"] == "Invalid parameter type for 'force', expected: boolean", r
     mark = len(b.out)
     b.send(b"check\r")
     b.expect(r"memtest: ok", start=mark)

@@ -369,7 +369,7 @@ static void test_stopped_guest_waits_for_cont(void)
 	usleep(200000);
 	CHECK_EQ(used_idx(), before);
 	CHECK_EQ(*(uint8_t *)ram(DATA), 0x5a);
-	CHECK_EQ(vm_cont(&vm, err, sizeof(err)), 0);
+	CHECK_EQ(vm_cont(&vm, false, err, sizeof(err)), 0);
 	CHECK_EQ(answer(before), 513);
 	CHECK_EQ(*(uint8_t *)ram(DATA), 0);
 }

@@ -55,6 +55,8 @@ struct migration {
 
 	/* Set when the source handed the guest over to a file: cont is allowed again. */
 	bool snapshot_done;
+	/* Set when the destination never said it took the guest after GO: cont -f may run it. */
+	bool unconfirmed;
 
 	struct mon_session *waiter;	/* a blocking `migrate` */
 	int progress_timer;

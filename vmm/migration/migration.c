@@ -217,6 +217,7 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 	mig_reap(m);
 	/* The guest ran on after an earlier snapshot; this migration may hand it over. */
 	__atomic_store_n(&m->snapshot_done, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&m->unconfirmed, false, __ATOMIC_RELEASE);
 	if (mig_start_thread(m, mig_source_thread, &m->thread) < 0) {
 		snprintf(err, errlen, "%s", m->error);
 		return -1;
@@ -610,9 +611,22 @@ static const struct device_ops mig_ops = {
 	.destroy = mig_destroy,
 };
 
-bool migration_snapshot_taken(struct vm *vm)
+const char *migration_reclaim(struct vm *vm, bool force)
 {
-	return vm->migration && __atomic_load_n(&vm->migration->snapshot_done, __ATOMIC_ACQUIRE);
+	struct migration *m = vm->migration;
+
+	if (m && __atomic_load_n(&m->snapshot_done, __ATOMIC_ACQUIRE))
+		return NULL;
+	if (!m || !__atomic_load_n(&m->unconfirmed, __ATOMIC_ACQUIRE))
+		return "the guest is migrated away: it runs on the other side";
+	if (!force)
+		return "the destination never confirmed that it took the guest, and may run it: "
+		       "if it does not, a forced cont (cont -f) runs it here";
+	__atomic_store_n(&m->unconfirmed, false, __ATOMIC_RELEASE);
+	/* As a destination's: its NIC announces it, the bridge may have learned another port. */
+	mig_resume_devices(vm);
+	mig_post_migrate(vm);
+	return NULL;
 }
 
 int migration_init(struct vm *vm)

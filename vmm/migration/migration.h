@@ -44,7 +44,12 @@ struct migration_info {
 
 void migration_query(struct vm *vm, struct migration_info *info);
 
-/* The guest was saved to a file (a snapshot): it may run on here after `cont`. */
-bool migration_snapshot_taken(struct vm *vm);
+/*
+ * Before cont on a source in postmigrate: NULL if the guest may run here again, else why not.
+ * It may after a snapshot to a file; and, forced, after a hand-over that the destination never
+ * confirmed (it may have died before it took the guest: only the user can know), whose
+ * devices, left paused, are taken back first. Never after a confirmed one. I/O thread.
+ */
+const char *migration_reclaim(struct vm *vm, bool force);
 
 #endif

@@ -401,6 +401,7 @@ static void src_end(struct src *c, int r)
 		 * go on before the state allows cont, or cont would find them paused.
 		 */
 		__atomic_store_n(&m->snapshot_done, !c->interactive, __ATOMIC_RELEASE);
+		__atomic_store_n(&m->unconfirmed, c->interactive && r < 0, __ATOMIC_RELEASE);
 		if (!c->interactive)
 			mig_resume_devices(c->vm);
 		vm_enter_state(c->vm, RUN_STATE_POSTMIGRATE);
