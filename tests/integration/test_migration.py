@@ -163,6 +163,27 @@ def test_snapshot_to_file_and_restore(tern, socks):
     assert_guest_alive(b, bm)
 
 
+def test_restore_from_a_fifo_and_sigterm_while_it_waits(tern, socks):
+    """-incoming file: on a FIFO: tern waits for the writer without holding anything, and a
+    SIGTERM meanwhile ends it at once (the open blocked set-up, the signal unheard, for
+    ever); a writer that comes late restores the guest."""
+    fifo = socks("fifo")
+    os.mkfifo(fifo)
+    b = tern(*incoming_args(socks("b.mon"), "file:" + fifo))
+    bm = Monitor(socks("b.mon"))
+    assert "inmigrate" in bm.cmd("info status")
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.wait(timeout=10) == 0, b.text()
+    snap = snapshot_of_a_guest(tern, socks)
+    c = tern(*incoming_args(socks("c.mon"), "file:" + fifo))
+    cm = Monitor(socks("c.mon"))
+    time.sleep(0.5)
+    with open(fifo, "wb") as w:
+        w.write(open(snap, "rb").read())
+    wait_status(cm, ("completed",))
+    assert_guest_alive(c, cm)
+
+
 @pytest.mark.parametrize("how", ["stop", "-S"])
 def test_snapshot_of_a_stopped_guest_restores_stopped(tern, socks, how):
     """A snapshot carries the run state, as a migration does (and QEMU's): a guest stopped

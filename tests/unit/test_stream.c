@@ -342,6 +342,68 @@ static int full_listener(int *lfd, int *filler)
 	return ntohs(sa.sin_port);
 }
 
+/* Opens path as -incoming file: does, in a child that SIGALRM ends should the open block. */
+static int fifo_listen_returns(const struct mig_uri *u)
+{
+	char err[200];
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		alarm(2);
+		_exit(mig_uri_listen(u, err, sizeof(err)) >= 0 ? 0 : 1);
+	}
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	       WEXITSTATUS(status) == 0;
+}
+
+/*
+ * -incoming file: on a FIFO that nobody writes yet: the open must not block (it held set-up,
+ * with SIGTERM unheard, or the I/O thread under migrate_incoming, for ever); the destination
+ * thread waits for the writer's first bytes or for the exit's stop_fd.
+ */
+static void test_fifo_incoming(void)
+{
+	char path[] = "/tmp/tern-fifo-XXXXXX", err[200] = "", got[4] = "";
+	struct itimerspec its = { .it_value.tv_nsec = 200000000 };
+	int stop = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), fd, w;
+	struct mig_uri u;
+	char uri[64];
+	uint64_t t0, dt;
+
+	CHECK(mkdtemp(path) != NULL);
+	snprintf(uri, sizeof(uri), "file:%s/p", path);
+	CHECK_EQ(mig_uri_parse(uri, &u, err, sizeof(err)), 0);
+	CHECK_EQ(mkfifo(u.path, 0600), 0);
+	if (!fifo_listen_returns(&u)) {
+		CHECK(!"mig_uri_listen blocks on a FIFO nobody writes");
+		unlink(u.path);
+		rmdir(path);
+		return;
+	}
+	fd = mig_uri_listen(&u, err, sizeof(err));
+	CHECK(fd >= 0);
+	/* No writer: the wait ends at stop_fd, not at an end of file. */
+	CHECK_EQ(timerfd_settime(stop, 0, &its, NULL), 0);
+	t0 = now_ns();
+	CHECK_EQ(mig_uri_file_ready(fd, stop, err, sizeof(err)), -1);
+	dt = now_ns() - t0;
+	CHECK(dt >= 150000000ULL && dt < 2000000000ULL);
+	CHECK_STR(err, "cancelled");
+	/* A writer's bytes: the stream is read blocking from here on. */
+	w = open(u.path, O_WRONLY | O_CLOEXEC);
+	CHECK_EQ(write(w, "abc", 3), 3);
+	CHECK_EQ(mig_uri_file_ready(fd, -1, err, sizeof(err)), 0);
+	CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	CHECK_EQ(read(fd, got, 3), 3);
+	CHECK_STR(got, "abc");
+	close(w);
+	close(fd);
+	close(stop);
+	unlink(u.path);
+	rmdir(path);
+}
+
 /*
  * A connect to a host that does not answer ends at a cancel (stop_fd readable: here a timer,
  * 200 ms on) instead of after the kernel's minutes of SYN retries; one that is answered gives
@@ -797,6 +859,7 @@ int main(void)
 	test_uri();
 	test_other_version();
 	test_connect_cancelled();
+	test_fifo_incoming();
 	test_unix_listen_path();
 	test_hello_check();
 	test_hello_hostile();

@@ -265,6 +265,11 @@ static int dst_run(struct dst *c)
 	if (c->m->uri.kind == MIG_FILE) {
 		fd = c->m->listen_fd;
 		c->m->listen_fd = -1;
+		/* A FIFO's writer may come late, or never: tern's exit ends the wait. */
+		if (mig_uri_file_ready(fd, c->m->cancel_fd, c->err, sizeof(c->err)) < 0) {
+			close(fd);
+			return -1;
+		}
 	} else {
 		fd = mig_uri_accept(c->m->listen_fd, c->m->cancel_fd, c->err, sizeof(c->err));
 		close(c->m->listen_fd);

@@ -216,10 +216,13 @@ static int mig_file(const struct mig_uri *u, bool reading, char *err, size_t err
 {
 	/*
 	 * Not blocking while it opens: a FIFO that nobody reads held the migration thread, and
-	 * with it migrate_cancel and quit, for ever; it fails at once with ENXIO instead.
+	 * with it migrate_cancel and quit, for ever; it fails at once with ENXIO instead. One
+	 * that nobody writes yet held set-up (SIGTERM unheard) or the I/O thread
+	 * (migrate_incoming): it opens at once, and the destination thread waits for its writer
+	 * (mig_uri_file_ready), as long as tern does not exit.
 	 */
 	int fd = reading
-		     ? open(u->path, O_RDONLY | O_CLOEXEC)
+		     ? open(u->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
 		     : open(u->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0600);
 	int flags, e;
 
@@ -272,6 +275,30 @@ int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen)
 	default:
 		return mig_file(u, true, err, errlen);
 	}
+}
+
+int mig_uri_file_ready(int fd, int stop_fd, char *err, size_t errlen)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
+	int flags;
+
+	/* A FIFO whose writer has not come yet is neither readable nor hung up: poll waits. */
+	while (poll(p, 2, -1) < 0) {
+		if (errno != EINTR) {
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+	}
+	if (p[1].revents) {
+		snprintf(err, errlen, "cancelled");
+		return -1;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int mig_uri_accept(int lfd, int stop_fd, char *err, size_t errlen)

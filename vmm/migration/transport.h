@@ -23,5 +23,11 @@ int mig_uri_connect(const struct mig_uri *u, int stop_fd, char *err, size_t errl
 int mig_uri_listen(const struct mig_uri *u, char *err, size_t errlen);
 /* Accepts one connection, giving up when stop_fd becomes readable. */
 int mig_uri_accept(int lfd, int stop_fd, char *err, size_t errlen);
+/*
+ * The file that mig_uri_listen opened (without blocking: it may be a FIFO nobody writes yet)
+ * has bytes or an end: 0, and it reads blocking from now on. -1 when stop_fd (or -1: none)
+ * became readable first.
+ */
+int mig_uri_file_ready(int fd, int stop_fd, char *err, size_t errlen);
 
 #endif
