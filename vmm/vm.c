@@ -236,6 +236,16 @@ void vm_request_exit(struct vm *vm, int code, const char *cause, const char *why
 	evloop_stop(&vm->loop);
 }
 
+bool vm_exiting(struct vm *vm)
+{
+	bool exiting;
+
+	pthread_mutex_lock(&vm->lock);
+	exiting = vm->exiting;
+	pthread_mutex_unlock(&vm->lock);
+	return exiting;
+}
+
 static const char *const state_names[] = {
 	[RUN_STATE_RUNNING] = "running",
 	[RUN_STATE_PAUSED] = "paused",

@@ -139,6 +139,8 @@ void vm_irq_line(struct vm *vm, uint32_t irq, int level);
  * host-error, guest-shutdown, guest-reset), as the SHUTDOWN event reports it.
  */
 void vm_request_exit(struct vm *vm, int code, const char *cause, const char *why);
+/* Whether an exit was asked for (quit, a signal, the guest powering off or crashing). */
+bool vm_exiting(struct vm *vm);
 
 /* Sends an event to the listener, if any; any thread. data_json may be NULL. */
 void vm_event(struct vm *vm, const char *name, const char *data_json);

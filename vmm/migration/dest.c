@@ -164,17 +164,6 @@ static int dst_wait_go(struct dst *c)
 	return 0;
 }
 
-/* Whether tern is exiting (quit, a signal): vm->lock is what an exit request takes. */
-static bool dst_exiting(struct dst *c)
-{
-	bool exiting;
-
-	pthread_mutex_lock(&c->vm->lock);
-	exiting = c->vm->exiting;
-	pthread_mutex_unlock(&c->vm->lock);
-	return exiting;
-}
-
 /*
  * Says TAKEN, the source's proof that the guest is ours, unless tern is already exiting: then
  * dst_decline tells the source to keep the guest. An exit asked for after this check ends a
@@ -184,7 +173,7 @@ static int dst_take(struct dst *c)
 {
 	if (!c->interactive || c->s.version < MIG_VERSION_TAKEN)
 		return 0;
-	return dst_exiting(c) ? -1 : dst_reply(c, REC_TAKEN, NULL);
+	return vm_exiting(c->vm) ? -1 : dst_reply(c, REC_TAKEN, NULL);
 }
 
 /*
@@ -195,7 +184,7 @@ static int dst_take(struct dst *c)
 static int dst_decline(struct dst *c)
 {
 	/* Not the end of stream that the exit made of our reading side. */
-	if (dst_exiting(c))
+	if (vm_exiting(c->vm))
 		dst_fail(c, "tern is exiting: the guest stays at the source");
 	if (c->interactive && c->s.version >= MIG_VERSION_TAKEN &&
 	    stream_put(&c->s, REC_ERROR, 0, c->err, strlen(c->err) + 1) == 0)

@@ -317,6 +317,14 @@ static int src_taken(struct src *c)
  */
 static int src_go_allowed(struct src *c)
 {
+	/*
+	 * A guest that powered off or crashed just before the stop asked for tern's exit, whose
+	 * cancel may not have come yet: it must not wake up at the destination.
+	 */
+	if (vm_exiting(c->vm)) {
+		snprintf(c->err, sizeof(c->err), "tern is exiting: the guest is not handed over");
+		return -1;
+	}
 	pthread_mutex_lock(&c->m->lock);
 	c->m->go_sent = c->interactive && !src_cancelled(c);
 	pthread_mutex_unlock(&c->m->lock);
