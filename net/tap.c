@@ -78,6 +78,14 @@ int tap_open(const char *want, char name[IFNAMSIZ])
 	return fd;
 }
 
+bool tap_alive(int fd)
+{
+	struct ifreq ifr = {0};
+
+	/* A deleted tap's fds stay open, detached: every ioctl but TUNSETIFF says EBADFD. */
+	return ioctl(fd, TUNGETIFF, &ifr) == 0 || errno != EBADFD;
+}
+
 bool tap_persistent(int fd)
 {
 	struct ifreq ifr = {0};
@@ -231,13 +239,30 @@ int bridge_attach(const char *br, const char *name)
 	return -1;
 }
 
+int bridge_has_port(const char *br, const char *name)
+{
+	int ifindex = if_nametoindex(name), master;
+
+	if (!ifindex)
+		return 0;
+	master = if_master(ifindex);
+	if (master < 0)
+		return -1;
+	return master > 0 && (unsigned)master == if_nametoindex(br);
+}
+
 void bridge_detach(const char *br, const char *name)
 {
 	struct ifreq ifr = {0};
 
 	strncpy(ifr.ifr_name, br, IFNAMSIZ - 1);
 	ifr.ifr_ifindex = if_nametoindex(name);
-	/* Gone already (deleted meanwhile): nothing to undo. */
-	if (ifr.ifr_ifindex && ifreq_ioctl(SIOCBRDELIF, &ifr) < 0)
+	/*
+	 * Gone already, or taken off br on the host meanwhile (`ip link set nomaster`, the bridge
+	 * deleted): nothing to undo, and nothing to say at exit.
+	 */
+	if (!ifr.ifr_ifindex || !bridge_has_port(br, name))
+		return;
+	if (ifreq_ioctl(SIOCBRDELIF, &ifr) < 0)
 		perrorf("bridge: %s: remove %s", br, name);
 }

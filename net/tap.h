@@ -12,6 +12,8 @@
  * A tap tern creates is not persistent: it disappears when tern closes the fd.
  */
 int tap_open(const char *want, char name[IFNAMSIZ]);
+/* Whether the tap behind fd still exists: false once it was deleted (`ip link del`). */
+bool tap_alive(int fd);
 /* Whether the tap outlives its fds (`ip tuntap add`): not tern's, it stays after tern. */
 bool tap_persistent(int fd);
 /* Length of the virtio-net header in front of every frame (10 or 12). */
@@ -29,7 +31,9 @@ void tap_mac_for_bridge(const uint8_t guest[6], uint8_t mac[6]);
 int tap_set_mac(const char *name, const uint8_t mac[6]);
 /* Makes interface name a port of bridge br: 0, or 1 if it was one already; -1 on error. */
 int bridge_attach(const char *br, const char *name);
-/* Takes interface name off bridge br again; quiet if the interface is gone. */
+/* Whether interface name is a port of bridge br now: 1, 0 (or no such interface), -1 unknown. */
+int bridge_has_port(const char *br, const char *name);
+/* Takes interface name off bridge br again; quiet if it is gone or no longer br's port. */
 void bridge_detach(const char *br, const char *name);
 
 #endif

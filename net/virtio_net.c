@@ -389,8 +389,12 @@ static void virtio_net_send_rarp(void *opaque)
 	}
 	hl = n->hdr_len ? n->hdr_len : 10;
 	announce_rarp_frame(n->config.mac, buf + hl);
-	if (write(n->tap, buf, hl + ANNOUNCE_FRAME_LEN) < 0)
-		perrorf("%s: announce on %s", n->v.name, n->ifname);
+	/* A deleted or downed tap fails each of the five: said once, as the guest's writes. */
+	if (write(n->tap, buf, hl + ANNOUNCE_FRAME_LEN) < 0 && !n->tx_failed) {
+		perrorf("%s: announce on %s (further write errors are only counted)", n->v.name,
+			n->ifname);
+		n->tx_failed = true;
+	}
 	pthread_mutex_unlock(&n->v.lock);
 }
 
@@ -426,11 +430,34 @@ static int virtio_net_save(void *opaque, void *fdt)
 	return r;
 }
 
+/*
+ * A destination whose tap was deleted, or taken off its bridge, while it waited would run the
+ * guest with its network dead: refused here, the last step before GO, so that the guest runs
+ * on at the source, whose network works.
+ */
+static int virtio_net_check_tap(struct virtio_net *n)
+{
+	if (!tap_alive(n->tap)) {
+		errorf("%s: tap %s was deleted on this host: the guest would arrive without "
+		       "network", n->v.name, n->ifname);
+		return -1;
+	}
+	if (*n->br && bridge_has_port(n->br, n->ifname) == 0) {
+		errorf("%s: tap %s is no longer a port of bridge %s: the guest would arrive "
+		       "without network", n->v.name, n->ifname, n->br);
+		return -1;
+	}
+	return 0;
+}
+
 static int virtio_net_load(void *opaque, const void *fdt, int node)
 {
 	struct virtio_net *n = opaque;
 	uint32_t status;
 	int r, len;
+
+	if (virtio_net_check_tap(n) < 0)
+		return -1;
 
 	/*
 	 * The link status is the device's alone (the guest cannot write it) and always up: a

@@ -576,3 +576,123 @@ def test_demo_inter_host(lab):
     out = run_demo("inter-host", ns, [ns, ns + "-a", ns + "-b"])
     ports = re.findall(r"the guest's MAC is behind (\S+)", out)
     assert ports == ["a-up", "b-up", "a-up"], out
+
+
+# --- the host's network changing under a running tern ------------------------------------
+
+def cpu_percent(t, seconds):
+    """tern's CPU use (all threads) over the next seconds, its output read meanwhile."""
+    def ticks():
+        f = open("/proc/%d/stat" % t.proc.pid).read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    before = ticks()
+    t.drain(seconds)
+    return 100.0 * (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+
+
+def tap_of(mon):
+    return re.search(r"tap (\w+)", mon.cmd("info network")).group(1)
+
+
+@pytest.fixture
+def own_bridge(lab):
+    """A bridge of the test's own in the lab, free to delete."""
+    br = "ternhb0"
+    in_ns("ip", "link", "add", br, "type", "bridge")
+    in_ns("ip", "link", "set", br, "up")
+    yield br
+    in_ns("ip", "link", "del", br, check=False)
+
+
+def test_deleted_tap_is_one_line_and_quit_is_clean(lab, tmp_path):
+    """`ip link del` of a running guest's tap: no busy loop on the dead fd, and announce_self
+    (five frames, each refused) says so once, not five times; the monitor answers and quit
+    leaves nothing behind."""
+    t = tern_in_lab(tmp_path / "m")
+    try:
+        assert guest_ip(t) == PINNED_IP
+        mon = Monitor(str(tmp_path / "m"))
+        in_ns("ip", "link", "del", tap_of(mon))
+        mon.cmd("announce_self")
+        assert cpu_percent(t, 3) < 50
+        assert t.text().count("announce on") == 1, t.text()
+        assert "running" in mon.cmd("info network")
+        mon.cmd("quit")
+        assert t.wait() == 0
+        assert not taps_in_lab()
+    finally:
+        t.kill()
+
+
+@pytest.mark.parametrize("how", ["nomaster", "bridge deleted"])
+def test_persistent_tap_taken_off_its_bridge_quits_quietly(own_bridge, tmp_path, how):
+    """A persistent tap that tern put on its bridge, taken off it on the host: at exit there
+    is nothing to undo, and no error line about it."""
+    tap = "ternp1"
+    in_ns("ip", "tuntap", "add", tap, "mode", "tap")
+    t = Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+              "-netdev", "tap,id=n0,ifname=%s,br=%s,script=no,downscript=no" % (tap, own_bridge),
+              "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC,
+              "-monitor", "unix:%s,server,nowait" % (tmp_path / "m")], netns=NS)
+    try:
+        t.expect(r"Booted up", timeout=30)
+        if how == "nomaster":
+            in_ns("ip", "link", "set", tap, "nomaster")
+        else:
+            in_ns("ip", "link", "del", own_bridge)
+        Monitor(str(tmp_path / "m")).cmd("quit")
+        assert t.wait() == 0
+        assert "bridge:" not in t.text(), t.text()
+    finally:
+        t.kill()
+        in_ns("ip", "link", "del", tap, check=False)
+
+
+def test_forwarding_skips_a_deleted_source_tap(lab, tmp_path):
+    """The source forwards frames from its tap for a second after GO: a tap deleted on the
+    host is POLLERR for good, which that loop used to spin on."""
+    src = tern_in_lab(tmp_path / "m0")
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    dst = tern_in_lab(tmp_path / "m1", "-incoming", uri)
+    try:
+        assert guest_ip(src) == PINNED_IP
+        mon = Monitor(str(tmp_path / "m0"))
+        Monitor(str(tmp_path / "m1")).close()
+        in_ns("ip", "link", "del", tap_of(mon))
+        assert "migrate: completed" in mon.cmd('migrate "%s"' % uri)
+        assert cpu_percent(src, 0.8) < 25
+        mon.cmd("quit")
+        assert src.wait() == 0
+    finally:
+        src.kill()
+        dst.kill()
+
+
+@pytest.mark.parametrize("what", ["tap", "bridge"])
+def test_destination_that_lost_its_network_refuses(own_bridge, tmp_path, what):
+    """A destination whose tap was deleted, or whose bridge was, while it waited would run
+    the guest deaf: it refuses before GO, naming the tap, and the guest runs on at the
+    source. (QEMU's destination has no such check.)"""
+    src = tern_in_lab(tmp_path / "m0")
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    dst = Tern(["-kernel", GUEST, "-m", "128M", "-nographic", "-serial", "stdio",
+                "-netdev", "bridge,id=n0,br=" + own_bridge,
+                "-device", "virtio-net,netdev=n0,mac=" + PINNED_MAC,
+                "-monitor", "unix:%s,server,nowait" % (tmp_path / "m1"), "-incoming", uri],
+               netns=NS)
+    try:
+        assert guest_ip(src) == PINNED_IP
+        mon = Monitor(str(tmp_path / "m0"))
+        dtap = tap_of(Monitor(str(tmp_path / "m1")))
+        in_ns("ip", "link", "del", dtap if what == "tap" else own_bridge)
+        out = mon.cmd('migrate "%s"' % uri)
+        assert "completed" not in out, out
+        assert dst.wait(timeout=15) == 1
+        want = "tap %s was deleted on this host" % dtap if what == "tap" else \
+            "tap %s is no longer a port of bridge %s" % (dtap, own_bridge)
+        assert want in dst.text(), dst.text()
+        assert mon.info("status")["VM status"] == "running"
+        in_ns("ping", "-c", "3", "-W", "5", PINNED_IP)
+    finally:
+        src.kill()
+        dst.kill()

@@ -462,6 +462,14 @@ static void src_forward(struct src *c)
 		for (int i = 2; i < n; i++) {
 			ssize_t len;
 
+			/*
+			 * A tap deleted on the host stays POLLERR (and reads EBADFD) for good:
+			 * left out, or the rest of the forwarding would spin on it.
+			 */
+			if (p[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+				p[i].fd = -1;
+				continue;
+			}
 			if (!(p[i].revents & POLLIN))
 				continue;
 			len = read(p[i].fd, buf, sizeof(buf));
