@@ -78,7 +78,7 @@ check_env() {
 # A second Ctrl-C must not cut that short and leave the namespace half taken down.
 undo_up() {
 	local rc=$?
-	trap '' INT TERM
+	trap '' INT TERM HUP
 	[ $rc -eq 0 ] || down >/dev/null 2>&1 || true
 	exit $rc
 }
@@ -86,10 +86,13 @@ undo_up() {
 up() {
 	command -v dnsmasq >/dev/null || die "dnsmasq not found: install dnsmasq-base"
 	if ! ns_exists; then
-		# A lab this run starts and does not finish (an error, Ctrl-C, SIGTERM) goes again.
+		# A lab this run starts and does not finish (an error, Ctrl-C, SIGTERM, a closed
+		# terminal) goes again. Each signal needs its trap: on one with none, the EXIT trap
+		# sees the last command's status (0, often) and would keep the half-made lab.
 		trap undo_up EXIT
 		trap 'exit 130' INT
 		trap 'exit 143' TERM
+		trap 'exit 129' HUP
 		ip netns add "$NS"
 	fi
 	mkdir -p "$STATE"
@@ -136,7 +139,7 @@ up() {
 		done
 		dnsmasq_pid >/dev/null || dnsmasq_failed "did not stay up"
 	fi
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
 	echo "lab $NS up: bridge $BR $BR_ADDR, dnsmasq pid $(dnsmasq_pid), $PINNED_MAC -> $PINNED_IP"
 	echo "run in it with: ip netns exec $NS COMMAND"
 }

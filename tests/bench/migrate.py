@@ -219,5 +219,13 @@ def main():
     sys.stdout.flush()
 
 
+def stop(signum, _frame):
+    """SIGTERM and SIGHUP (a kill, a closed terminal) unwind as Ctrl-C does: the finally
+    blocks stop the guests and the temporary directory goes. Killed outright, it stayed."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     main()

@@ -653,6 +653,38 @@ def test_lab_up_interrupted_twice_leaves_nothing(tmp_path):
 
 
 @needs_lab
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_lab_up_killed_leaves_nothing(tmp_path, sig):
+    """A terminal closed (SIGHUP) or a kill during lab.sh up takes down what it made, as Ctrl-C
+    does: the EXIT trap alone saw the last command's status (0), not the signal, and left the
+    namespace. The fake dnsmasq never writes its pid file, so up waits for it."""
+    ns = LAB_NS + "-k"
+    mark = tmp_path / "started"
+    fake = tmp_path / "dnsmasq"
+    fake.write_text("#!/bin/sh\ntouch %s\nexit 0\n" % mark)
+    fake.chmod(0o755)
+    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    # A session of its own, signalled as a whole, as a terminal does its foreground job.
+    p = subprocess.Popen([LAB_SH, "up"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while not mark.exists() and p.poll() is None:
+            time.sleep(0.01)
+        assert p.poll() is None, p.communicate()
+        os.killpg(p.pid, sig)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 128 + sig, (p.returncode, out, err)
+        assert ns not in netns_list()
+        assert not os.path.exists("/run/tern-lab/" + ns)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+
+
+@needs_lab
 def test_lab_up_that_fails_leaves_nothing(tmp_path):
     """A dnsmasq that will not start: lab.sh up says so and takes down what it made."""
     ns = LAB_NS + "-f"
@@ -740,3 +772,47 @@ def test_lab_down_leaves_nothing(lab_up):
         if sleeper.poll() is None:
             sleeper.kill()
             sleeper.wait()
+
+
+def session_argvs(sid):
+    """The command lines of the processes in session sid."""
+    argvs = []
+    for pid in sh("pgrep", "-s", str(sid), check=False).stdout.split():
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argvs.append(f.read())
+        except OSError:
+            pass  # gone meanwhile
+    return argvs
+
+
+@pytest.mark.kvm
+@needs_lab
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_migrate_bench_killed_leaves_nothing(tmp_path, sig):
+    """tests/bench/migrate.sh stopped during a migration (a kill, a closed terminal): its
+    guests, its lab and its temporary directory all go, as at Ctrl-C. The Python driver was
+    killed outright, and its temporary directory (the monitors' sockets) stayed."""
+    tmp = tmp_path / "t"
+    tmp.mkdir()
+    ns = "ternmigtest%d" % os.getpid()
+    env = dict(os.environ, N="1", SIZES="128M", TMPDIR=str(tmp), TERN_LAB_NS=ns)
+    p = subprocess.Popen([os.path.join(ROOT, "tests", "bench", "migrate.sh")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(b"-incoming" in argv for argv in session_argvs(p.pid)):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.05)
+        os.killpg(p.pid, sig)
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode != 0, out
+        assert sh("pgrep", "-s", str(p.pid), check=False).stdout == ""
+        assert ns not in netns_list()
+        assert os.listdir(tmp) == [], out
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        sh("ip", "netns", "del", ns, check=False)
