@@ -430,34 +430,11 @@ static int virtio_net_save(void *opaque, void *fdt)
 	return r;
 }
 
-/*
- * A destination whose tap was deleted, or taken off its bridge, while it waited would run the
- * guest with its network dead: refused here, the last step before GO, so that the guest runs
- * on at the source, whose network works.
- */
-static int virtio_net_check_tap(struct virtio_net *n)
-{
-	if (!tap_alive(n->tap)) {
-		errorf("%s: tap %s was deleted on this host: the guest would arrive without "
-		       "network", n->v.name, n->ifname);
-		return -1;
-	}
-	if (*n->br && bridge_has_port(n->br, n->ifname) == 0) {
-		errorf("%s: tap %s is no longer a port of bridge %s: the guest would arrive "
-		       "without network", n->v.name, n->ifname, n->br);
-		return -1;
-	}
-	return 0;
-}
-
 static int virtio_net_load(void *opaque, const void *fdt, int node)
 {
 	struct virtio_net *n = opaque;
 	uint32_t status;
 	int r, len;
-
-	if (virtio_net_check_tap(n) < 0)
-		return -1;
 
 	/*
 	 * The link status is the device's alone (the guest cannot write it) and always up: a
@@ -615,11 +592,29 @@ static void virtio_net_destroy(void *opaque)
 	free(n);
 }
 
+/*
+ * A destination whose tap was deleted, or taken off its bridge, since it started would run the
+ * guest with its network dead: it refuses in the hello, and the guest runs on at the source.
+ */
+static int virtio_net_can_arrive(void *opaque, char *why, size_t len)
+{
+	struct virtio_net *n = opaque;
+
+	if (!tap_alive(n->tap))
+		snprintf(why, len, "tap %s was deleted on this host", n->ifname);
+	else if (*n->br && bridge_has_port(n->br, n->ifname) == 0)
+		snprintf(why, len, "tap %s is no longer a port of bridge %s", n->ifname, n->br);
+	else
+		return 0;
+	return -1;
+}
+
 static const struct device_ops virtio_net_ops = {
     .name = "virtio-net",
     .describe = virtio_net_describe,
     .save = virtio_net_save,
     .load = virtio_net_load,
+    .can_arrive = virtio_net_can_arrive,
     .pause = virtio_net_pause,
     .resume = virtio_net_resume,
     .runstate = virtio_net_runstate,

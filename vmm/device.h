@@ -22,6 +22,11 @@ struct device_ops {
 	int (*match)(void *opaque, const void *fdt, int node, char *why, size_t len);
 	int (*save)(void *opaque, void *fdt);
 	int (*load)(void *opaque, const void *fdt, int node);
+	/*
+	 * On a destination, at the hello: -1, with the reason in why, when this host can no longer
+	 * give the guest what the device promised it (a NIC whose tap was deleted meanwhile).
+	 */
+	int (*can_arrive)(void *opaque, char *why, size_t len);
 	/* Stop and restart processing (host I/O, timers) around a migration's stop-and-copy. */
 	void (*pause)(void *opaque);
 	void (*resume)(void *opaque);

@@ -184,6 +184,21 @@ static int match_node(struct vm *vm, const char *name, const void *theirs, int n
 	return 1;
 }
 
+/* Whether each device here can take the guest now (its host's side of it still there). */
+static int can_arrive(struct vm *vm, char *why, size_t wlen)
+{
+	for (int i = 0; i < vm->ndev; i++) {
+		const struct device *d = &vm->dev[i];
+		char buf[64], reason[160];
+
+		if (d->ops->can_arrive && d->ops->can_arrive(d->opaque, reason, sizeof(reason)) < 0) {
+			snprintf(why, wlen, "%s: %s", node_name(vm, i, buf), reason);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int mig_check_description(struct vm *vm, const void *theirs, int len, char *why, size_t wlen)
 {
 	int ourlen, node, m, r = -1;
@@ -220,7 +235,7 @@ int mig_check_description(struct vm *vm, const void *theirs, int len, char *why,
 			goto out;
 		}
 	}
-	r = 0;
+	r = can_arrive(vm, why, wlen);
 out:
 	free(ours);
 	return r;
