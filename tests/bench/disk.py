@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 
-from vmms import GUEST, kvm_ok, qemu_microvm
+from vmms import GUEST, bench_main, kvm_ok, qemu_microvm
 
 MIB = 32
 RUNS = 3
@@ -83,4 +83,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(main)

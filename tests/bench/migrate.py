@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 
+from vmms import bench_main
+
 N = int(os.environ.get("N", "10"))
 SIZES = os.environ.get("SIZES", "128M 512M 2G").split()
 GUEST = "build/guest/guest.elf"
@@ -219,13 +221,5 @@ def main():
     sys.stdout.flush()
 
 
-def stop(signum, _frame):
-    """SIGTERM and SIGHUP (a kill, a closed terminal) unwind as Ctrl-C does: the finally
-    blocks stop the guests and the temporary directory goes. Killed outright, it stayed."""
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    main()
+    bench_main(main)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from vmms import GUEST, kvm_ok, qemu_microvm
+from vmms import GUEST, bench_main, kvm_ok, qemu_microvm
 
 NS = sys.argv[1]
 MAC, IP = "52:54:30:30:30:30", "192.168.123.10"
@@ -100,4 +100,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(main)

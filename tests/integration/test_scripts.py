@@ -788,21 +788,24 @@ def session_argvs(sid):
 
 @pytest.mark.kvm
 @needs_lab
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_migrate_bench_killed_leaves_nothing(tmp_path, sig):
-    """tests/bench/migrate.sh stopped during a migration (a kill, a closed terminal): its
-    guests, its lab and its temporary directory all go, as at Ctrl-C. The Python driver was
-    killed outright, and its temporary directory (the monitors' sockets) stayed."""
+@pytest.mark.parametrize("bench,sig,moment", [
+    ("migrate", signal.SIGTERM, b"-incoming"), ("migrate", signal.SIGHUP, b"-incoming"),
+    ("disk", signal.SIGTERM, b"guest.elf")])
+def test_bench_killed_leaves_nothing(tmp_path, bench, sig, moment):
+    """A benchmark stopped by a kill or a closed terminal, during a migration or while its
+    guest boots: its guests, its lab and its temporary files all go, as at Ctrl-C. The Python
+    drivers were killed outright: their temporary directory (the monitors' sockets, the disk
+    image) stayed."""
     tmp = tmp_path / "t"
     tmp.mkdir()
-    ns = "ternmigtest%d" % os.getpid()
+    ns = "ternbt%d" % os.getpid()
     env = dict(os.environ, N="1", SIZES="128M", TMPDIR=str(tmp), TERN_LAB_NS=ns)
-    p = subprocess.Popen([os.path.join(ROOT, "tests", "bench", "migrate.sh")], env=env,
+    p = subprocess.Popen([os.path.join(ROOT, "tests", "bench", bench + ".sh")], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(b"-incoming" in argv for argv in session_argvs(p.pid)):
+        while not any(moment in argv for argv in session_argvs(p.pid)):
             assert p.poll() is None and time.monotonic() < deadline, p.communicate()
             time.sleep(0.05)
         os.killpg(p.pid, sig)
