@@ -820,6 +820,10 @@ def test_fast_dirtier_bounded(tern, socks):
     assert info["Migration status"] in ("completed", "failed"), info
     assert int(info["dirty sync count"]) <= 30, info
     if info["Migration status"] == "completed":
+        # Rounds ran out with the rest over the limit: said, with what helps.
+        note = "the rest never fitted the downtime limit"
+        assert note in out and "auto-converge on" in out, out
+        assert note in info["note"], info
         assert_guest_alive(b, bm)
     else:
         assert_guest_alive(a, am)
@@ -868,7 +872,7 @@ def test_auto_converge_slows_a_fast_dirtier(tern, socks):
     seen, info = throttled_migration(am, uri)
     assert info["Migration status"] == "completed", info
     assert seen[0] == 50 and all(p in (70, 90, 99) for p in seen[1:]), seen
-    assert int(info["dirty sync count"]) < 30, info
+    assert int(info["dirty sync count"]) < 30 and "note" not in info, info
     assert_guest_alive(b, bm)
 
 

@@ -22,6 +22,7 @@ struct mig_stats {
 	uint64_t zero_pages, normal_pages, rounds;
 	uint64_t bandwidth;		/* bytes/s measured in the last round */
 	uint64_t expected_downtime_ns;
+	bool over_limit;		/* stopped when rounds ran out, the rest over the limit */
 };
 
 struct migration {

@@ -71,16 +71,24 @@ static bool mig_busy(struct migration *m)
 	return m->thread_started && !__atomic_load_n(&m->thread_done, __ATOMIC_ACQUIRE);
 }
 
+/* Why the downtime went over its limit: said with the outcome, so that nobody has to guess. */
+#define OVER_LIMIT_NOTE                                                                           \
+	"the rest never fitted the downtime limit: the guest dirtied memory faster than the link " \
+	"carried it until rounds ran out (migrate_set_capability auto-converge on slows it down)"
+
 static void mig_summary(struct migration *m, struct mon_session *s)
 {
 	pthread_mutex_lock(&m->lock);
-	if (m->status == MIG_COMPLETED)
+	if (m->status != MIG_COMPLETED) {
+		monitor_printf(s, "migrate: %s: %s\n", mig_status_name(m->status), m->error);
+	} else {
 		monitor_printf(s, "migrate: completed in %.3f ms (downtime %.3f ms, %llu KiB sent, %llu rounds)\n",
 			       m->st.total_ns / 1e6, m->st.downtime_ns / 1e6,
 			       (unsigned long long)(m->st.transferred >> 10),
 			       (unsigned long long)m->st.rounds);
-	else
-		monitor_printf(s, "migrate: %s: %s\n", mig_status_name(m->status), m->error);
+		if (m->st.over_limit)
+			monitor_printf(s, "migrate: %s\n", OVER_LIMIT_NOTE);
+	}
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -340,6 +348,8 @@ static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "error: %s\n", i.error);
 	if (strcmp(i.status, "none")) {
 		monitor_printf(s, "total time: %.3f ms\n", i.total_ms);
+		if (!i.incoming && !strcmp(i.status, "completed") && i.over_limit)
+			monitor_printf(s, "note: %s\n", OVER_LIMIT_NOTE);
 		if (!i.incoming && !strcmp(i.status, "completed"))
 			monitor_printf(s, "downtime: %.3f ms\n", i.downtime_ms);
 		else if (!i.incoming)
@@ -509,6 +519,7 @@ void migration_query(struct vm *vm, struct migration_info *info)
 	info->normal_pages = m->st.normal_pages;
 	info->rounds = m->st.rounds;
 	info->throttle_pct = m->throttle_pct;
+	info->over_limit = m->st.over_limit;
 	info->auto_converge = m->auto_converge;
 	for (size_t n = 0; n < ARRAY_SIZE(mig_params); n++)
 		info->param[n] = *mig_param(m, &mig_params[n]);

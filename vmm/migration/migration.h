@@ -38,6 +38,7 @@ struct migration_info {
 	double total_ms, downtime_ms, setup_ms, expected_downtime_ms;
 	uint64_t transferred, remaining, total, zero_pages, normal_pages, rounds;
 	unsigned throttle_pct;	/* auto-converge's brake now, 0 when off */
+	bool over_limit;	/* the stop came when rounds ran out, the rest over the limit */
 	bool auto_converge;
 	uint64_t param[MIG_PARAM_COUNT];
 };

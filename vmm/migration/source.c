@@ -218,8 +218,12 @@ static int src_sync(struct src *c, uint64_t round, bool *fits)
 	if (src_check_cancel(c) < 0)
 		return -1;
 	/* st.bandwidth: only this thread writes it. */
-	*fits =
-	    dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth <= limit_ms || round >= m->max_rounds;
+	*fits = dirty * MIG_PAGE_SIZE * 1000 / m->st.bandwidth <= limit_ms;
+	if (!*fits && round >= m->max_rounds) {
+		pthread_mutex_lock(&m->lock);
+		m->st.over_limit = *fits = true;
+		pthread_mutex_unlock(&m->lock);
+	}
 	return 0;
 }
 
