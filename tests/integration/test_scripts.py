@@ -607,6 +607,33 @@ def test_demo_sees_its_namespace_in_a_long_list(tmp_path, demo):
         assert "fake ip" not in p.stderr, p.stderr
 
 
+def lab_up_with_fake_dnsmasq(tmp_path, ns, script):
+    """The environment for a lab.sh up in namespace ns whose dnsmasq is the shell script."""
+    fake = tmp_path / "dnsmasq"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    return dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+
+
+def assert_lab_gone(ns):
+    assert ns not in netns_list()
+    assert not os.path.exists("/run/tern-lab/" + ns)
+
+
+def remove_lab(ns, p=None):
+    """What a lab.sh up (p, if still running) may have left when its test failed."""
+    if p is not None and p.poll() is None:
+        p.kill()
+        p.wait()
+    for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    sh("ip", "netns", "del", ns, check=False)
+    shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+
+
 @needs_lab
 def test_lab_up_interrupted_twice_leaves_nothing(tmp_path):
     """Ctrl-C in lab.sh up takes down what it made; a second Ctrl-C while it does so must not
@@ -615,13 +642,9 @@ def test_lab_up_interrupted_twice_leaves_nothing(tmp_path):
     ns = LAB_NS + "-i"
     mark = tmp_path / "mark"
     mark.mkdir()
-    fake = tmp_path / "dnsmasq"
-    fake.write_text("#!/bin/sh\n"
-                    "sh -c 'trap \"touch %s/term\" TERM; touch %s/started; "
-                    "while :; do sleep 0.1; done' </dev/null >/dev/null 2>&1 &\n"
-                    "exit 0\n" % (mark, mark))
-    fake.chmod(0o755)
-    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    env = lab_up_with_fake_dnsmasq(
+        tmp_path, ns, "sh -c 'trap \"touch %s/term\" TERM; touch %s/started; "
+        "while :; do sleep 0.1; done' </dev/null >/dev/null 2>&1 &\nexit 0\n" % (mark, mark))
 
     def interrupt_once(path, proc):
         """SIGINT once path exists, unless lab.sh has ended by then (a slow host)."""
@@ -637,19 +660,9 @@ def test_lab_up_interrupted_twice_leaves_nothing(tmp_path):
         interrupt_once(mark / "term", p)  # while the clean-up stops what runs in the lab
         out, err = p.communicate(timeout=60)
         assert p.returncode != 0, (out, err)
-        assert ns not in netns_list()
-        assert not os.path.exists("/run/tern-lab/" + ns)
+        assert_lab_gone(ns)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-        sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+        remove_lab(ns, p)
 
 
 @needs_lab
@@ -660,10 +673,7 @@ def test_lab_up_killed_leaves_nothing(tmp_path, sig):
     namespace. The fake dnsmasq never writes its pid file, so up waits for it."""
     ns = LAB_NS + "-k"
     mark = tmp_path / "started"
-    fake = tmp_path / "dnsmasq"
-    fake.write_text("#!/bin/sh\ntouch %s\nexit 0\n" % mark)
-    fake.chmod(0o755)
-    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    env = lab_up_with_fake_dnsmasq(tmp_path, ns, "touch %s\nexit 0\n" % mark)
     # A session of its own, signalled as a whole, as a terminal does its foreground job.
     p = subprocess.Popen([LAB_SH, "up"], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -674,33 +684,23 @@ def test_lab_up_killed_leaves_nothing(tmp_path, sig):
         os.killpg(p.pid, sig)
         out, err = p.communicate(timeout=60)
         assert p.returncode == 128 + sig, (p.returncode, out, err)
-        assert ns not in netns_list()
-        assert not os.path.exists("/run/tern-lab/" + ns)
+        assert_lab_gone(ns)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+        remove_lab(ns, p)
 
 
 @needs_lab
 def test_lab_up_that_fails_leaves_nothing(tmp_path):
     """A dnsmasq that will not start: lab.sh up says so and takes down what it made."""
     ns = LAB_NS + "-f"
-    fake = tmp_path / "dnsmasq"
-    fake.write_text("#!/bin/sh\necho fake dnsmasq fails >&2\nexit 1\n")
-    fake.chmod(0o755)
-    env = dict(os.environ, TERN_LAB_NS=ns, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
+    env = lab_up_with_fake_dnsmasq(tmp_path, ns, "echo fake dnsmasq fails >&2\nexit 1\n")
     try:
         p = subprocess.run([LAB_SH, "up"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=60)
         assert p.returncode == 1 and "dnsmasq failed to start" in p.stderr, p.stderr
-        assert ns not in netns_list()
-        assert not os.path.exists("/run/tern-lab/" + ns)
+        assert_lab_gone(ns)
     finally:
-        sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree("/run/tern-lab/" + ns, ignore_errors=True)
+        remove_lab(ns)
 
 
 @pytest.mark.skipif(not shutil.which("ip"), reason="needs iproute2")

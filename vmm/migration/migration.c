@@ -348,11 +348,11 @@ static void cmd_info_migrate(struct mon_session *s, int argc, char **argv)
 		monitor_printf(s, "error: %s\n", i.error);
 	if (strcmp(i.status, "none")) {
 		monitor_printf(s, "total time: %.3f ms\n", i.total_ms);
-		if (!i.incoming && !strcmp(i.status, "completed") && i.over_limit)
-			monitor_printf(s, "note: %s\n", OVER_LIMIT_NOTE);
-		if (!i.incoming && !strcmp(i.status, "completed"))
+		if (!i.incoming && !strcmp(i.status, "completed")) {
+			if (i.over_limit)
+				monitor_printf(s, "note: %s\n", OVER_LIMIT_NOTE);
 			monitor_printf(s, "downtime: %.3f ms\n", i.downtime_ms);
-		else if (!i.incoming)
+		} else if (!i.incoming)
 			monitor_printf(s, "expected downtime: %.3f ms\n", i.expected_downtime_ms);
 		monitor_printf(s, "setup: %.3f ms\n", i.setup_ms);
 		monitor_printf(s, "transferred ram: %llu kbytes\n",
